@@ -1,0 +1,39 @@
+//! # shmkit
+//!
+//! Shared memory between processes, the way the Unix books describe it, made safe.
+//!
+//! | technique | constructor | shared with |
+//! |---|---|---|
+//! | `MAP_SHARED` mapping of `/dev/zero` | [`Region::dev_zero`] | children made by [`fork`] |
+//! | anonymous `MAP_SHARED \| MAP_ANONYMOUS` | [`Region::anonymous`] | children made by [`fork`] |
+//! | named POSIX shared memory (`shm_open`) | [`Region::create`], [`Region::open`], [`Region::open_or_create`], [`unlink`] | any process that knows the name |
+//! | regular file (memmap2) | [`Region::file`] | any process that maps the file |
+//! | fd-backed anonymous (`memfd_create`) | [`Region::memfd`], [`Region::from_fd`] | processes the fd is passed to |
+//!
+//! [`MapOptions::private`] gives `MAP_PRIVATE` (copy-on-write) instead.
+//!
+//! ## Safety model
+//!
+//! A [`Region`] owns its mapping and unmaps it on drop. Its bytes may be changed by other
+//! processes at any time, so the safe accessors copy ([`Region::read_at`],
+//! [`Region::write_at`]) and the slice views are `unsafe`. Names are never unlinked
+//! implicitly. Errors are typed ([`Error`], [`ErrorKind`]) with the errno, the syscall and
+//! the object's name.
+
+mod anon;
+mod dev_zero;
+mod error;
+mod file;
+mod memfd;
+mod name;
+mod posix_shm;
+mod process;
+mod region;
+
+pub use error::{Error, ErrorKind, Result};
+pub use name::{unique_name, ObjectName, MAX_NAME_LEN};
+pub use nix::errno::Errno;
+pub use nix::sys::signal::Signal;
+pub use posix_shm::unlink;
+pub use process::{fork, Child, ExitStatus};
+pub use region::{Kind, MapOptions, Region};

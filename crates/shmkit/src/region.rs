@@ -1,0 +1,456 @@
+//! [`Region`]: one mapped range of memory, whatever technique made it.
+//!
+//! Every constructor (anonymous, `/dev/zero`, named POSIX shm, file, memfd) ends in this
+//! type: a pointer, a length, `flush`, and `munmap` when dropped.
+
+use std::ffi::c_void;
+use std::num::NonZeroUsize;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+
+use nix::sys::mman::{mmap, munmap, msync, MapFlags, MsFlags, ProtFlags};
+
+use crate::error::{Error, ErrorKind, Result, SyscallExt};
+
+/// Which technique made a [`Region`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+  /// `mmap(MAP_SHARED | MAP_ANONYMOUS)`: shared with children made by `fork()`.
+  Anonymous,
+  /// `mmap` of `/dev/zero`: shared with children made by `fork()` (Linux and BSDs).
+  DevZero,
+  /// POSIX shared memory (`shm_open`): shared with any process that knows the name.
+  Named,
+  /// A regular file mapped with memmap2: shared through the file system, persistent.
+  File,
+  /// An anonymous fd-backed object (`memfd_create` on Linux): shared by passing its fd.
+  Memfd,
+}
+
+impl Kind {
+  /// A short stable identifier: `anonymous`, `devZero`, `named`, `file`, `memfd`.
+  #[must_use]
+  pub fn as_str(self) -> &'static str {
+    match self {
+      Kind::Anonymous => "anonymous",
+      Kind::DevZero => "devZero",
+      Kind::Named => "named",
+      Kind::File => "file",
+      Kind::Memfd => "memfd",
+    }
+  }
+}
+
+/// How to map a region. Every field has a default; not every field applies to every
+/// technique (each constructor says which it reads).
+///
+/// ```
+/// let opts = shmkit::MapOptions::new().mode(0o640).reserve(true);
+/// assert_eq!(opts.get_mode(), 0o640);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapOptions {
+  private: bool,
+  read_only: bool,
+  mode: u32,
+  reserve: bool,
+  create: bool,
+}
+
+impl Default for MapOptions {
+  fn default() -> Self {
+    Self { private: false, read_only: false, mode: 0o600, reserve: false, create: true }
+  }
+}
+
+impl MapOptions {
+  /// The defaults: `MAP_SHARED`, read-write, mode `0o600`, no reservation, files created.
+  #[must_use]
+  pub fn new() -> Self {
+    Self::default()
+  }
+
+  /// `MAP_PRIVATE` (copy-on-write) instead of `MAP_SHARED`: this process's writes, and a
+  /// forked child's, stay their own. Default `false`.
+  #[must_use]
+  pub fn private(mut self, private: bool) -> Self {
+    self.private = private;
+    self
+  }
+
+  /// Open the object `O_RDONLY`. Alone, the mapping is `PROT_READ` (writing through it
+  /// faults); together with [`MapOptions::private`] it is a copy-on-write view whose writes
+  /// never reach the object. Default `false`. Applies to `open`, `file` and `from_fd`.
+  #[must_use]
+  pub fn read_only(mut self, read_only: bool) -> Self {
+    self.read_only = read_only;
+    self
+  }
+
+  /// Permission bits for objects this call creates, applied exactly (the umask does not
+  /// narrow them). Default `0o600`: owner read/write only.
+  #[must_use]
+  pub fn mode(mut self, mode: u32) -> Self {
+    self.mode = mode;
+    self
+  }
+
+  /// Allocate every page of a new named or memfd object up front (`posix_fallocate`), so
+  /// that touching it later can never fail with `SIGBUS`. Fails with `ENOSPC` instead.
+  /// Default `false`: pages are allocated lazily, on first touch.
+  #[must_use]
+  pub fn reserve(mut self, reserve: bool) -> Self {
+    self.reserve = reserve;
+    self
+  }
+
+  /// For [`Region::file`]: create the file if it is missing. Default `true`.
+  #[must_use]
+  pub fn create(mut self, create: bool) -> Self {
+    self.create = create;
+    self
+  }
+
+  /// Whether [`MapOptions::private`] is set.
+  #[must_use]
+  pub fn is_private(&self) -> bool {
+    self.private
+  }
+
+  /// Whether [`MapOptions::read_only`] is set.
+  #[must_use]
+  pub fn is_read_only(&self) -> bool {
+    self.read_only
+  }
+
+  /// The permission bits for new objects.
+  #[must_use]
+  pub fn get_mode(&self) -> u32 {
+    self.mode
+  }
+
+  /// Whether [`MapOptions::reserve`] is set.
+  #[must_use]
+  pub fn is_reserve(&self) -> bool {
+    self.reserve
+  }
+
+  /// Whether [`MapOptions::create`] is set.
+  #[must_use]
+  pub fn is_create(&self) -> bool {
+    self.create
+  }
+
+  pub(crate) fn check_mode(&self) -> Result<nix::sys::stat::Mode> {
+    if self.mode > 0o777 {
+      return Err(Error::new(ErrorKind::InvalidArgument, format!("mode {:#o} is above 0o777", self.mode)));
+    }
+    let bits = nix::libc::mode_t::try_from(self.mode).expect("at most 0o777");
+    Ok(nix::sys::stat::Mode::from_bits_truncate(bits))
+  }
+
+  pub(crate) fn prot(&self) -> ProtFlags {
+    if self.read_only && !self.private {
+      ProtFlags::PROT_READ
+    } else {
+      ProtFlags::PROT_READ | ProtFlags::PROT_WRITE
+    }
+  }
+
+  pub(crate) fn flags(&self) -> MapFlags {
+    if self.private {
+      MapFlags::MAP_PRIVATE
+    } else {
+      MapFlags::MAP_SHARED
+    }
+  }
+}
+
+/// A range from `mmap(2)`, unmapped exactly once: by `unmap` or by Drop.
+struct RawMapping {
+  ptr: NonNull<c_void>,
+  len: usize,
+}
+
+impl RawMapping {
+  fn unmap(self) -> Result<()> {
+    let this = std::mem::ManuallyDrop::new(self);
+    // SAFETY: `ptr` and `len` describe exactly the mapping we own; `this` is never dropped,
+    // so it is unmapped only here.
+    unsafe { munmap(this.ptr, this.len) }.syscall("munmap")
+  }
+}
+
+impl Drop for RawMapping {
+  fn drop(&mut self) {
+    // SAFETY: `ptr` and `len` describe exactly the mapping we own, and nothing uses it after
+    // drop. munmap only fails for arguments we never pass, so the result is ignored (Drop
+    // cannot report; `Region::close` does).
+    let _ = unsafe { munmap(self.ptr, self.len) };
+  }
+}
+
+/// The owner of the mapped range.
+enum Mapping {
+  /// From `mmap(2)` through nix.
+  Raw(RawMapping),
+  /// A shared file mapping from memmap2.
+  FileShared(memmap2::MmapRaw),
+  /// A private (copy-on-write) file mapping from memmap2.
+  FilePrivate(memmap2::MmapMut),
+}
+
+/// A mapped range of memory that other processes can share.
+///
+/// Constructors, one per technique: [`Region::anonymous`], [`Region::dev_zero`],
+/// [`Region::create`], [`Region::open`], [`Region::open_or_create`], [`Region::file`],
+/// [`Region::memfd`], [`Region::from_fd`]. Dropping a region unmaps it; it never removes
+/// a name (see [`crate::unlink`]).
+///
+/// The bytes can change at any time when another process writes them, so safe access goes
+/// through copies ([`Region::read_at`], [`Region::write_at`]) or raw pointers; the slice
+/// views are `unsafe`.
+pub struct Region {
+  ptr: NonNull<u8>,
+  len: usize,
+  mapping: Mapping,
+  kind: Kind,
+  name: Option<String>,
+  fd: Option<OwnedFd>,
+  private: bool,
+  writable: bool,
+}
+
+// SAFETY: a Region owns its mapping; the pointer is valid for `len` bytes on every thread
+// until Drop, and all shared access is through raw pointers or `unsafe` views whose
+// callers take responsibility for races, exactly as with memory another process writes.
+unsafe impl Send for Region {}
+// SAFETY: see `Send`: `&Region` exposes no interior state besides the mapped bytes.
+unsafe impl Sync for Region {}
+
+impl std::fmt::Debug for Region {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("Region")
+      .field("kind", &self.kind)
+      .field("name", &self.name)
+      .field("len", &self.len)
+      .field("private", &self.private)
+      .field("writable", &self.writable)
+      .finish_non_exhaustive()
+  }
+}
+
+/// Checks that `len` can be mapped and returns it as a `NonZeroUsize`.
+pub(crate) fn check_len(len: usize) -> Result<NonZeroUsize> {
+  let Some(len) = NonZeroUsize::new(len) else {
+    return Err(Error::new(ErrorKind::InvalidSize, "a region needs a size of at least 1 byte"));
+  };
+  if isize::try_from(len.get()).is_err() {
+    return Err(Error::new(ErrorKind::InvalidSize, "the size is larger than the address space"));
+  }
+  Ok(len)
+}
+
+impl Region {
+  /// Maps `len` bytes of `fd` from offset 0 with `opts`' protection and sharing.
+  pub(crate) fn map_fd(fd: BorrowedFd<'_>, len: NonZeroUsize, opts: &MapOptions) -> Result<NonNull<c_void>> {
+    // SAFETY: no address hint, so the kernel picks a fresh range that aliases nothing we own;
+    // the result is owned by the Region built from it, which unmaps it once.
+    unsafe { mmap(None, len, opts.prot(), opts.flags(), fd, 0) }.syscall("mmap")
+  }
+
+  pub(crate) fn from_raw(ptr: NonNull<c_void>, len: NonZeroUsize, kind: Kind, opts: &MapOptions) -> Self {
+    Self {
+      ptr: ptr.cast(),
+      len: len.get(),
+      mapping: Mapping::Raw(RawMapping { ptr, len: len.get() }),
+      kind,
+      name: None,
+      fd: None,
+      private: opts.private,
+      writable: opts.prot().contains(ProtFlags::PROT_WRITE),
+    }
+  }
+
+  pub(crate) fn from_file_shared(map: memmap2::MmapRaw, path: String, writable: bool) -> Self {
+    Self {
+      ptr: NonNull::new(map.as_mut_ptr()).expect("mmap never returns null"),
+      len: map.len(),
+      mapping: Mapping::FileShared(map),
+      kind: Kind::File,
+      name: Some(path),
+      fd: None,
+      private: false,
+      writable,
+    }
+  }
+
+  pub(crate) fn from_file_private(mut map: memmap2::MmapMut, path: String) -> Self {
+    Self {
+      ptr: NonNull::new(map.as_mut_ptr()).expect("mmap never returns null"),
+      len: map.len(),
+      mapping: Mapping::FilePrivate(map),
+      kind: Kind::File,
+      name: Some(path),
+      fd: None,
+      private: true,
+      writable: true,
+    }
+  }
+
+  pub(crate) fn with_name(mut self, name: String) -> Self {
+    self.name = Some(name);
+    self
+  }
+
+  pub(crate) fn with_fd(mut self, fd: OwnedFd) -> Self {
+    self.fd = Some(fd);
+    self
+  }
+
+  /// The first byte of the mapping.
+  #[must_use]
+  pub fn as_ptr(&self) -> *mut u8 {
+    self.ptr.as_ptr()
+  }
+
+  /// The length in bytes: what was asked for, or the object's size when opening one.
+  #[must_use]
+  pub fn len(&self) -> usize {
+    self.len
+  }
+
+  /// Always `false`: a region holds at least one byte.
+  #[must_use]
+  pub fn is_empty(&self) -> bool {
+    self.len == 0
+  }
+
+  /// Which technique made this region.
+  #[must_use]
+  pub fn kind(&self) -> Kind {
+    self.kind
+  }
+
+  /// The shared-memory name (with its leading `/`) or the file path, if the region has one.
+  #[must_use]
+  pub fn name(&self) -> Option<&str> {
+    self.name.as_deref()
+  }
+
+  /// Whether the mapping is `MAP_PRIVATE` (copy-on-write).
+  #[must_use]
+  pub fn is_private(&self) -> bool {
+    self.private
+  }
+
+  /// Whether the mapping may be written (a read-only shared mapping is `PROT_READ`).
+  #[must_use]
+  pub fn is_writable(&self) -> bool {
+    self.writable
+  }
+
+  /// The descriptor behind a memfd (or `from_fd`) region, to hand to a spawned child.
+  #[must_use]
+  pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+    self.fd.as_ref().map(AsFd::as_fd)
+  }
+
+  /// Copies `buf.len()` bytes starting at `offset` out of the region.
+  ///
+  /// # Errors
+  /// [`ErrorKind::InvalidSize`] if the range does not fit in the region.
+  pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+    self.check_range(offset, buf.len())?;
+    // SAFETY: the range is inside the live mapping (checked above), and `buf` is a distinct
+    // Rust allocation, so the two never overlap.
+    unsafe { std::ptr::copy_nonoverlapping(self.as_ptr().add(offset), buf.as_mut_ptr(), buf.len()) };
+    Ok(())
+  }
+
+  /// Copies `data` into the region starting at `offset`.
+  ///
+  /// # Errors
+  /// [`ErrorKind::InvalidSize`] if the range does not fit; [`ErrorKind::Os`] with `EACCES`
+  /// if the region is read-only.
+  pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<()> {
+    self.check_range(offset, data.len())?;
+    if !self.writable {
+      return Err(Error::os(nix::errno::Errno::EACCES, "write"));
+    }
+    // SAFETY: the range is inside the live, writable mapping (checked above), and `data`
+    // is a distinct Rust allocation.
+    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.as_ptr().add(offset), data.len()) };
+    Ok(())
+  }
+
+  /// Views the whole region as a byte slice.
+  ///
+  /// # Safety
+  /// No process (this one included) may write the region while the slice is alive, or the
+  /// slice observes a data race.
+  #[must_use]
+  pub unsafe fn as_slice(&self) -> &[u8] {
+    // SAFETY: the mapping is valid for `len` bytes while `self` lives; the caller promises
+    // no concurrent writes.
+    unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len) }
+  }
+
+  /// Views the whole region as a mutable byte slice.
+  ///
+  /// # Safety
+  /// The region must be writable, and no other process may read or write it while the slice
+  /// is alive (synchronise with a [`crate::Semaphore`]).
+  #[must_use]
+  pub unsafe fn as_mut_slice(&mut self) -> &mut [u8] {
+    // SAFETY: the mapping is valid for `len` bytes while `self` lives and `&mut self` is
+    // unique in this process; the caller promises the rest.
+    unsafe { std::slice::from_raw_parts_mut(self.as_ptr(), self.len) }
+  }
+
+  /// Writes changes back to the backing object and waits for it (`msync(MS_SYNC)`). For
+  /// files this makes them durable; for shared memory it is cheap and rarely needed.
+  ///
+  /// # Errors
+  /// The `msync` failure.
+  pub fn flush(&self) -> Result<()> {
+    match &self.mapping {
+      Mapping::Raw(raw) => {
+        // SAFETY: `ptr` and `len` describe exactly the live mapping this region owns.
+        unsafe { msync(raw.ptr, raw.len, MsFlags::MS_SYNC) }.syscall("msync")
+      }
+      Mapping::FileShared(map) => map.flush().syscall("msync"),
+      Mapping::FilePrivate(map) => map.flush().syscall("msync"),
+    }
+    .map_err(|e| self.named(e))
+  }
+
+  /// Unmaps the region now and reports a failure, which `Drop` cannot.
+  ///
+  /// # Errors
+  /// The `munmap` failure; the mapping is gone either way.
+  pub fn close(self) -> Result<()> {
+    match self.mapping {
+      Mapping::Raw(raw) => raw.unmap(),
+      // memmap2 unmaps in Drop and ignores the result, as we would.
+      Mapping::FileShared(_) | Mapping::FilePrivate(_) => Ok(()),
+    }
+  }
+
+  fn check_range(&self, offset: usize, len: usize) -> Result<()> {
+    match offset.checked_add(len) {
+      Some(end) if end <= self.len => Ok(()),
+      _ => Err(Error::new(
+        ErrorKind::InvalidSize,
+        format!("range {offset}..{offset}+{len} is outside the region of {} bytes", self.len),
+      )),
+    }
+  }
+
+  pub(crate) fn named(&self, e: Error) -> Error {
+    match &self.name {
+      Some(name) => e.with_name(name.clone()),
+      None => e,
+    }
+  }
+}

@@ -1,0 +1,83 @@
+//! Regular-file mappings (memmap2) and fd-backed anonymous regions.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+
+use common::{byte_at, fork_lock};
+use shmkit::{fork, ErrorKind, MapOptions, Region};
+
+struct TempPath(std::path::PathBuf);
+impl TempPath {
+  fn new(tag: &str) -> Self {
+    Self(std::env::temp_dir().join(format!("shmkit-test-{tag}-{}", &shmkit::unique_name("f").as_str()[1..])))
+  }
+}
+impl Drop for TempPath {
+  fn drop(&mut self) {
+    let _ = std::fs::remove_file(&self.0);
+  }
+}
+
+#[test]
+fn file_is_created_extended_and_flushed() {
+  let path = TempPath::new("a");
+  let region = Region::file(&path.0, Some(10_000)).unwrap();
+  assert_eq!(region.kind(), shmkit::Kind::File);
+  let meta = std::fs::metadata(&path.0).unwrap();
+  assert_eq!(meta.len(), 10_000);
+  assert_eq!(meta.mode() & 0o777, 0o600);
+  region.write_at(9_000, b"durable").unwrap();
+  region.flush().unwrap();
+  let bytes = std::fs::read(&path.0).unwrap();
+  assert_eq!(&bytes[9_000..9_007], b"durable");
+  drop(region);
+
+  // Mapped again without a length: the whole file.
+  let again = Region::file(&path.0, None).unwrap();
+  assert_eq!(again.len(), 10_000);
+  assert_eq!(byte_at(&again, 9_000), b'd');
+}
+
+#[test]
+fn file_private_mapping_does_not_write_the_file() {
+  let path = TempPath::new("b");
+  std::fs::write(&path.0, b"original").unwrap();
+  let region = Region::file_with(&path.0, None, &MapOptions::new().private(true)).unwrap();
+  region.write_at(0, b"CHANGED!").unwrap();
+  region.flush().unwrap();
+  assert_eq!(std::fs::read(&path.0).unwrap(), b"original");
+}
+
+#[test]
+fn file_errors_name_the_path() {
+  let path = TempPath::new("c");
+  let err = Region::file_with(&path.0, None, &MapOptions::new().create(false)).unwrap_err();
+  assert_eq!(err.errno(), Some(shmkit::Errno::ENOENT));
+  assert_eq!(err.name(), Some(path.0.display().to_string().as_str()));
+  std::fs::write(&path.0, b"").unwrap();
+  assert_eq!(Region::file(&path.0, None).unwrap_err().kind(), ErrorKind::InvalidSize);
+}
+
+#[test]
+fn memfd_is_shared_through_its_fd() {
+  let _lock = fork_lock();
+  let region = Region::memfd(4096).unwrap();
+  let fd = region.fd().unwrap();
+  let second = Region::from_fd(fd, &MapOptions::new()).unwrap();
+  assert_eq!(second.len(), 4096);
+  region.write_at(10, b"fd!").unwrap();
+  assert_eq!(byte_at(&second, 12), b'!');
+  // A forked child mapping the inherited fd sees the same memory.
+  // SAFETY: the child maps, writes and returns.
+  let mut child = unsafe {
+    fork(|| {
+      let mine = Region::from_fd(region.fd().unwrap(), &MapOptions::new()).unwrap();
+      mine.write_at(0, b"C").unwrap();
+      0
+    })
+  }
+  .unwrap();
+  assert!(child.wait().unwrap().success());
+  assert_eq!(byte_at(&region, 0), b'C');
+}

@@ -1,1 +1,33 @@
+//! Node.js binding of shmkit: type conversion, JS object lifetimes, and the one error
+//! conversion. All OS work happens in the `shmkit` crate.
 
+#![deny(clippy::all)]
+
+#[macro_use]
+extern crate napi_derive;
+
+mod args;
+mod error;
+mod memory;
+
+use napi::bindgen_prelude::*;
+
+/// Installs `[Symbol.dispose]` (an alias of `close`) on the classes, so `using` works.
+/// napi-rs has no attribute for symbol-keyed methods; this hook runs after the classes
+/// are registered.
+#[napi(module_exports)]
+pub fn install_dispose(exports: Object, env: Env) -> Result<()> {
+  let global = env.get_global()?;
+  let symbol: Function<'_, Unknown<'_>, Unknown<'_>> = global.get_named_property("Symbol")?;
+  let dispose: Unknown = symbol.get_named_property("dispose")?;
+  if dispose.get_type()? != napi::ValueType::Symbol {
+    return Ok(()); // a runtime without explicit resource management: nothing to alias
+  }
+  for class in ["SharedMemory"] {
+    let constructor: Function<'_, Unknown<'_>, Unknown<'_>> = exports.get_named_property(class)?;
+    let mut prototype: Object = constructor.get_named_property("prototype")?;
+    let close: Unknown = prototype.get_named_property("close")?;
+    prototype.set_property(dispose, close)?;
+  }
+  Ok(())
+}

@@ -1,0 +1,25 @@
+/** Every `code` a shmkit error can carry besides an errno name such as `'ENOENT'`. */
+export type ShmErrorCode =
+  | 'ERR_SHM_CLOSED'
+  | 'ERR_SHM_UNSUPPORTED'
+  | 'ERR_SHM_EXTERNAL_BUFFER'
+  | 'ERR_SHM_FORK_UNSAFE'
+  | 'ERR_INVALID_ARG_TYPE'
+  | 'ERR_INVALID_ARG_VALUE'
+  | 'ERR_OUT_OF_RANGE'
+  | 'ABORT_ERR'
+
+/** An OS failure, shaped like Node's `fs` errors. */
+export interface ShmSystemError extends Error {
+  /** The errno name, such as `'EEXIST'` or `'ENOENT'`. */
+  code: string
+  /** The negative errno, as in Node's `fs` errors. */
+  errno: number
+  /** The failing call: `'shm_open'`, `'mmap'`, `'sem_open'`, … */
+  syscall: string
+  /** The object's name or path, when the call had one. */
+  path?: string
+}
+
+// `close()` is also installed as `[Symbol.dispose]()`, so `using` works.
+export interface SharedMemory extends Disposable {}

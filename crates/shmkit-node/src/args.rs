@@ -1,0 +1,175 @@
+//! Argument validation with Node's error codes and message shapes, so that a bad call
+//! fails the way the same mistake fails in `fs` or `buffer`.
+
+use napi::bindgen_prelude::*;
+use napi::ValueType;
+
+use crate::error::{js_error, Class, ERR_INVALID_ARG_TYPE, ERR_INVALID_ARG_VALUE, ERR_OUT_OF_RANGE};
+
+/// The largest region size accepted: 128 TiB, the user address space of x86-64 Linux.
+/// Anything larger could never be mapped.
+pub const MAX_SIZE: f64 = 140_737_488_355_328.0; // 2 ** 47
+
+/// Describes a received value like Node's `ERR_INVALID_ARG_TYPE` messages do.
+fn describe(value: Unknown<'_>) -> String {
+  let Ok(kind) = value.get_type() else { return "an unknown value".to_owned() };
+  match kind {
+    ValueType::Undefined => "undefined".to_owned(),
+    ValueType::Null => "null".to_owned(),
+    ValueType::Number => {
+      // SAFETY: the type was just checked to be Number.
+      let n: f64 = unsafe { value.cast() }.unwrap_or(f64::NAN);
+      format!("type number ({})", show_number(n))
+    }
+    ValueType::String => {
+      // SAFETY: the type was just checked to be String.
+      let s: String = unsafe { value.cast() }.unwrap_or_default();
+      let short: String = s.chars().take(25).collect();
+      let ellipsis = if s.chars().count() > 25 { "..." } else { "" };
+      format!("type string ('{short}{ellipsis}')")
+    }
+    ValueType::Boolean => {
+      // SAFETY: the type was just checked to be Boolean.
+      let b: bool = unsafe { value.cast() }.unwrap_or_default();
+      format!("type boolean ({b})")
+    }
+    ValueType::BigInt => "type bigint".to_owned(),
+    ValueType::Symbol => "type symbol".to_owned(),
+    ValueType::Function => "function".to_owned(),
+    _ => "an instance of Object".to_owned(),
+  }
+}
+
+fn show_number(n: f64) -> String {
+  if n.is_nan() {
+    return "NaN".to_owned();
+  }
+  if n.is_infinite() {
+    return if n > 0.0 { "Infinity" } else { "-Infinity" }.to_owned();
+  }
+  if n.is_finite() && n.fract() == 0.0 && n.abs() < 1e21 {
+    format!("{n:.0}")
+  } else {
+    format!("{n}")
+  }
+}
+
+/// `TypeError [ERR_INVALID_ARG_TYPE]: The "arg" argument must be of type T. Received …`
+pub fn invalid_type(env: &Env, arg: &str, expected: &str, value: Unknown<'_>) -> Error {
+  let noun = if arg.contains('.') { "property" } else { "argument" };
+  let message = format!("The \"{arg}\" {noun} must be {expected}. Received {}", describe(value));
+  js_error(env, Class::TypeError, ERR_INVALID_ARG_TYPE, &message, &[])
+}
+
+/// `RangeError [ERR_OUT_OF_RANGE]: The value of "arg" is out of range. It must be … Received …`
+pub fn out_of_range(env: &Env, arg: &str, rule: &str, received: &str) -> Error {
+  let message = format!("The value of \"{arg}\" is out of range. It must be {rule}. Received {received}");
+  js_error(env, Class::RangeError, ERR_OUT_OF_RANGE, &message, &[])
+}
+
+/// `TypeError [ERR_INVALID_ARG_VALUE]: The argument 'arg' is invalid: reason. Received …`
+pub fn invalid_value(env: &Env, arg: &str, reason: &str, received: &str) -> Error {
+  let message = format!("The argument '{arg}' {reason}. Received {received}");
+  js_error(env, Class::TypeError, ERR_INVALID_ARG_VALUE, &message, &[])
+}
+
+fn is(value: Unknown<'_>, kind: ValueType) -> bool {
+  value.get_type().is_ok_and(|t| t == kind)
+}
+
+/// A JS number, or `ERR_INVALID_ARG_TYPE`.
+pub fn number(env: &Env, value: Unknown<'_>, arg: &str) -> Result<f64> {
+  if !is(value, ValueType::Number) {
+    return Err(invalid_type(env, arg, "of type number", value));
+  }
+  // SAFETY: the type was just checked to be Number.
+  unsafe { value.cast::<f64>() }
+}
+
+/// An integer in `min..=max`, or `ERR_INVALID_ARG_TYPE` / `ERR_OUT_OF_RANGE`.
+pub fn integer(env: &Env, value: Unknown<'_>, arg: &str, min: f64, max: f64) -> Result<f64> {
+  let n = number(env, value, arg)?;
+  if !n.is_finite() || n.fract() != 0.0 {
+    return Err(out_of_range(env, arg, "an integer", &show_number(n)));
+  }
+  if n < min || n > max {
+    let rule = format!(">= {} && <= {}", show_number(min), show_number(max));
+    return Err(out_of_range(env, arg, &rule, &show_number(n)));
+  }
+  Ok(n)
+}
+
+/// A region size in bytes: an integer from 1 to [`MAX_SIZE`].
+pub fn size(env: &Env, value: Unknown<'_>, arg: &str) -> Result<usize> {
+  let n = integer(env, value, arg, 1.0, MAX_SIZE)?;
+  #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "an integer in 1..=2**47")]
+  Ok(n as usize)
+}
+
+/// A JS string, or `ERR_INVALID_ARG_TYPE`.
+pub fn string(env: &Env, value: Unknown<'_>, arg: &str) -> Result<String> {
+  if !is(value, ValueType::String) {
+    return Err(invalid_type(env, arg, "of type string", value));
+  }
+  // SAFETY: the type was just checked to be String.
+  unsafe { value.cast::<String>() }
+}
+
+/// A shared-memory or semaphore name: a string, then the portable-name rules.
+pub fn object_name(env: &Env, value: Unknown<'_>, arg: &str) -> Result<shmkit::ObjectName> {
+  let text = string(env, value, arg)?;
+  shmkit::ObjectName::new(&text).map_err(|e| {
+    let reason = format!("is invalid: {}", e.detail().unwrap_or("not a portable name"));
+    invalid_value(env, arg, &reason, &format!("'{text}'"))
+  })
+}
+
+/// An options object: `undefined`/`null`/absent give `None`; anything but an object is
+/// `ERR_INVALID_ARG_TYPE`.
+pub fn options<'e>(env: &Env, value: Option<Unknown<'e>>, arg: &str) -> Result<Option<Object<'e>>> {
+  let Some(value) = value else { return Ok(None) };
+  match value.get_type()? {
+    ValueType::Undefined | ValueType::Null => Ok(None),
+    // SAFETY: the type was just checked to be Object.
+    ValueType::Object => Ok(Some(unsafe { value.cast::<Object>() }?)),
+    _ => Err(invalid_type(env, arg, "of type object", value)),
+  }
+}
+
+/// Reads an optional property; `undefined` means absent.
+pub fn property<'e>(object: &Object<'e>, key: &str) -> Result<Option<Unknown<'e>>> {
+  let value: Unknown = object.get_named_property_unchecked(key)?;
+  Ok(if is(value, ValueType::Undefined) { None } else { Some(value) })
+}
+
+/// An optional boolean property.
+pub fn bool_option(env: &Env, object: Option<&Object<'_>>, key: &str, arg: &str) -> Result<Option<bool>> {
+  let Some(object) = object else { return Ok(None) };
+  let Some(value) = property(object, key)? else { return Ok(None) };
+  if !is(value, ValueType::Boolean) {
+    return Err(invalid_type(env, &format!("{arg}.{key}"), "of type boolean", value));
+  }
+  // SAFETY: the type was just checked to be Boolean.
+  Ok(Some(unsafe { value.cast::<bool>() }?))
+}
+
+/// An optional integer property in `min..=max`.
+pub fn integer_option(
+  env: &Env,
+  object: Option<&Object<'_>>,
+  key: &str,
+  arg: &str,
+  min: f64,
+  max: f64,
+) -> Result<Option<f64>> {
+  let Some(object) = object else { return Ok(None) };
+  let Some(value) = property(object, key)? else { return Ok(None) };
+  integer(env, value, &format!("{arg}.{key}"), min, max).map(Some)
+}
+
+/// The `mode` option: permission bits from `0` to `0o777`, default `0o600`.
+pub fn mode_option(env: &Env, object: Option<&Object<'_>>, arg: &str) -> Result<u32> {
+  let mode = integer_option(env, object, "mode", arg, 0.0, 511.0)?;
+  #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "an integer in 0..=0o777")]
+  Ok(mode.map_or(0o600, |m| m as u32))
+}

@@ -1,0 +1,110 @@
+//! The one place where errors become JavaScript values.
+//!
+//! - OS failures look like Node's `fs` errors: `code` (`'ENOENT'`), negative `errno`,
+//!   `syscall`, and `path` (the object's name), message `ENOENT: …, shm_open '/jobs'`.
+//! - Bad arguments are `TypeError`/`RangeError` with Node's `ERR_INVALID_ARG_TYPE`,
+//!   `ERR_INVALID_ARG_VALUE` and `ERR_OUT_OF_RANGE` codes.
+//! - Library states carry `ERR_SHM_*` codes.
+
+use std::ptr;
+
+use napi::bindgen_prelude::*;
+use napi::sys;
+use shmkit::ErrorKind;
+
+/// Library error codes, beside the errno names and Node's `ERR_INVALID_*`.
+pub const ERR_SHM_CLOSED: &str = "ERR_SHM_CLOSED";
+pub const ERR_SHM_UNSUPPORTED: &str = "ERR_SHM_UNSUPPORTED";
+pub const ERR_SHM_EXTERNAL_BUFFER: &str = "ERR_SHM_EXTERNAL_BUFFER";
+pub const ERR_INVALID_ARG_TYPE: &str = "ERR_INVALID_ARG_TYPE";
+pub const ERR_INVALID_ARG_VALUE: &str = "ERR_INVALID_ARG_VALUE";
+pub const ERR_OUT_OF_RANGE: &str = "ERR_OUT_OF_RANGE";
+
+/// Which JS constructor an error uses.
+#[derive(Clone, Copy)]
+pub enum Class {
+  Error,
+  TypeError,
+  RangeError,
+}
+
+/// Builds a JS error of `class` with `message` and `code`, plus extra string/number props.
+pub fn js_error(env: &Env, class: Class, code: &str, message: &str, props: &[(&str, Prop<'_>)]) -> Error {
+  match build(env, class, code, message, props) {
+    Ok(error) => error,
+    // Building the object failed (an exception is already pending, say): fall back to a
+    // plain napi error that still has the code.
+    Err(_) => Error::new(Status::GenericFailure, format!("{code}: {message}")),
+  }
+}
+
+/// An extra property value.
+pub enum Prop<'a> {
+  Str(&'a str),
+  Num(f64),
+}
+
+fn build(env: &Env, class: Class, code: &str, message: &str, props: &[(&str, Prop<'_>)]) -> Result<Error> {
+  let raw_env = env.raw();
+  let code_value = env.create_string(code)?;
+  let message_value = env.create_string(message)?;
+  let mut result = ptr::null_mut();
+  // SAFETY: env is the live env of this call; both strings were just created in it and
+  // `result` is a valid out-pointer.
+  let status = unsafe {
+    let create = match class {
+      Class::Error => sys::napi_create_error,
+      Class::TypeError => sys::napi_create_type_error,
+      Class::RangeError => sys::napi_create_range_error,
+    };
+    create(raw_env, code_value.raw(), message_value.raw(), &raw mut result)
+  };
+  if status != sys::Status::napi_ok {
+    return Err(Error::from_status(Status::from(status)));
+  }
+  let mut object = Object::from_raw(raw_env, result);
+  for (key, value) in props {
+    match value {
+      Prop::Str(s) => object.set_named_property(key, *s)?,
+      Prop::Num(n) => object.set_named_property(key, *n)?,
+    }
+  }
+  Ok(Error::from(object.to_unknown()))
+}
+
+/// Converts a core error. This is the only conversion from `shmkit::Error` to JS.
+pub fn to_js(env: &Env, e: &shmkit::Error) -> Error {
+  let message = e.to_string();
+  let name_prop = e.name().map(|n| ("path", Prop::Str(n)));
+  match e.kind() {
+    ErrorKind::Os | ErrorKind::TimedOut => {
+      let code = e.code().unwrap_or_else(|| "EIO".to_owned());
+      let errno = e.errno().map_or(-5, |n| -(n as i32));
+      let mut props = vec![("errno", Prop::Num(f64::from(errno))), ("syscall", Prop::Str(e.syscall().unwrap_or("")))];
+      props.extend(name_prop);
+      js_error(env, Class::Error, &code, &message, &props)
+    }
+    ErrorKind::InvalidName => js_error(env, Class::TypeError, ERR_INVALID_ARG_VALUE, &message, &[]),
+    ErrorKind::InvalidSize | ErrorKind::InvalidArgument => {
+      js_error(env, Class::RangeError, ERR_OUT_OF_RANGE, &message, &[])
+    }
+    ErrorKind::Unsupported => js_error(env, Class::Error, ERR_SHM_UNSUPPORTED, &message, &[]),
+    _ => js_error(env, Class::Error, "ERR_SHM_INTERNAL", &message, &[]),
+  }
+}
+
+/// `ERR_SHM_CLOSED`: a method was called after `close()`.
+pub fn closed(env: &Env, what: &str) -> Error {
+  js_error(env, Class::Error, ERR_SHM_CLOSED, &format!("{what} is closed"), &[])
+}
+
+/// Extension: tag core results for the binding's `?`.
+pub trait IntoJs<T> {
+  fn js(self, env: &Env) -> Result<T>;
+}
+
+impl<T> IntoJs<T> for shmkit::Result<T> {
+  fn js(self, env: &Env) -> Result<T> {
+    self.map_err(|e| to_js(env, &e))
+  }
+}

@@ -9,6 +9,13 @@ export type ShmErrorCode =
   | 'ERR_OUT_OF_RANGE'
   | 'ABORT_ERR'
 
+/**
+ * Which technique made a region: `'anonymous'` (`MAP_SHARED | MAP_ANONYMOUS`), `'devZero'`
+ * (a `MAP_SHARED` mapping of `/dev/zero`), `'named'` (POSIX `shm_open`), `'file'` (a regular
+ * file), `'memfd'` (an anonymous fd-backed object).
+ */
+export type RegionKind = 'anonymous' | 'devZero' | 'named' | 'file' | 'memfd'
+
 /** An OS failure, shaped like Node's `fs` errors. */
 export interface ShmSystemError extends Error {
   /** The errno name, such as `'EEXIST'` or `'ENOENT'`. */
@@ -198,18 +205,4 @@ export interface OpenOptions {
   readOnly?: boolean
   /** `true` maps `MAP_PRIVATE` (copy-on-write). Default `false`. Not available on macOS. */
   private?: boolean
-}
-
-/** Which technique made a region. */
-export declare const enum RegionKind {
-  /** `mmap(MAP_SHARED | MAP_ANONYMOUS)`: shared with children made by `fork()`. */
-  Anonymous = 'anonymous',
-  /** A `MAP_SHARED` mapping of `/dev/zero`: shared with children made by `fork()`. */
-  DevZero = 'devZero',
-  /** Named POSIX shared memory (`shm_open`): shared with any process that knows the name. */
-  Named = 'named',
-  /** A regular file: shared through the file system, durable after `flush()`. */
-  File = 'file',
-  /** An anonymous fd-backed object (`memfd_create`): shared by passing its fd. */
-  Memfd = 'memfd',
 }

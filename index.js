@@ -836,4 +836,3 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.SharedMemory = nativeBinding.SharedMemory
-module.exports.RegionKind = nativeBinding.RegionKind

@@ -1,1 +1,5 @@
-fn main() { napi_build::setup(); }
+//! Links the addon against Node-API the way napi-rs expects.
+
+fn main() {
+  napi_build::setup();
+}

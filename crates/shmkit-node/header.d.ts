@@ -9,6 +9,13 @@ export type ShmErrorCode =
   | 'ERR_OUT_OF_RANGE'
   | 'ABORT_ERR'
 
+/**
+ * Which technique made a region: `'anonymous'` (`MAP_SHARED | MAP_ANONYMOUS`), `'devZero'`
+ * (a `MAP_SHARED` mapping of `/dev/zero`), `'named'` (POSIX `shm_open`), `'file'` (a regular
+ * file), `'memfd'` (an anonymous fd-backed object).
+ */
+export type RegionKind = 'anonymous' | 'devZero' | 'named' | 'file' | 'memfd'
+
 /** An OS failure, shaped like Node's `fs` errors. */
 export interface ShmSystemError extends Error {
   /** The errno name, such as `'EEXIST'` or `'ENOENT'`. */

@@ -12,7 +12,9 @@ pub const MAX_SIZE: f64 = 140_737_488_355_328.0; // 2 ** 47
 
 /// Describes a received value like Node's `ERR_INVALID_ARG_TYPE` messages do.
 fn describe(value: Unknown<'_>) -> String {
-  let Ok(kind) = value.get_type() else { return "an unknown value".to_owned() };
+  let Ok(kind) = value.get_type() else {
+    return "an unknown value".to_owned();
+  };
   match kind {
     ValueType::Undefined => "undefined".to_owned(),
     ValueType::Null => "null".to_owned(),
@@ -102,7 +104,11 @@ pub fn integer(env: &Env, value: Unknown<'_>, arg: &str, min: f64, max: f64) -> 
 /// A region size in bytes: an integer from 1 to [`MAX_SIZE`].
 pub fn size(env: &Env, value: Unknown<'_>, arg: &str) -> Result<usize> {
   let n = integer(env, value, arg, 1.0, MAX_SIZE)?;
-  #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "an integer in 1..=2**47")]
+  #[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "an integer in 1..=2**47"
+  )]
   Ok(n as usize)
 }
 
@@ -139,13 +145,19 @@ pub fn options<'e>(env: &Env, value: Option<Unknown<'e>>, arg: &str) -> Result<O
 /// Reads an optional property; `undefined` means absent.
 pub fn property<'e>(object: &Object<'e>, key: &str) -> Result<Option<Unknown<'e>>> {
   let value: Unknown = object.get_named_property_unchecked(key)?;
-  Ok(if is(value, ValueType::Undefined) { None } else { Some(value) })
+  Ok(if is(value, ValueType::Undefined) {
+    None
+  } else {
+    Some(value)
+  })
 }
 
 /// An optional boolean property.
 pub fn bool_option(env: &Env, object: Option<&Object<'_>>, key: &str, arg: &str) -> Result<Option<bool>> {
   let Some(object) = object else { return Ok(None) };
-  let Some(value) = property(object, key)? else { return Ok(None) };
+  let Some(value) = property(object, key)? else {
+    return Ok(None);
+  };
   if !is(value, ValueType::Boolean) {
     return Err(invalid_type(env, &format!("{arg}.{key}"), "of type boolean", value));
   }
@@ -163,13 +175,19 @@ pub fn integer_option(
   max: f64,
 ) -> Result<Option<f64>> {
   let Some(object) = object else { return Ok(None) };
-  let Some(value) = property(object, key)? else { return Ok(None) };
+  let Some(value) = property(object, key)? else {
+    return Ok(None);
+  };
   integer(env, value, &format!("{arg}.{key}"), min, max).map(Some)
 }
 
 /// The `mode` option: permission bits from `0` to `0o777`, default `0o600`.
 pub fn mode_option(env: &Env, object: Option<&Object<'_>>, arg: &str) -> Result<u32> {
   let mode = integer_option(env, object, "mode", arg, 0.0, 511.0)?;
-  #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "an integer in 0..=0o777")]
+  #[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "an integer in 0..=0o777"
+  )]
   Ok(mode.map_or(0o600, |m| m as u32))
 }

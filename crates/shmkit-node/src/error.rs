@@ -80,7 +80,10 @@ pub fn to_js(env: &Env, e: &shmkit::Error) -> Error {
     ErrorKind::Os | ErrorKind::TimedOut => {
       let code = e.code().unwrap_or_else(|| "EIO".to_owned());
       let errno = e.errno().map_or(-5, |n| -(n as i32));
-      let mut props = vec![("errno", Prop::Num(f64::from(errno))), ("syscall", Prop::Str(e.syscall().unwrap_or("")))];
+      let mut props = vec![
+        ("errno", Prop::Num(f64::from(errno))),
+        ("syscall", Prop::Str(e.syscall().unwrap_or(""))),
+      ];
       props.extend(name_prop);
       js_error(env, Class::Error, &code, &message, &props)
     }

@@ -1,7 +1,14 @@
 //! Node.js binding of shmkit: type conversion, JS object lifetimes, and the one error
 //! conversion. All OS work happens in the `shmkit` crate.
 
-#![deny(clippy::all)]
+#![allow(
+  clippy::trivially_copy_pass_by_ref,
+  reason = "`&Env` is the napi-rs convention for helpers called from #[napi] functions"
+)]
+#![allow(
+  clippy::needless_pass_by_value,
+  reason = "#[napi] functions receive JS values by value"
+)]
 
 #[macro_use]
 extern crate napi_derive;
@@ -23,11 +30,12 @@ pub fn install_dispose(exports: Object, env: Env) -> Result<()> {
   if dispose.get_type()? != napi::ValueType::Symbol {
     return Ok(()); // a runtime without explicit resource management: nothing to alias
   }
-  for class in ["SharedMemory"] {
-    let constructor: Function<'_, Unknown<'_>, Unknown<'_>> = exports.get_named_property(class)?;
-    let mut prototype: Object = constructor.get_named_property("prototype")?;
-    let close: Unknown = prototype.get_named_property("close")?;
-    prototype.set_property(dispose, close)?;
-  }
-  Ok(())
+  alias_dispose(&exports, dispose, "SharedMemory")
+}
+
+fn alias_dispose(exports: &Object, dispose: Unknown, class: &str) -> Result<()> {
+  let constructor: Function<'_, Unknown<'_>, Unknown<'_>> = exports.get_named_property(class)?;
+  let mut prototype: Object = constructor.get_named_property("prototype")?;
+  let close: Unknown = prototype.get_named_property("close")?;
+  prototype.set_property(dispose, close)
 }

@@ -23,38 +23,6 @@ use crate::error::{closed, js_error, Class, IntoJs, ERR_SHM_EXTERNAL_BUFFER};
 /// What keeps a mapping alive for the `ArrayBuffer` until V8 lets go of it.
 type Slot = Arc<Mutex<Option<Arc<Region>>>>;
 
-/// Which technique made a region.
-#[napi(string_enum)]
-pub enum RegionKind {
-  /// `mmap(MAP_SHARED | MAP_ANONYMOUS)`: shared with children made by `fork()`.
-  #[napi(value = "anonymous")]
-  Anonymous,
-  /// A `MAP_SHARED` mapping of `/dev/zero`: shared with children made by `fork()`.
-  #[napi(value = "devZero")]
-  DevZero,
-  /// Named POSIX shared memory (`shm_open`): shared with any process that knows the name.
-  #[napi(value = "named")]
-  Named,
-  /// A regular file: shared through the file system, durable after `flush()`.
-  #[napi(value = "file")]
-  File,
-  /// An anonymous fd-backed object (`memfd_create`): shared by passing its fd.
-  #[napi(value = "memfd")]
-  Memfd,
-}
-
-impl From<shmkit::Kind> for RegionKind {
-  fn from(kind: shmkit::Kind) -> Self {
-    match kind {
-      shmkit::Kind::Anonymous => RegionKind::Anonymous,
-      shmkit::Kind::DevZero => RegionKind::DevZero,
-      shmkit::Kind::Named => RegionKind::Named,
-      shmkit::Kind::File => RegionKind::File,
-      shmkit::Kind::Memfd => RegionKind::Memfd,
-    }
-  }
-}
-
 /// Options for `anonymous`, `devZero` and `memfd`.
 #[napi(object, js_name = "MapOptions")]
 pub struct JsMapOptions {
@@ -205,7 +173,9 @@ fn new_buffer(env: &Env, region: &Arc<Region>, slot: &Slot) -> Result<sys::napi_
 
 impl JsMapOptions {
   fn parse(env: &Env, options: Option<&Object<'_>>) -> Result<Self> {
-    Ok(Self { private: args::bool_option(env, options, "private", "options")? })
+    Ok(Self {
+      private: args::bool_option(env, options, "private", "options")?,
+    })
   }
 
   fn to_core(&self) -> MapOptions {
@@ -298,7 +268,10 @@ impl SharedMemory {
   /// Creates the named shared-memory object `name` (`'jobs'` or `'/jobs'`) with `size` zero
   /// bytes and maps it. Fails with `EEXIST` if the name exists (`O_CREAT | O_EXCL`). The
   /// object holds exactly your bytes, so C, Rust and Python programs can open it by name.
-  #[napi(factory, ts_args_type = "name: string, size: number, options?: CreateOptions | undefined | null")]
+  #[napi(
+    factory,
+    ts_args_type = "name: string, size: number, options?: CreateOptions | undefined | null"
+  )]
   pub fn create(env: Env, name: Unknown, size: Unknown, options: Option<Unknown>) -> Result<Self> {
     let name = args::object_name(&env, name, "name")?;
     let size = args::size(&env, size, "size")?;
@@ -315,12 +288,19 @@ impl SharedMemory {
     let name = args::object_name(&env, name, "name")?;
     let options = args::options(&env, options, "options")?;
     let options = OpenOptions::parse(&env, options.as_ref())?;
-    Self::wrap(&env, Region::open_with(&name, &options.to_core()).js(&env)?, options.is_read_only())
+    Self::wrap(
+      &env,
+      Region::open_with(&name, &options.to_core()).js(&env)?,
+      options.is_read_only(),
+    )
   }
 
   /// Opens `name` if it exists (keeping its size and mode) or creates it with `size` bytes.
   /// Check `size` afterwards when it matters: an existing object is never resized.
-  #[napi(factory, ts_args_type = "name: string, size: number, options?: CreateOptions | undefined | null")]
+  #[napi(
+    factory,
+    ts_args_type = "name: string, size: number, options?: CreateOptions | undefined | null"
+  )]
   pub fn open_or_create(env: Env, name: Unknown, size: Unknown, options: Option<Unknown>) -> Result<Self> {
     let name = args::object_name(&env, name, "name")?;
     let size = args::size(&env, size, "size")?;
@@ -347,7 +327,12 @@ impl SharedMemory {
   pub fn file(env: Env, path: Unknown, size: Option<Unknown>, options: Option<Unknown>) -> Result<Self> {
     let path = args::string(&env, path, "path")?;
     if path.is_empty() || path.contains('\0') {
-      return Err(args::invalid_value(&env, "path", "must be a non-empty string without NUL bytes", &format!("'{path}'")));
+      return Err(args::invalid_value(
+        &env,
+        "path",
+        "must be a non-empty string without NUL bytes",
+        &format!("'{path}'"),
+      ));
     }
     let size = match size {
       Some(size) if !matches!(size.get_type()?, napi::ValueType::Undefined | napi::ValueType::Null) => {
@@ -357,7 +342,11 @@ impl SharedMemory {
     };
     let options = args::options(&env, options, "options")?;
     let options = FileOptions::parse(&env, options.as_ref())?;
-    Self::wrap(&env, Region::file_with(&path, size, &options.to_core()).js(&env)?, options.is_read_only())
+    Self::wrap(
+      &env,
+      Region::file_with(&path, size, &options.to_core()).js(&env)?,
+      options.is_read_only(),
+    )
   }
 
   /// Creates an anonymous fd-backed region (`memfd_create` on Linux). It has no name, but
@@ -389,7 +378,11 @@ impl SharedMemory {
     // SAFETY: the descriptor is open (checked above) and only borrowed for this call, which
     // duplicates it before returning.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    Self::wrap(&env, Region::from_fd(borrowed, &options.to_core()).js(&env)?, options.is_read_only())
+    Self::wrap(
+      &env,
+      Region::from_fd(borrowed, &options.to_core()).js(&env)?,
+      options.is_read_only(),
+    )
   }
 
   /// The memory itself: one `ArrayBuffer` over the mapping, the same object on every read.
@@ -427,9 +420,9 @@ impl SharedMemory {
   }
 
   /// Which technique made this region.
-  #[napi(getter)]
-  pub fn kind(&self) -> RegionKind {
-    self.kind.into()
+  #[napi(getter, ts_return_type = "RegionKind")]
+  pub fn kind(&self) -> &'static str {
+    self.kind.as_str()
   }
 
   /// `true` for `MAP_PRIVATE` (copy-on-write) mappings.
@@ -485,8 +478,10 @@ impl SharedMemory {
   /// Detaches `buffer` (every view now has length 0), then unmaps. Idempotent. The name, if
   /// any, stays until `unlink()`.
   #[napi]
-  pub fn close(&mut self, env: Env) -> Result<()> {
-    let Some(region) = self.region.take() else { return Ok(()) };
+  pub fn close(&mut self, env: Env) {
+    let Some(region) = self.region.take() else {
+      return;
+    };
     let we_detached = match self.buffer.take() {
       Some(reference) => detach_and_release(&env, reference),
       None => false,
@@ -499,7 +494,6 @@ impl SharedMemory {
     // Otherwise someone else detached the buffer first (`ArrayBuffer.prototype.transfer`), and
     // a new buffer may own the bytes: the mapping then lives until V8 frees that one.
     drop(region);
-    Ok(())
   }
 }
 

@@ -59,6 +59,12 @@ mod imp {
 
   pub(super) fn dev_zero(len: usize, _opts: &MapOptions) -> Result<Region> {
     check_len(len)?;
-    Err(Error::new(ErrorKind::Unsupported, "macOS cannot mmap /dev/zero; use Region::anonymous").with_name("/dev/zero"))
+    Err(
+      Error::new(
+        ErrorKind::Unsupported,
+        "macOS cannot mmap /dev/zero; use Region::anonymous",
+      )
+      .with_name("/dev/zero"),
+    )
   }
 }

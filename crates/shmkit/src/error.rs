@@ -42,19 +42,37 @@ impl Error {
   /// An OS call `syscall` failed with `errno`.
   #[must_use]
   pub fn os(errno: Errno, syscall: &'static str) -> Self {
-    Self { kind: ErrorKind::Os, errno: Some(errno), syscall: Some(syscall), name: None, detail: None }
+    Self {
+      kind: ErrorKind::Os,
+      errno: Some(errno),
+      syscall: Some(syscall),
+      name: None,
+      detail: None,
+    }
   }
 
   /// A bounded wait in `syscall` ran out of time (`ETIMEDOUT`).
   #[must_use]
   pub fn timed_out(syscall: &'static str) -> Self {
-    Self { kind: ErrorKind::TimedOut, errno: Some(Errno::ETIMEDOUT), syscall: Some(syscall), name: None, detail: None }
+    Self {
+      kind: ErrorKind::TimedOut,
+      errno: Some(Errno::ETIMEDOUT),
+      syscall: Some(syscall),
+      name: None,
+      detail: None,
+    }
   }
 
   /// A failure that is not an errno, explained by `detail`.
   #[must_use]
   pub fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
-    Self { kind, errno: None, syscall: None, name: None, detail: Some(detail.into()) }
+    Self {
+      kind,
+      errno: None,
+      syscall: None,
+      name: None,
+      detail: Some(detail.into()),
+    }
   }
 
   /// Attaches the name (shared-memory name, semaphore name or file path) the call was about.

@@ -68,11 +68,16 @@ fn map_file(path: &Path, len: Option<usize>, opts: &MapOptions) -> Result<Region
       let wanted = len as u64;
       if size < wanted {
         if !writable_file {
-          return Err(Error::new(ErrorKind::InvalidSize, format!("the file has {size} bytes, fewer than {len}")));
+          return Err(Error::new(
+            ErrorKind::InvalidSize,
+            format!("the file has {size} bytes, fewer than {len}"),
+          ));
         }
         if size == 0 {
           // A file we may just have created: give it the requested permissions exactly.
-          file.set_permissions(std::fs::Permissions::from_mode(opts.get_mode())).syscall("fchmod")?;
+          file
+            .set_permissions(std::fs::Permissions::from_mode(opts.get_mode()))
+            .syscall("fchmod")?;
         }
         file.set_len(wanted).syscall("ftruncate")?;
       }

@@ -68,14 +68,18 @@ mod imp {
     // predates memfd_create(3).
     // SAFETY: a NUL-terminated name and valid flags; the kernel returns a new fd or -1.
     let ret = unsafe {
-      nix::libc::syscall(nix::libc::SYS_memfd_create, c"shmkit".as_ptr(), nix::libc::MFD_CLOEXEC | nix::libc::MFD_ALLOW_SEALING)
+      nix::libc::syscall(
+        nix::libc::SYS_memfd_create,
+        c"shmkit".as_ptr(),
+        nix::libc::MFD_CLOEXEC | nix::libc::MFD_ALLOW_SEALING,
+      )
     };
     let raw = Errno::result(ret).syscall("memfd_create")?;
     let raw = i32::try_from(raw).expect("fds fit in an int");
     // SAFETY: the kernel just returned this descriptor and nothing else owns it.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let size =
-      nix::libc::off_t::try_from(len.get()).map_err(|_| Error::new(ErrorKind::InvalidSize, "the size does not fit in off_t"))?;
+    let size = nix::libc::off_t::try_from(len.get())
+      .map_err(|_| Error::new(ErrorKind::InvalidSize, "the size does not fit in off_t"))?;
     ftruncate(&fd, size).syscall("ftruncate")?;
     if opts.is_reserve() {
       nix::fcntl::posix_fallocate(&fd, 0, size).syscall("posix_fallocate")?;
@@ -93,7 +97,10 @@ mod imp {
 
   pub(super) fn create(len: std::num::NonZeroUsize, opts: &MapOptions) -> Result<OwnedFd> {
     if opts.is_reserve() {
-      return Err(Error::new(ErrorKind::Unsupported, "reserve (posix_fallocate) is not available here"));
+      return Err(Error::new(
+        ErrorKind::Unsupported,
+        "reserve (posix_fallocate) is not available here",
+      ));
     }
     crate::posix_shm::shm_open_anonymous(len, nix::sys::stat::Mode::from_bits_truncate(0o600))
   }

@@ -96,12 +96,18 @@ pub fn unique_name(prefix: &str) -> ObjectName {
   static COUNTER: AtomicU64 = AtomicU64::new(0);
   const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
   let mut seed = u64::from(std::process::id())
-    ^ COUNTER.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    ^ COUNTER
+      .fetch_add(1, Ordering::Relaxed)
+      .wrapping_mul(0x9E37_79B9_7F4A_7C15)
     ^ std::time::SystemTime::now()
       .duration_since(std::time::UNIX_EPOCH)
       .map_or(0, |d| u64::from(d.subsec_nanos()) << 20 ^ d.as_secs());
   let prefix: String = prefix.chars().filter(char::is_ascii_alphanumeric).take(6).collect();
-  let prefix = if prefix.starts_with(|c: char| c.is_ascii_alphabetic()) { prefix } else { format!("s{prefix}") };
+  let prefix = if prefix.starts_with(|c: char| c.is_ascii_alphabetic()) {
+    prefix
+  } else {
+    format!("s{prefix}")
+  };
   let mut name = prefix;
   while name.len() < 14 {
     // xorshift: cheap, and unique enough together with the pid and counter.

@@ -130,7 +130,9 @@ where
   N: TryInto<ObjectName, Error = Error>,
 {
   let name = name.try_into()?;
-  shm_unlink(name.as_c_str()).syscall("shm_unlink").map_err(|e| e.with_name(name.as_str()))
+  shm_unlink(name.as_c_str())
+    .syscall("shm_unlink")
+    .map_err(|e| e.with_name(name.as_str()))
 }
 
 fn create_named(name: &ObjectName, len: usize, opts: &MapOptions) -> Result<Region> {
@@ -162,7 +164,11 @@ fn create_named(name: &ObjectName, len: usize, opts: &MapOptions) -> Result<Regi
 
 fn open_named(name: &ObjectName, opts: &MapOptions) -> Result<Region> {
   check_platform(opts)?;
-  let access = if opts.is_read_only() { OFlag::O_RDONLY } else { OFlag::O_RDWR };
+  let access = if opts.is_read_only() {
+    OFlag::O_RDONLY
+  } else {
+    OFlag::O_RDWR
+  };
   let fd = shm_open(name.as_c_str(), access, Mode::empty()).syscall("shm_open")?;
   let len = settled_size(&fd)?;
   let ptr = Region::map_fd(fd.as_fd(), len, opts)?;
@@ -212,13 +218,19 @@ fn reserve(fd: &OwnedFd, size: nix::libc::off_t) -> Result<()> {
 
 #[cfg(not(target_os = "linux"))]
 fn reserve(_fd: &OwnedFd, _size: nix::libc::off_t) -> Result<()> {
-  Err(Error::new(ErrorKind::Unsupported, "reserve (posix_fallocate) is not available for shared memory here"))
+  Err(Error::new(
+    ErrorKind::Unsupported,
+    "reserve (posix_fallocate) is not available for shared memory here",
+  ))
 }
 
 #[cfg(target_vendor = "apple")]
 fn check_platform(opts: &MapOptions) -> Result<()> {
   if opts.is_private() {
-    return Err(Error::new(ErrorKind::Unsupported, "macOS maps shared memory objects only MAP_SHARED"));
+    return Err(Error::new(
+      ErrorKind::Unsupported,
+      "macOS maps shared memory objects only MAP_SHARED",
+    ));
   }
   Ok(())
 }
@@ -235,8 +247,8 @@ pub(crate) fn shm_open_anonymous(len: std::num::NonZeroUsize, mode: Mode) -> Res
   let name = crate::name::unique_name("anon");
   let fd = shm_open(name.as_c_str(), OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR, mode).syscall("shm_open")?;
   let _ = shm_unlink(name.as_c_str());
-  let size =
-    nix::libc::off_t::try_from(len.get()).map_err(|_| Error::new(ErrorKind::InvalidSize, "the size does not fit in off_t"))?;
+  let size = nix::libc::off_t::try_from(len.get())
+    .map_err(|_| Error::new(ErrorKind::InvalidSize, "the size does not fit in off_t"))?;
   ftruncate(&fd, size).syscall("ftruncate")?;
   Ok(fd)
 }

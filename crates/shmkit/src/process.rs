@@ -39,8 +39,14 @@ impl ExitStatus {
 
   fn from_wait(status: WaitStatus) -> Option<Self> {
     match status {
-      WaitStatus::Exited(_, code) => Some(Self { code: Some(code), signal: None }),
-      WaitStatus::Signaled(_, signal, _) => Some(Self { code: None, signal: Some(signal) }),
+      WaitStatus::Exited(_, code) => Some(Self {
+        code: Some(code),
+        signal: None,
+      }),
+      WaitStatus::Signaled(_, signal, _) => Some(Self {
+        code: None,
+        signal: Some(signal),
+      }),
       _ => None,
     }
   }
@@ -82,7 +88,10 @@ pub unsafe fn fork<F: FnOnce() -> i32>(body: F) -> Result<Child> {
   // SAFETY: the caller upholds fork's contract (see # Safety); the child branch below
   // never returns into the caller's frames, it ends in _exit.
   match unsafe { nix::unistd::fork() }.syscall("fork")? {
-    ForkResult::Parent { child } => Ok(Child { pid: child, status: None }),
+    ForkResult::Parent { child } => Ok(Child {
+      pid: child,
+      status: None,
+    }),
     ForkResult::Child => {
       let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(101);
       // SAFETY: _exit ends the child at once, without running the parent's atexit
@@ -96,7 +105,10 @@ impl Child {
   /// Adopts an already-forked child by pid (for code that forks by other means).
   #[must_use]
   pub fn from_pid(pid: i32) -> Self {
-    Self { pid: Pid::from_raw(pid), status: None }
+    Self {
+      pid: Pid::from_raw(pid),
+      status: None,
+    }
   }
 
   /// The child's process id.

@@ -8,7 +8,7 @@ use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
-use nix::sys::mman::{mmap, munmap, msync, MapFlags, MsFlags, ProtFlags};
+use nix::sys::mman::{mmap, msync, munmap, MapFlags, MsFlags, ProtFlags};
 
 use crate::error::{Error, ErrorKind, Result, SyscallExt};
 
@@ -59,7 +59,13 @@ pub struct MapOptions {
 
 impl Default for MapOptions {
   fn default() -> Self {
-    Self { private: false, read_only: false, mode: 0o600, reserve: false, create: true }
+    Self {
+      private: false,
+      read_only: false,
+      mode: 0o600,
+      reserve: false,
+      create: true,
+    }
   }
 }
 
@@ -143,7 +149,10 @@ impl MapOptions {
 
   pub(crate) fn check_mode(&self) -> Result<nix::sys::stat::Mode> {
     if self.mode > 0o777 {
-      return Err(Error::new(ErrorKind::InvalidArgument, format!("mode {:#o} is above 0o777", self.mode)));
+      return Err(Error::new(
+        ErrorKind::InvalidArgument,
+        format!("mode {:#o} is above 0o777", self.mode),
+      ));
     }
     let bits = nix::libc::mode_t::try_from(self.mode).expect("at most 0o777");
     Ok(nix::sys::stat::Mode::from_bits_truncate(bits))
@@ -243,10 +252,16 @@ impl std::fmt::Debug for Region {
 /// Checks that `len` can be mapped and returns it as a `NonZeroUsize`.
 pub(crate) fn check_len(len: usize) -> Result<NonZeroUsize> {
   let Some(len) = NonZeroUsize::new(len) else {
-    return Err(Error::new(ErrorKind::InvalidSize, "a region needs a size of at least 1 byte"));
+    return Err(Error::new(
+      ErrorKind::InvalidSize,
+      "a region needs a size of at least 1 byte",
+    ));
   };
   if isize::try_from(len.get()).is_err() {
-    return Err(Error::new(ErrorKind::InvalidSize, "the size is larger than the address space"));
+    return Err(Error::new(
+      ErrorKind::InvalidSize,
+      "the size is larger than the address space",
+    ));
   }
   Ok(len)
 }
@@ -442,7 +457,10 @@ impl Region {
       Some(end) if end <= self.len => Ok(()),
       _ => Err(Error::new(
         ErrorKind::InvalidSize,
-        format!("range {offset}..{offset}+{len} is outside the region of {} bytes", self.len),
+        format!(
+          "range {offset}..{offset}+{len} is outside the region of {} bytes",
+          self.len
+        ),
       )),
     }
   }

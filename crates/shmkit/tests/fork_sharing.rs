@@ -10,7 +10,10 @@ fn child_writes(region: &Region) -> shmkit::ExitStatus {
   let _lock = fork_lock();
   let body = || {
     // SAFETY: 0..4 is inside the 4096-byte, page-aligned region, and only the child writes now.
-    unsafe { region.as_ptr().cast::<u32>().write_volatile(0xC0FF_EE42) };
+    #[expect(clippy::cast_ptr_alignment, reason = "mappings are page-aligned")]
+    let word = region.as_ptr().cast::<u32>();
+    // SAFETY: as above.
+    unsafe { word.write_volatile(0xC0FF_EE42) };
     7
   };
   // SAFETY: the child only writes into the mapping and returns; no allocation.
@@ -48,7 +51,11 @@ fn anonymous_private_child_write_stays_in_child() {
   region.write_at(0, &[1, 2, 3, 4]).unwrap();
   let status = child_writes(&region);
   assert!(status.code() == Some(7));
-  assert_eq!([byte_at(&region, 0), byte_at(&region, 3)], [1, 4], "the child's write is copy-on-write");
+  assert_eq!(
+    [byte_at(&region, 0), byte_at(&region, 3)],
+    [1, 4],
+    "the child's write is copy-on-write"
+  );
 }
 
 #[test]

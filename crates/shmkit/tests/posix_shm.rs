@@ -67,11 +67,24 @@ fn names_with_and_without_slash_are_the_same_object() {
 
 #[test]
 fn invalid_names_are_rejected_before_any_syscall() {
-  for bad in ["", "/", "//x", "a/b", "/a/b", "x\0y", "/abcdefghijklmnopqrstuvwxyz0123", ".", ".."] {
+  for bad in [
+    "",
+    "/",
+    "//x",
+    "a/b",
+    "/a/b",
+    "x\0y",
+    "/abcdefghijklmnopqrstuvwxyz0123",
+    ".",
+    "..",
+  ] {
     let err = ObjectName::new(bad).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidName, "{bad:?}");
   }
-  assert!(ObjectName::new("/abcdefghijklmnopqrstuvwxyz012").is_ok(), "30 bytes is the limit");
+  assert!(
+    ObjectName::new("/abcdefghijklmnopqrstuvwxyz012").is_ok(),
+    "30 bytes is the limit"
+  );
 }
 
 #[test]
@@ -79,7 +92,10 @@ fn invalid_sizes_are_rejected() {
   let name = NameGuard::new();
   assert_eq!(Region::create(&name.0, 0).unwrap_err().kind(), ErrorKind::InvalidSize);
   assert_eq!(Region::anonymous(0).unwrap_err().kind(), ErrorKind::InvalidSize);
-  assert_eq!(Region::anonymous(usize::MAX).unwrap_err().kind(), ErrorKind::InvalidSize);
+  assert_eq!(
+    Region::anonymous(usize::MAX).unwrap_err().kind(),
+    ErrorKind::InvalidSize
+  );
   assert!(Region::open(&name.0).is_err(), "nothing was created");
 }
 

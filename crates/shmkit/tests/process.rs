@@ -1,4 +1,4 @@
-//! fork, wait, try_wait, wait_timeout and kill.
+//! `fork`, `wait`, `try_wait`, `wait_timeout` and `kill`.
 
 mod common;
 
@@ -16,7 +16,11 @@ fn exit_code_is_reported() {
   let status = child.wait().unwrap();
   assert_eq!(status.code(), Some(42));
   assert_eq!(status.signal(), None);
-  assert_eq!(child.wait().unwrap(), status, "a second wait returns the recorded status");
+  assert_eq!(
+    child.wait().unwrap(),
+    status,
+    "a second wait returns the recorded status"
+  );
 }
 
 #[test]

@@ -1,0 +1,227 @@
+// Memory safety: no sequence of calls crashes the process, and every misuse fails with a
+// typed error.
+import test from 'ava'
+
+import { SharedMemory } from '../index.js'
+import { fixture, runNode, uniqueName } from './helpers.js'
+
+const makers: Record<string, (t: import('ava').ExecutionContext) => SharedMemory> = {
+  anonymous: () => SharedMemory.anonymous(4096),
+  devZero: () => SharedMemory.devZero(4096),
+  named: (t) => SharedMemory.create(uniqueName(t), 4096),
+  memfd: () => SharedMemory.memfd(4096),
+}
+
+for (const [kind, make] of Object.entries(makers)) {
+  test(`${kind}: after close every view has length 0 and reading or writing it does not crash`, (t) => {
+    const shm = make(t)
+    t.is(shm.kind as string, kind)
+    const bytes = new Uint8Array(shm.buffer)
+    const doubles = new Float64Array(shm.buffer)
+    const view = new DataView(shm.buffer)
+    const buf = Buffer.from(shm.buffer)
+    const slice = bytes.subarray(100, 200)
+    bytes[0] = 1
+    doubles[10] = 2.5
+    t.is(view.getUint8(0), 1)
+    t.is(buf[0], 1)
+
+    shm.close()
+    t.true(shm.closed)
+    for (const v of [bytes, doubles, buf, slice]) {
+      t.is(v.length, 0)
+      t.is(v.byteLength, 0)
+      t.is(v[0] as number | undefined, undefined)
+      v[0] = 5 // silently ignored on a detached buffer
+      t.is(v[0] as number | undefined, undefined)
+    }
+    t.is(buf.toString(), '')
+    // Methods of a typed array over a detached buffer throw a TypeError (the language's
+    // rule), as does every DataView access: an exception, never a crash.
+    t.throws(() => bytes.indexOf(1), { instanceOf: TypeError })
+    t.throws(() => bytes.fill(7), { instanceOf: TypeError })
+    t.throws(() => [...doubles], { instanceOf: TypeError })
+    t.throws(() => view.getUint8(0), { instanceOf: TypeError })
+    t.throws(() => view.setFloat64(0, 1), { instanceOf: TypeError })
+    t.throws(() => view.byteLength, { instanceOf: TypeError })
+    t.throws(() => new Uint8Array(bytes.buffer, 0, 1), { instanceOf: TypeError })
+  })
+}
+
+test('close is idempotent and other members throw ERR_SHM_CLOSED afterwards', (t) => {
+  const name = uniqueName(t)
+  const shm = SharedMemory.create(name, 128)
+  shm.close()
+  t.notThrows(() => shm.close())
+  t.notThrows(() => shm[Symbol.dispose]())
+  t.throws(() => shm.buffer, { code: 'ERR_SHM_CLOSED' })
+  t.throws(() => shm.flush(), { code: 'ERR_SHM_CLOSED' })
+  t.throws(() => shm.unlink(), { code: 'ERR_SHM_CLOSED' })
+  t.throws(() => shm.fd, { code: 'ERR_SHM_CLOSED' })
+  // Metadata stays readable.
+  t.is(shm.size, 128)
+  t.is(shm.name, `/${name}`)
+  t.is(shm.kind, 'named')
+  t.true(shm.closed)
+  // Closing never unlinks: the name is still there.
+  SharedMemory.unlink(name)
+})
+
+test('using closes at the end of the block', (t) => {
+  let escaped: Uint8Array
+  {
+    using shm = SharedMemory.anonymous(64)
+    escaped = new Uint8Array(shm.buffer)
+    escaped[0] = 1
+    t.is(typeof shm[Symbol.dispose], 'function')
+  }
+  t.is(escaped.length, 0)
+})
+
+test('buffer is one ArrayBuffer over the mapping, created once', (t) => {
+  using shm = SharedMemory.anonymous(4096)
+  t.is(shm.buffer, shm.buffer)
+  t.true(shm.buffer instanceof ArrayBuffer)
+  t.is(shm.buffer.byteLength, 4096)
+  t.true(
+    new Uint8Array(shm.buffer).every((b) => b === 0),
+    'fresh memory is zeroed',
+  )
+  new Uint32Array(shm.buffer)[1] = 0xdeadbeef
+  t.is(new DataView(shm.buffer).getUint32(4, true), 0xdeadbeef)
+  t.is(Atomics.add(new Int32Array(shm.buffer), 10, 5), 0)
+  t.is(Atomics.load(new Int32Array(shm.buffer), 10), 5)
+})
+
+const badSizes: Array<[unknown, string]> = [
+  [undefined, 'ERR_INVALID_ARG_TYPE'],
+  [null, 'ERR_INVALID_ARG_TYPE'],
+  ['4096', 'ERR_INVALID_ARG_TYPE'],
+  [4096n, 'ERR_INVALID_ARG_TYPE'],
+  [{}, 'ERR_INVALID_ARG_TYPE'],
+  [0, 'ERR_OUT_OF_RANGE'],
+  [-1, 'ERR_OUT_OF_RANGE'],
+  [1.5, 'ERR_OUT_OF_RANGE'],
+  [NaN, 'ERR_OUT_OF_RANGE'],
+  [Infinity, 'ERR_OUT_OF_RANGE'],
+  [2 ** 53, 'ERR_OUT_OF_RANGE'],
+  [Number.MAX_VALUE, 'ERR_OUT_OF_RANGE'],
+]
+
+for (const factory of ['anonymous', 'devZero', 'memfd'] as const) {
+  test(`${factory} rejects bad sizes with Node's codes`, (t) => {
+    for (const [size, code] of badSizes) {
+      const error = t.throws(() =>
+        (SharedMemory[factory] as (s: unknown) => SharedMemory)(size),
+      ) as NodeJS.ErrnoException
+      t.is(error?.code, code, `size ${String(size)}`)
+      t.true(code === 'ERR_INVALID_ARG_TYPE' ? error instanceof TypeError : error instanceof RangeError)
+    }
+  })
+}
+
+test('create rejects bad names and sizes before touching the OS', (t) => {
+  const badNames: Array<[unknown, string]> = [
+    [undefined, 'ERR_INVALID_ARG_TYPE'],
+    [42, 'ERR_INVALID_ARG_TYPE'],
+    [Symbol('x'), 'ERR_INVALID_ARG_TYPE'],
+    ['', 'ERR_INVALID_ARG_VALUE'],
+    ['/', 'ERR_INVALID_ARG_VALUE'],
+    ['//jobs', 'ERR_INVALID_ARG_VALUE'],
+    ['a/b', 'ERR_INVALID_ARG_VALUE'],
+    ['/a/b', 'ERR_INVALID_ARG_VALUE'],
+    ['x\0y', 'ERR_INVALID_ARG_VALUE'],
+    ['x'.repeat(30), 'ERR_INVALID_ARG_VALUE'],
+    ['/' + 'x'.repeat(30), 'ERR_INVALID_ARG_VALUE'],
+  ]
+  for (const [name, code] of badNames) {
+    const error = t.throws(() => SharedMemory.create(name as string, 64)) as NodeJS.ErrnoException
+    t.is(error?.code, code, `name ${String(name)}`)
+    t.true(error instanceof TypeError)
+  }
+  const name = uniqueName(t)
+  for (const [size, code] of badSizes) {
+    t.is((t.throws(() => SharedMemory.create(name, size as number)) as NodeJS.ErrnoException).code, code)
+  }
+  t.throws(() => SharedMemory.open(name), { code: 'ENOENT' }, 'nothing was created')
+  // 29 characters plus the slash is the longest portable name.
+  const longest = uniqueName(t) + 'x'.repeat(15)
+  using ok = SharedMemory.create(longest, 64)
+  t.is(ok.name?.length, 30)
+  t.teardown(() => SharedMemory.unlink(longest))
+})
+
+test('options are checked: type, and each field', (t) => {
+  t.like(
+    t.throws(() => SharedMemory.anonymous(64, 5 as never)),
+    { code: 'ERR_INVALID_ARG_TYPE' },
+  )
+  t.like(
+    t.throws(() => SharedMemory.anonymous(64, 'x' as never)),
+    { code: 'ERR_INVALID_ARG_TYPE' },
+  )
+  t.like(
+    t.throws(() => SharedMemory.anonymous(64, { private: 1 } as never)),
+    { code: 'ERR_INVALID_ARG_TYPE' },
+  )
+  const name = uniqueName(t)
+  t.like(
+    t.throws(() => SharedMemory.create(name, 64, { mode: 0o1000 })),
+    { code: 'ERR_OUT_OF_RANGE' },
+  )
+  t.like(
+    t.throws(() => SharedMemory.create(name, 64, { mode: -1 })),
+    { code: 'ERR_OUT_OF_RANGE' },
+  )
+  t.like(
+    t.throws(() => SharedMemory.create(name, 64, { mode: 1.5 })),
+    { code: 'ERR_OUT_OF_RANGE' },
+  )
+  t.like(
+    t.throws(() => SharedMemory.create(name, 64, { mode: '600' as never })),
+    { code: 'ERR_INVALID_ARG_TYPE' },
+  )
+  t.like(
+    t.throws(() => SharedMemory.create(name, 64, { reserve: 'yes' as never })),
+    { code: 'ERR_INVALID_ARG_TYPE' },
+  )
+  t.like(
+    t.throws(() => SharedMemory.open(name, { readOnly: 0 } as never)),
+    { code: 'ERR_INVALID_ARG_TYPE' },
+  )
+  t.like(
+    t.throws(() => SharedMemory.fromFd(-1)),
+    { code: 'ERR_OUT_OF_RANGE' },
+  )
+  t.like(
+    t.throws(() => SharedMemory.fromFd(99999)),
+    { code: 'EBADF', syscall: 'fcntl' },
+  )
+  t.like(
+    t.throws(() => SharedMemory.file('')),
+    { code: 'ERR_INVALID_ARG_VALUE' },
+  )
+  t.like(
+    t.throws(() => SharedMemory.file(5 as never)),
+    { code: 'ERR_INVALID_ARG_TYPE' },
+  )
+  // null and undefined mean "no options".
+  using a = SharedMemory.anonymous(64, null)
+  using b = SharedMemory.anonymous(64, undefined)
+  t.false(a.private || b.private)
+})
+
+test('a handle that is never closed is unmapped by GC only after its views are gone', async (t) => {
+  const ran = await runNode(fixture('gc-unclosed.mjs'), [])
+  t.is(ran.code, 0, ran.stderr)
+  t.regex(ran.stdout, /view survived GC: 42/)
+  t.regex(ran.stdout, /mappings released: true/)
+})
+
+test('unlink on a region without a shared-memory name is ERR_SHM_UNSUPPORTED', (t) => {
+  using shm = SharedMemory.anonymous(64)
+  t.like(
+    t.throws(() => shm.unlink()),
+    { code: 'ERR_SHM_UNSUPPORTED' },
+  )
+})

@@ -1,0 +1,44 @@
+// The three seed techniques and the fd-backed region, one by one.
+import test from 'ava'
+
+import { SharedMemory } from '../index.js'
+import { fixture, runNode } from './helpers.js'
+
+test('anonymous: zeroed, sized, nameless, shared by default and private on request', (t) => {
+  using shm = SharedMemory.anonymous(10_000)
+  t.is(shm.kind, 'anonymous')
+  t.is(shm.size, 10_000)
+  t.is(shm.name, null)
+  t.is(shm.fd, null)
+  t.false(shm.private)
+  using priv = SharedMemory.anonymous(64, { private: true })
+  t.true(priv.private)
+})
+
+test('devZero: zeroed, sized, nameless', (t) => {
+  using shm = SharedMemory.devZero(5)
+  t.is(shm.kind, 'devZero')
+  t.is(shm.size, 5)
+  t.deepEqual([...new Uint8Array(shm.buffer)], [0, 0, 0, 0, 0])
+  using priv = SharedMemory.devZero(64, { private: true })
+  t.true(priv.private)
+})
+
+test('a large region costs nothing until touched', (t) => {
+  using shm = SharedMemory.anonymous(2 ** 32) // 4 GiB
+  t.is(shm.size, 2 ** 32)
+  const view = new Uint8Array(shm.buffer)
+  view[2 ** 32 - 1] = 1
+  t.is(view[2 ** 32 - 1], 1)
+})
+
+test("memfd: a spawned child maps the inherited fd and both see each other's writes", async (t) => {
+  using shm = SharedMemory.memfd(4096)
+  t.is(shm.kind, 'memfd')
+  t.is(typeof shm.fd, 'number')
+  new Uint8Array(shm.buffer).set(Buffer.from('from parent'))
+  const ran = await runNode(fixture('fd-peer.mjs'), ['3'], { stdio: ['ignore', 'pipe', 'pipe', shm.fd!] })
+  t.is(ran.code, 0, ran.stderr)
+  t.is(ran.stdout.trim(), 'from parent')
+  t.is(Buffer.from(shm.buffer, 100, 10).toString(), 'from child')
+})

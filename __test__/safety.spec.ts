@@ -225,3 +225,25 @@ test('unlink on a region without a shared-memory name is ERR_SHM_UNSUPPORTED', (
     { code: 'ERR_SHM_UNSUPPORTED' },
   )
 })
+
+test('an ArrayBuffer moved away with transfer() keeps its memory after close', (t) => {
+  const shm = SharedMemory.anonymous(4096)
+  new Uint8Array(shm.buffer)[0] = 9
+  const transfer = (shm.buffer as ArrayBuffer & { transfer?: () => ArrayBuffer }).transfer
+  if (typeof transfer !== 'function') {
+    // Node 20 has no ArrayBuffer.prototype.transfer; structuredClone copies instead of moving.
+    const copy = structuredClone(shm.buffer, { transfer: [shm.buffer] })
+    shm.close()
+    t.is(new Uint8Array(copy)[0], 9)
+    return
+  }
+  const moved = transfer.call(shm.buffer)
+  shm.close()
+  // The buffer that now owns the bytes still reads them: the mapping outlives close() until
+  // that buffer is collected, instead of being unmapped under it.
+  const view = new Uint8Array(moved)
+  t.is(view.length, 4096)
+  t.is(view[0], 9)
+  view[4095] = 1
+  t.is(view[4095], 1)
+})

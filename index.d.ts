@@ -30,6 +30,7 @@ export interface ShmSystemError extends Error {
 
 // `close()` is also installed as `[Symbol.dispose]()`, so `using` works.
 export interface SharedMemory extends Disposable {}
+export interface RobustMutex extends Disposable {}
 
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
@@ -38,6 +39,55 @@ export interface SharedMemory extends Disposable {}
  * can point the loader at a WASI artifact this package does not build itself.
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
+
+/**
+ * A robust, process-shared mutex (`PTHREAD_MUTEX_ROBUST`, `PTHREAD_PROCESS_SHARED`) living at
+ * an offset inside a `SharedMemory` region, so every process that maps the region can use it.
+ *
+ * If a process dies while holding it, the next `lockSync()` says so (`ownerDied: true`)
+ * instead of hanging forever. Locks belong to the calling thread: lock and unlock from the
+ * same thread. Locking it twice is `EDEADLK`, unlocking someone else's lock is `EPERM`.
+ * Linux only (`ERR_SHM_UNSUPPORTED` on macOS, which has no robust mutexes).
+ *
+ * ```ts
+ * const shm = SharedMemory.create('state', 4096)
+ * const mutex = RobustMutex.init(shm, 0)        // once; other processes use RobustMutex.at(shm, 0)
+ * if (mutex.lockSync().ownerDied) { repair(); mutex.markConsistent() }
+ * try { update() } finally { mutex.unlock() }
+ * ```
+ */
+export declare class RobustMutex {
+  /**
+   * Initialises a new, unlocked mutex at `offset` (a multiple of 8) inside `memory`. Do it
+   * once, before other processes attach with `RobustMutex.at`.
+   */
+  static init(memory: SharedMemory, offset: number): RobustMutex
+  /** Attaches to the mutex another process initialised at `offset` inside `memory`. */
+  static at(memory: SharedMemory, offset: number): RobustMutex
+  /**
+   * Blocks this thread (and the event loop) until the lock is held, or until `timeout`
+   * milliseconds pass (then throws `ETIMEDOUT`). Keep critical sections short.
+   */
+  lockSync(options?: { timeout?: number } | undefined | null): LockResult
+  /** Takes the lock if it is free; `null` if someone else holds it. */
+  tryLock(): LockResult | null
+  /** Releases the lock (`EPERM` if this thread does not hold it). */
+  unlock(): void
+  /**
+   * After `ownerDied: true`: declares the protected data consistent again, so the mutex goes
+   * back to normal use when unlocked.
+   */
+  markConsistent(): void
+  /** The mutex's offset inside its region. */
+  get offset(): number
+  /** `true` once `close()` has run. */
+  get closed(): boolean
+  /**
+   * Lets go of this handle (the mutex itself stays in the region for other processes; a lock
+   * this thread holds stays held). Idempotent.
+   */
+  close(): void
+}
 
 /**
  * Memory shared between processes, mapped into this one.
@@ -186,6 +236,16 @@ export interface FileOptions {
   private?: boolean
 }
 
+/** The outcome of taking a `RobustMutex`. */
+export interface LockResult {
+  /**
+   * `true` when the previous owner died holding the lock: you hold it now, but the data it
+   * protects may be half-written. Check or repair it, then call `markConsistent()` before
+   * `unlock()`; unlocking without that makes the mutex unusable (`ENOTRECOVERABLE`).
+   */
+  ownerDied: boolean
+}
+
 /** Options for `anonymous`, `devZero` and `memfd`. */
 export interface MapOptions {
   /**
@@ -206,3 +266,6 @@ export interface OpenOptions {
   /** `true` maps `MAP_PRIVATE` (copy-on-write). Default `false`. Not available on macOS. */
   private?: boolean
 }
+
+/** Bytes a `RobustMutex` occupies in a region on this platform. */
+export declare const ROBUST_MUTEX_SIZE: number

@@ -835,4 +835,6 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.RobustMutex = nativeBinding.RobustMutex
 module.exports.SharedMemory = nativeBinding.SharedMemory
+module.exports.ROBUST_MUTEX_SIZE = nativeBinding.ROBUST_MUTEX_SIZE

@@ -191,3 +191,46 @@ pub fn mode_option(env: &Env, object: Option<&Object<'_>>, arg: &str) -> Result<
   )]
   Ok(mode.map_or(0o600, |m| m as u32))
 }
+
+/// A `SharedMemory` instance (checked by napi's type tag, so another class or a look-alike
+/// object is `ERR_INVALID_ARG_TYPE`, never a bad cast).
+pub fn shared_memory<'a>(
+  env: &Env,
+  value: Unknown<'a>,
+  arg: &str,
+) -> Result<ClassInstance<'a, crate::memory::SharedMemory>> {
+  if !is(value, ValueType::Object) {
+    return Err(invalid_type(env, arg, "an instance of SharedMemory", value));
+  }
+  // SAFETY: `value` is a live object handle of this env; napi unwraps it only after confirming
+  // the SharedMemory type tag and class identity.
+  unsafe { ClassInstance::<crate::memory::SharedMemory>::from_napi_value(env.raw(), value.raw()) }
+    .map_err(|_| invalid_type(env, arg, "an instance of SharedMemory", value))
+}
+
+/// An offset inside a region: an integer from 0 to [`MAX_SIZE`].
+pub fn offset(env: &Env, value: Unknown<'_>, arg: &str) -> Result<usize> {
+  let n = integer(env, value, arg, 0.0, MAX_SIZE)?;
+  #[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "an integer in 0..=2**47"
+  )]
+  Ok(n as usize)
+}
+
+/// A `timeout` option in milliseconds (a finite number ≥ 0), or `None` for no limit.
+pub fn timeout_option(env: &Env, object: Option<&Object<'_>>, arg: &str) -> Result<Option<std::time::Duration>> {
+  let Some(object) = object else { return Ok(None) };
+  let Some(value) = property(object, "timeout")? else {
+    return Ok(None);
+  };
+  let ms = number(env, value, &format!("{arg}.timeout"))?;
+  if ms.is_nan() || ms < 0.0 {
+    return Err(out_of_range(env, &format!("{arg}.timeout"), ">= 0", &show_number(ms)));
+  }
+  if ms.is_infinite() {
+    return Ok(None);
+  }
+  Ok(Some(std::time::Duration::from_secs_f64(ms / 1000.0)))
+}

@@ -21,16 +21,19 @@
 //! the object's name.
 
 mod anon;
+mod clock;
 mod dev_zero;
 mod error;
 mod file;
 mod memfd;
+mod mutex;
 mod name;
 mod posix_shm;
 mod process;
 mod region;
 
 pub use error::{Error, ErrorKind, Result};
+pub use mutex::{mutex_align, mutex_size, Lock, RobustMutex};
 pub use name::{unique_name, ObjectName, MAX_NAME_LEN};
 pub use nix::errno::Errno;
 pub use nix::sys::signal::Signal;

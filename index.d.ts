@@ -105,6 +105,20 @@ export declare class RobustMutex {
  */
 export declare class SharedMemory {
   /**
+   * Lists named shared-memory objects and semaphores (Linux: the entries of `/dev/shm`),
+   * optionally only those whose name starts with `prefix`, with size, mode, owner and whether
+   * any process still uses them. Removes nothing. `ERR_SHM_UNSUPPORTED` on macOS.
+   */
+  static list(options?: { prefix?: string } | undefined | null): Array<NamedObjectInfo>
+  /**
+   * Removes the named objects whose name starts with `prefix` (required, non-empty) that
+   * belong to you and that no process is seen mapping or holding open (processes of other
+   * users may not be inspectable), and returns them. Unlinking removes only the name: a
+   * process that still maps an object keeps its memory. Use it for names
+   * left behind by crashed programs. `{ dryRun: true }` only reports what it would remove.
+   */
+  static removeUnused(prefix: string, options?: { dryRun?: boolean } | undefined | null): Array<NamedObjectInfo>
+  /**
    * Maps `size` bytes of zeroed anonymous memory (`MAP_SHARED | MAP_ANONYMOUS`): no file,
    * no name. Shared with children made by `fork()`; a spawned process cannot see it.
    */
@@ -253,6 +267,27 @@ export interface MapOptions {
    * writes stay their own. Default `false` (`MAP_SHARED`).
    */
   private?: boolean
+}
+
+/** One named object in `/dev/shm`. */
+export interface NamedObjectInfo {
+  /** The name with its leading `/`, as `SharedMemory.open` or `Semaphore.open` take it. */
+  name: string
+  /** `'segment'` (shared memory) or `'semaphore'` (a named semaphore). */
+  kind: 'segment' | 'semaphore'
+  /** Size in bytes. */
+  size: number
+  /** Permission bits, such as `0o600`. */
+  mode: number
+  /** The owner's user id. */
+  uid: number
+  /** Last modification, in milliseconds since the epoch. */
+  modifiedMs: number
+  /**
+   * Whether some process maps it or holds it open; `null` when some processes could not be
+   * inspected (other users', without privileges) and none of the others uses it.
+   */
+  inUse?: boolean
 }
 
 /** Options for `open` and `fromFd`. */

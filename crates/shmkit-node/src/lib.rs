@@ -15,6 +15,7 @@ extern crate napi_derive;
 
 mod args;
 mod error;
+mod inventory;
 mod memory;
 mod mutex;
 

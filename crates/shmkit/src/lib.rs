@@ -25,6 +25,7 @@ mod clock;
 mod dev_zero;
 mod error;
 mod file;
+mod inventory;
 mod memfd;
 mod mutex;
 mod name;
@@ -33,6 +34,7 @@ mod process;
 mod region;
 
 pub use error::{Error, ErrorKind, Result};
+pub use inventory::{list, remove_unused, ObjectInfo, ObjectKind};
 pub use mutex::{mutex_align, mutex_size, Lock, RobustMutex};
 pub use name::{unique_name, ObjectName, MAX_NAME_LEN};
 pub use nix::errno::Errno;

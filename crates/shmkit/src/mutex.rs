@@ -187,34 +187,24 @@ mod imp {
 
   pub(super) fn init(mutex: *mut libc::pthread_mutex_t) -> Result<()> {
     let mut attr = MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
-    // SAFETY: `attr` is valid storage for an attribute object.
-    check(
-      unsafe { libc::pthread_mutexattr_init(attr.as_mut_ptr()) },
-      "pthread_mutexattr_init",
-    )?;
     let attr_ptr = attr.as_mut_ptr();
+    // SAFETY: `attr_ptr` is valid storage for an attribute object.
+    let ret = unsafe { libc::pthread_mutexattr_init(attr_ptr) };
+    check(ret, "pthread_mutexattr_init")?;
     let configured = (|| {
       // SAFETY: `attr_ptr` points to the initialised attribute object.
-      check(
-        unsafe { libc::pthread_mutexattr_setpshared(attr_ptr, libc::PTHREAD_PROCESS_SHARED) },
-        "pthread_mutexattr_setpshared",
-      )?;
+      let ret = unsafe { libc::pthread_mutexattr_setpshared(attr_ptr, libc::PTHREAD_PROCESS_SHARED) };
+      check(ret, "pthread_mutexattr_setpshared")?;
       // SAFETY: as above.
-      check(
-        unsafe { libc::pthread_mutexattr_setrobust(attr_ptr, libc::PTHREAD_MUTEX_ROBUST) },
-        "pthread_mutexattr_setrobust",
-      )?;
+      let ret = unsafe { libc::pthread_mutexattr_setrobust(attr_ptr, libc::PTHREAD_MUTEX_ROBUST) };
+      check(ret, "pthread_mutexattr_setrobust")?;
       // SAFETY: as above.
-      check(
-        unsafe { libc::pthread_mutexattr_settype(attr_ptr, libc::PTHREAD_MUTEX_ERRORCHECK) },
-        "pthread_mutexattr_settype",
-      )?;
+      let ret = unsafe { libc::pthread_mutexattr_settype(attr_ptr, libc::PTHREAD_MUTEX_ERRORCHECK) };
+      check(ret, "pthread_mutexattr_settype")?;
       // SAFETY: `mutex` points into a live, writable mapping with room and alignment for a
       // mutex (checked by the caller); `attr_ptr` is initialised.
-      check(
-        unsafe { libc::pthread_mutex_init(mutex, attr_ptr) },
-        "pthread_mutex_init",
-      )
+      let ret = unsafe { libc::pthread_mutex_init(mutex, attr_ptr) };
+      check(ret, "pthread_mutex_init")
     })();
     // SAFETY: `attr_ptr` is initialised and no longer needed.
     unsafe { libc::pthread_mutexattr_destroy(attr_ptr) };
@@ -255,7 +245,8 @@ mod imp {
 
   pub(super) fn unlock(mutex: *mut libc::pthread_mutex_t) -> Result<()> {
     // SAFETY: `mutex` points to a mutex inside a live mapping (checked by the caller).
-    check(unsafe { libc::pthread_mutex_unlock(mutex) }, "pthread_mutex_unlock")
+    let ret = unsafe { libc::pthread_mutex_unlock(mutex) };
+    check(ret, "pthread_mutex_unlock")
   }
 
   pub(super) fn consistent(mutex: *mut libc::pthread_mutex_t) -> Result<()> {
@@ -268,7 +259,8 @@ mod imp {
 
   pub(super) fn destroy(mutex: *mut libc::pthread_mutex_t) -> Result<()> {
     // SAFETY: `mutex` points to a mutex inside a live mapping (checked by the caller).
-    check(unsafe { libc::pthread_mutex_destroy(mutex) }, "pthread_mutex_destroy")
+    let ret = unsafe { libc::pthread_mutex_destroy(mutex) };
+    check(ret, "pthread_mutex_destroy")
   }
 }
 

@@ -23,7 +23,10 @@ test('list reports size, mode, owner and use of named segments, filtered by pref
       { name: `/${prefix}b`, kind: 'segment', size: 100, mode: 0o600, uid: process.getuid!() },
     ],
   )
-  t.true(listed.every((o) => o.inUse === true), 'this process maps both')
+  t.true(
+    listed.every((o) => o.inUse === true),
+    'this process maps both',
+  )
   t.true(listed.every((o) => o.modifiedMs > Date.now() - 3_600_000))
   t.true(SharedMemory.list().length >= 2, 'no prefix lists everything')
   a.close()
@@ -75,10 +78,28 @@ test('removeUnused removes only unused names with the prefix, and only when aske
 })
 
 test('cleanup refuses an empty prefix and bad arguments', (t) => {
-  t.like(t.throws(() => SharedMemory.removeUnused('')), { code: 'ERR_INVALID_ARG_VALUE' })
-  t.like(t.throws(() => SharedMemory.removeUnused('/')), { code: 'ERR_INVALID_ARG_VALUE' })
-  t.like(t.throws(() => SharedMemory.removeUnused('a/b')), { code: 'ERR_INVALID_ARG_VALUE' })
-  t.like(t.throws(() => SharedMemory.removeUnused(5 as never)), { code: 'ERR_INVALID_ARG_TYPE' })
-  t.like(t.throws(() => SharedMemory.list({ prefix: 5 } as never)), { code: 'ERR_INVALID_ARG_TYPE' })
-  t.like(t.throws(() => SharedMemory.removeUnused('x', { dryRun: 'yes' } as never)), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.like(
+    t.throws(() => SharedMemory.removeUnused('')),
+    { code: 'ERR_INVALID_ARG_VALUE' },
+  )
+  t.like(
+    t.throws(() => SharedMemory.removeUnused('/')),
+    { code: 'ERR_INVALID_ARG_VALUE' },
+  )
+  t.like(
+    t.throws(() => SharedMemory.removeUnused('a/b')),
+    { code: 'ERR_INVALID_ARG_VALUE' },
+  )
+  t.like(
+    t.throws(() => SharedMemory.removeUnused(5 as never)),
+    { code: 'ERR_INVALID_ARG_TYPE' },
+  )
+  t.like(
+    t.throws(() => SharedMemory.list({ prefix: 5 } as never)),
+    { code: 'ERR_INVALID_ARG_TYPE' },
+  )
+  t.like(
+    t.throws(() => SharedMemory.removeUnused('x', { dryRun: 'yes' } as never)),
+    { code: 'ERR_INVALID_ARG_TYPE' },
+  )
 })

@@ -83,8 +83,8 @@ export declare class RobustMutex {
   /** `true` once `close()` has run. */
   get closed(): boolean
   /**
-   * Lets go of this handle (the mutex itself stays in the region for other processes; a lock
-   * this thread holds stays held). Idempotent.
+   * Lets go of this handle. A lock this thread holds is released first; the mutex itself
+   * stays in the region for other processes. Idempotent.
    */
   close(): void
 }

@@ -121,8 +121,8 @@ impl RobustMutex {
     self.inner.is_none()
   }
 
-  /// Lets go of this handle (the mutex itself stays in the region for other processes; a lock
-  /// this thread holds stays held). Idempotent.
+  /// Lets go of this handle. A lock this thread holds is released first; the mutex itself
+  /// stays in the region for other processes. Idempotent.
   #[napi]
   pub fn close(&mut self) {
     self.inner = None;

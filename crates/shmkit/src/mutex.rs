@@ -8,7 +8,14 @@
 //! trusts half-written data. It is also error-checking: locking it twice from one thread is
 //! `EDEADLK` instead of a hang, and unlocking someone else's lock is `EPERM`.
 //!
-//! macOS has no robust mutexes; there every constructor is [`crate::ErrorKind::Unsupported`].
+//! glibc keeps every robust mutex a thread holds on a list threaded through the mutexes
+//! themselves, so a held mutex whose bytes get overwritten, or unmapped, would make the next
+//! unlock write through a wild pointer. shmkit therefore remembers which mutexes each thread
+//! holds (keeping their regions mapped), rewrites their list links before every unlock, and
+//! unlocks a held mutex when its handle is dropped.
+//!
+//! Supported with glibc on 64-bit Linux. macOS has no robust mutexes, and musl lays the list
+//! out differently; there every constructor is [`crate::ErrorKind::Unsupported`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,7 +99,7 @@ impl RobustMutex {
   /// `EDEADLK` if this thread already holds it; `ENOTRECOVERABLE` if a previous owner died and
   /// the next one unlocked without [`RobustMutex::make_consistent`].
   pub fn lock(&self) -> Result<Lock> {
-    imp::lock(self.ptr(), None)
+    self.guarded(|| imp::lock(self.ptr(), None))
   }
 
   /// Like [`RobustMutex::lock`], giving up after `timeout` with [`ErrorKind::TimedOut`].
@@ -100,7 +107,7 @@ impl RobustMutex {
   /// # Errors
   /// As [`RobustMutex::lock`], and [`ErrorKind::TimedOut`].
   pub fn lock_timeout(&self, timeout: Duration) -> Result<Lock> {
-    imp::lock(self.ptr(), Some(timeout))
+    self.guarded(|| imp::lock(self.ptr(), Some(timeout)))
   }
 
   /// Takes the lock if it is free; `None` if another thread or process holds it.
@@ -108,7 +115,40 @@ impl RobustMutex {
   /// # Errors
   /// As [`RobustMutex::lock`].
   pub fn try_lock(&self) -> Result<Option<Lock>> {
-    imp::try_lock(self.ptr())
+    let mut busy = false;
+    let lock = self.guarded(|| match imp::try_lock(self.ptr())? {
+      Some(lock) => Ok(lock),
+      None => {
+        busy = true;
+        Err(Error::os(nix::errno::Errno::EBUSY, "pthread_mutex_trylock"))
+      }
+    });
+    if busy {
+      return Ok(None);
+    }
+    lock.map(Some)
+  }
+
+  /// Runs a pthread lock call with glibc's robust list in order around it, and records the
+  /// mutex as held when it succeeds.
+  fn guarded(&self, call: impl FnOnce() -> Result<Lock>) -> Result<Lock> {
+    let address = self.ptr() as usize;
+    if imp::held::overlaps(address, mutex_size()) {
+      return Err(Error::os(nix::errno::Errno::EDEADLK, "pthread_mutex_lock"));
+    }
+    imp::held::prepare(None);
+    let lock = call();
+    imp::held::settle();
+    if lock.is_ok() {
+      imp::held::acquired(address, &self.region);
+    }
+    lock
+  }
+
+  /// Whether this thread holds the lock (through this or another handle).
+  #[must_use]
+  pub fn is_held(&self) -> bool {
+    imp::held::holds(self.ptr() as usize)
   }
 
   /// Releases the lock.
@@ -116,7 +156,19 @@ impl RobustMutex {
   /// # Errors
   /// `EPERM` if this thread does not hold it.
   pub fn unlock(&self) -> Result<()> {
-    imp::unlock(self.ptr())
+    let address = self.ptr() as usize;
+    // Only a mutex this thread locked through shmkit is on glibc's list; anything else (an
+    // overlapping mutex whose lock word happens to carry our thread id, say) must not reach
+    // pthread_mutex_unlock, which would unlink it from a list it is not on.
+    if !imp::held::holds(address) {
+      return Err(Error::os(nix::errno::Errno::EPERM, "pthread_mutex_unlock"));
+    }
+    imp::held::prepare(Some(address));
+    let unlocked = imp::unlock(self.ptr());
+    imp::held::settle();
+    unlocked?;
+    imp::held::released(address);
+    Ok(())
   }
 
   /// After [`Lock::OwnerDied`]: declares the protected data consistent again, so that unlocking
@@ -134,6 +186,16 @@ impl RobustMutex {
   /// `EBUSY` if it is locked.
   pub fn destroy(self) -> Result<()> {
     imp::destroy(self.ptr())
+  }
+}
+
+impl Drop for RobustMutex {
+  /// A lock this thread still holds is released, so no thread keeps a list link into a
+  /// mutex nobody can reach any more. Failures are ignored (Drop cannot report).
+  fn drop(&mut self) {
+    if self.is_held() {
+      let _ = self.unlock();
+    }
   }
 }
 
@@ -161,7 +223,7 @@ fn check_placement(region: &Region, offset: usize) -> Result<()> {
   Ok(())
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 mod imp {
   use std::mem::MaybeUninit;
   use std::time::Duration;
@@ -257,6 +319,179 @@ mod imp {
     )
   }
 
+  /// The robust mutexes this thread holds, and the repair of glibc's list through them.
+  pub(super) mod held {
+    use std::cell::RefCell;
+    use std::sync::Arc;
+
+    use crate::region::Region;
+
+    // glibc's 64-bit `pthread_mutex_t`: `__lock` (the owner's thread id, plus a waiters bit) at
+    // byte 0, `__kind` at 16, `__list { __prev, __next }` at 24..40. List entries point at the
+    // `__next` field, and the list starts and ends at the thread's `robust_head` (whose address
+    // the kernel reports through get_robust_list(2)).
+    const LOCK: usize = 0;
+    const KIND: usize = 16;
+    const PREV: usize = 24;
+    const NEXT: usize = 32;
+    const FUTEX_WAITERS: u32 = 0x8000_0000;
+    const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+
+    /// A held mutex: its address, its `__kind` when we took it, and its region (kept mapped).
+    struct Entry {
+      address: usize,
+      kind: i32,
+      _region: Arc<Region>,
+    }
+
+    struct Held {
+      pid: u32,
+      /// Oldest first.
+      mutexes: Vec<Entry>,
+      /// The head of glibc's list as our last pthread call left it. A different value later
+      /// means code other than shmkit locked or unlocked a robust mutex on this thread.
+      last_head: Option<usize>,
+    }
+
+    thread_local! {
+      static HELD: RefCell<Held> =
+        const { RefCell::new(Held { pid: 0, mutexes: Vec::new(), last_head: None }) };
+    }
+
+    /// This thread's state, forgetting any inherited through `fork` (the child holds nothing).
+    fn with_state<T>(f: impl FnOnce(&mut Held) -> T) -> T {
+      HELD.with(|held| {
+        let mut held = held.borrow_mut();
+        let pid = std::process::id();
+        if held.pid != pid {
+          held.pid = pid;
+          held.mutexes.clear();
+          held.last_head = None;
+        }
+        f(&mut held)
+      })
+    }
+
+    fn with<T>(f: impl FnOnce(&mut Vec<Entry>) -> T) -> T {
+      with_state(|held| f(&mut held.mutexes))
+    }
+
+    /// Whether this thread holds a mutex whose bytes overlap the one at `address` without
+    /// being it (two placements that share bytes would corrupt each other's links).
+    pub(in super::super) fn overlaps(address: usize, size: usize) -> bool {
+      with(|held| {
+        held
+          .iter()
+          .any(|e| e.address != address && e.address < address + size && address < e.address + size)
+      })
+    }
+
+    pub(in super::super) fn acquired(address: usize, region: &Arc<Region>) {
+      // SAFETY: `address` is a mutex inside `region`'s live mapping; we just locked it, so its
+      // `__kind` is the real one.
+      let kind = unsafe { ((address + KIND) as *const i32).read_volatile() };
+      with(|held| {
+        if !held.iter().any(|e| e.address == address) {
+          held.push(Entry {
+            address,
+            kind,
+            _region: region.clone(),
+          });
+        }
+      });
+    }
+
+    pub(in super::super) fn released(address: usize) {
+      with(|held| held.retain(|e| e.address != address));
+    }
+
+    pub(in super::super) fn holds(address: usize) -> bool {
+      with(|held| held.iter().any(|e| e.address == address))
+    }
+
+    fn thread_id() -> u32 {
+      // The raw syscall: gettid(3) is newer than the oldest glibc we build against.
+      // SAFETY: gettid takes no arguments and cannot fail.
+      let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+      u32::try_from(tid).unwrap_or(0)
+    }
+
+    fn robust_head() -> Option<usize> {
+      let mut head: *mut libc::c_void = std::ptr::null_mut();
+      let mut len: libc::size_t = 0;
+      // SAFETY: pid 0 means this thread; both out-pointers are valid.
+      let ret = unsafe { libc::syscall(libc::SYS_get_robust_list, 0, &raw mut head, &raw mut len) };
+      (ret == 0 && !head.is_null()).then_some(head as usize)
+    }
+
+    /// Before any pthread call on a robust mutex: makes glibc's list of the mutexes this thread
+    /// holds exactly our record of them (links written through a mutex's own bytes may have
+    /// been overwritten, and a mutex released since may still be linked), and, when
+    /// `unlocking` names a held mutex, restores its lock word and kind (we hold it, so they
+    /// must name this thread and the kind it had). Touches nothing if code other than shmkit
+    /// changed the list since our last call: then its entries are not ours to rewrite.
+    pub(in super::super) fn prepare(unlocking: Option<usize>) {
+      let Some(head) = robust_head() else { return };
+      with_state(|state| {
+        // SAFETY: `head` is this thread's live robust_list_head; its first word is the list.
+        let current = unsafe { (head as *const usize).read_volatile() };
+        let changed_by_others = match state.last_head {
+          Some(last) => last != current,
+          // Our first call on this thread: the list must be empty, or it is someone else's.
+          None => current & !1 != head,
+        };
+        if changed_by_others {
+          return;
+        }
+        if let Some(entry) = state.mutexes.iter().find(|e| Some(e.address) == unlocking) {
+          let lock = (entry.address + LOCK) as *mut u32;
+          let kind = (entry.address + KIND) as *mut i32;
+          let tid = thread_id();
+          // SAFETY: the entry's region is kept mapped and writable while the mutex is held; the
+          // words are inside the mutex, and we own the lock, so nobody else may change them.
+          unsafe {
+            if lock.read_volatile() & FUTEX_TID_MASK != tid {
+              lock.write_volatile(tid | FUTEX_WAITERS); // a spare wake-up at most
+            }
+          }
+          // SAFETY: as above.
+          unsafe {
+            if kind.read_volatile() != entry.kind {
+              kind.write_volatile(entry.kind);
+            }
+          }
+        }
+        // Newest first, as glibc links them: head -> newest -> ... -> oldest -> head.
+        let order: Vec<usize> = state.mutexes.iter().rev().map(|e| e.address).collect();
+        for (i, &mutex) in order.iter().enumerate() {
+          let prev = if i == 0 { head } else { order[i - 1] + NEXT };
+          let next = order.get(i + 1).map_or(head, |m| m + NEXT);
+          // SAFETY: `mutex` is a held mutex whose region the entry keeps mapped and writable;
+          // bytes 24..40 are its list links.
+          unsafe {
+            ((mutex + PREV) as *mut usize).write_volatile(prev);
+          }
+          // SAFETY: as above.
+          unsafe {
+            ((mutex + NEXT) as *mut usize).write_volatile(next);
+          }
+        }
+        let first = order.first().map_or(head, |m| m + NEXT);
+        // SAFETY: as for the read above; the kernel and glibc read this word as the list.
+        unsafe { (head as *mut usize).write_volatile(first) };
+        state.last_head = Some(first);
+      });
+    }
+
+    /// After a pthread call on a robust mutex: remembers the list head it left.
+    pub(in super::super) fn settle() {
+      let Some(head) = robust_head() else { return };
+      // SAFETY: `head` is this thread's live robust_list_head.
+      let current = unsafe { (head as *const usize).read_volatile() };
+      with_state(|state| state.last_head = Some(current));
+    }
+  }
+
   pub(super) fn destroy(mutex: *mut libc::pthread_mutex_t) -> Result<()> {
     // SAFETY: `mutex` points to a mutex inside a live mapping (checked by the caller).
     let ret = unsafe { libc::pthread_mutex_destroy(mutex) };
@@ -264,7 +499,7 @@ mod imp {
   }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64")))]
 mod imp {
   use std::time::Duration;
 
@@ -274,7 +509,7 @@ mod imp {
   fn unsupported<T>() -> Result<T> {
     Err(Error::new(
       ErrorKind::Unsupported,
-      "robust process-shared mutexes are not available on this platform",
+      "robust process-shared mutexes need glibc on 64-bit Linux",
     ))
   }
   pub(super) fn supported() -> Result<()> {
@@ -297,5 +532,22 @@ mod imp {
   }
   pub(super) fn destroy(_: *mut libc::pthread_mutex_t) -> Result<()> {
     unsupported()
+  }
+
+  pub(super) mod held {
+    use std::sync::Arc;
+
+    use crate::region::Region;
+
+    pub(in super::super) fn acquired(_: usize, _: &Arc<Region>) {}
+    pub(in super::super) fn released(_: usize) {}
+    pub(in super::super) fn holds(_: usize) -> bool {
+      false
+    }
+    pub(in super::super) fn prepare(_: Option<usize>) {}
+    pub(in super::super) fn settle() {}
+    pub(in super::super) fn overlaps(_: usize, _: usize) -> bool {
+      false
+    }
   }
 }

@@ -1,0 +1,200 @@
+// The actions of the property test (fuzz.spec.ts), kept apart so a failing sequence can be
+// replayed on its own: FUZZ_TRACE=1 prints every action, and fuzz-replay.ts runs a list of them.
+import { writeSync } from 'node:fs'
+
+import fc from 'fast-check'
+
+import { RobustMutex, SharedMemory } from '../index.js'
+
+const junk = fc.oneof(
+  fc.constantFrom(undefined, null, 0, -1, 1.5, NaN, Infinity, -Infinity, 2 ** 53, '', '/', '//x', 'a/b', true),
+  fc.string({ maxLength: 40 }),
+  fc.bigInt(),
+  fc.object({ maxDepth: 1 }),
+  fc.integer(),
+)
+const size = fc.oneof(fc.integer({ min: 1, max: 3 * 4096 }), fc.constantFrom(1, 4096, 65536), junk)
+const index = fc.nat({ max: 1_000_000 })
+const pick = fc.nat({ max: 1_000 })
+
+export const action = fc.oneof(
+  fc.record({
+    op: fc.constant('anonymous' as const),
+    size,
+    opts: fc.option(fc.record({ private: fc.oneof(fc.boolean(), junk) })),
+  }),
+  fc.record({ op: fc.constant('devZero' as const), size, opts: fc.option(fc.record({ private: fc.boolean() })) }),
+  fc.record({ op: fc.constant('memfd' as const), size }),
+  fc.record({ op: fc.constant('fromFd' as const), pick, fd: fc.option(junk) }),
+  fc.record({
+    op: fc.constantFrom('create' as const, 'openOrCreate' as const),
+    pick,
+    junkName: fc.option(junk, { freq: 4 }),
+    size,
+    opts: fc.option(fc.record({ mode: fc.oneof(fc.integer({ min: 0, max: 0o777 }), junk), reserve: fc.boolean() })),
+  }),
+  fc.record({
+    op: fc.constant('open' as const),
+    pick,
+    junkName: fc.option(junk, { freq: 4 }),
+    opts: fc.option(fc.record({ readOnly: fc.boolean(), private: fc.oneof(fc.boolean(), junk) })),
+  }),
+  fc.record({ op: fc.constant('unlinkName' as const), pick, junkName: fc.option(junk, { freq: 4 }) }),
+  fc.record({ op: fc.constantFrom('close' as const, 'unlink' as const, 'flush' as const, 'meta' as const), pick }),
+  fc.record({
+    op: fc.constant('view' as const),
+    pick,
+    type: fc.constantFrom('u8', 'f64', 'dv', 'buf', 'i32'),
+    offset: fc.oneof(fc.nat({ max: 9000 }), fc.constant(-1)),
+  }),
+  fc.record({ op: fc.constant('touch' as const), pick, at: index, value: fc.integer() }),
+  fc.record({
+    op: fc.constantFrom('mutexInit' as const, 'mutexAt' as const),
+    pick,
+    offset: fc.oneof(fc.constantFrom(0, 8, 64, 4088), junk),
+  }),
+  fc.record({
+    op: fc.constantFrom(
+      'lock' as const,
+      'tryLock' as const,
+      'unlockMutex' as const,
+      'consistent' as const,
+      'closeMutex' as const,
+    ),
+    pick,
+  }),
+  fc.record({ op: fc.constant('list' as const), dryRun: fc.boolean() }),
+)
+
+export type Action = typeof action extends fc.Arbitrary<infer A> ? A : never
+
+export interface State {
+  prefix: string
+  names: string[]
+  handles: SharedMemory[]
+  views: ArrayBufferView[]
+  mutexes: RobustMutex[]
+}
+
+const at = <T>(list: T[], n: number): T | undefined => (list.length ? list[n % list.length] : undefined)
+
+export function step(s: State, a: Action) {
+  if (process.env.FUZZ_TRACE) writeSync(2, `${JSON.stringify(a, (_, v) => (typeof v === 'bigint' ? `${v}n` : v))}\n`)
+  const name = (pick: number, junkName: unknown) => (junkName !== null ? junkName : at(s.names, pick))
+  switch (a.op) {
+    case 'anonymous':
+      s.handles.push(SharedMemory.anonymous(a.size as number, a.opts as never))
+      break
+    case 'devZero':
+      s.handles.push(SharedMemory.devZero(a.size as number, a.opts))
+      break
+    case 'memfd':
+      s.handles.push(SharedMemory.memfd(a.size as number))
+      break
+    case 'fromFd': {
+      // Only our own memfds or invalid numbers: a random real fd could be a file of the runner.
+      const fd =
+        a.fd !== null
+          ? a.fd
+          : (at(
+              s.handles.filter((h) => !h.closed && h.kind === 'memfd'),
+              a.pick,
+            )?.fd ?? -1)
+      if (
+        typeof fd === 'number' &&
+        Number.isInteger(fd) &&
+        fd >= 0 &&
+        !s.handles.some((h) => !h.closed && h.fd === fd)
+      ) {
+        break // an fd that is not ours
+      }
+      s.handles.push(SharedMemory.fromFd(fd as number))
+      break
+    }
+    case 'create':
+    case 'openOrCreate':
+      s.handles.push(SharedMemory[a.op](name(a.pick, a.junkName) as string, a.size as number, a.opts as never))
+      break
+    case 'open':
+      s.handles.push(SharedMemory.open(name(a.pick, a.junkName) as string, a.opts as never))
+      break
+    case 'unlinkName':
+      SharedMemory.unlink(name(a.pick, a.junkName) as string)
+      break
+    case 'close':
+      at(s.handles, a.pick)?.close()
+      break
+    case 'unlink':
+      at(s.handles, a.pick)?.unlink()
+      break
+    case 'flush':
+      at(s.handles, a.pick)?.flush()
+      break
+    case 'meta': {
+      const h = at(s.handles, a.pick)
+      if (h) void [h.size, h.name, h.kind, h.closed, h.private, h.readOnly, h.closed ? null : h.fd]
+      break
+    }
+    case 'view': {
+      const h = at(s.handles, a.pick)
+      if (!h) break
+      const buffer = h.buffer
+      const offset = Math.min(Math.max(a.offset, 0), buffer.byteLength) & ~7
+      s.views.push(
+        a.type === 'u8'
+          ? new Uint8Array(buffer, offset)
+          : a.type === 'f64'
+            ? new Float64Array(buffer, offset)
+            : a.type === 'i32'
+              ? new Int32Array(buffer, offset)
+              : a.type === 'dv'
+                ? new DataView(buffer, offset)
+                : Buffer.from(buffer, offset),
+      )
+      break
+    }
+    case 'touch': {
+      const v = at(s.views, a.pick)
+      if (!v) break
+      if (v instanceof DataView) {
+        // Throws a TypeError once detached; out of range is a RangeError.
+        if (v.byteLength > 0) v.setUint8(a.at % v.byteLength, a.value & 0xff)
+      } else {
+        const array = v as unknown as { length: number; [i: number]: number }
+        array[a.at % Math.max(array.length, 1)] = a.value
+        void array[a.at % Math.max(array.length, 1)]
+        void array.length
+      }
+      break
+    }
+    case 'mutexInit':
+    case 'mutexAt': {
+      const h = at(s.handles, a.pick)
+      if (!h) break
+      s.mutexes.push(
+        a.op === 'mutexInit' ? RobustMutex.init(h, a.offset as number) : RobustMutex.at(h, a.offset as number),
+      )
+      break
+    }
+    case 'lock':
+      // Always bounded: a mutex attached to memory the test scribbled on may be garbage.
+      at(s.mutexes, a.pick)?.lockSync({ timeout: 5 })
+      break
+    case 'tryLock':
+      at(s.mutexes, a.pick)?.tryLock()
+      break
+    case 'unlockMutex':
+      at(s.mutexes, a.pick)?.unlock()
+      break
+    case 'consistent':
+      at(s.mutexes, a.pick)?.markConsistent()
+      break
+    case 'closeMutex':
+      at(s.mutexes, a.pick)?.close()
+      break
+    case 'list':
+      SharedMemory.list({ prefix: s.prefix })
+      SharedMemory.removeUnused(s.prefix, { dryRun: a.dryRun })
+      break
+  }
+}

@@ -1,0 +1,71 @@
+// Property test: random sequences of every API call, with valid and invalid arguments, in any
+// order. The process must never crash, every error must be typed, and at the end nothing may be
+// left behind: no descriptors, no mappings, no names.
+import { writeSync } from 'node:fs'
+
+import fc from 'fast-check'
+import test from 'ava'
+
+import { SharedMemory } from '../index.js'
+import { action, type State, step } from './fuzz-steps.js'
+import { openFds, sharedMappingCount, shmEntries, turn, uniqueName } from './helpers.js'
+
+// Codes an error may carry: Node's argument codes, ours, or an errno name.
+const typedCode = /^(ERR_INVALID_ARG_TYPE|ERR_INVALID_ARG_VALUE|ERR_OUT_OF_RANGE|ERR_SHM_[A-Z_]+|E[A-Z0-9]+)$/
+
+test.serial('thousands of random calls: no crash, only typed errors, nothing left behind', async (t) => {
+  const prefix = uniqueName(t, 'z').slice(0, 9)
+  const fds = openFds()
+  const shared = sharedMappingCount()
+  let steps = 0
+  let errors = 0
+  await fc.assert(
+    fc.asyncProperty(fc.array(action, { minLength: 100, maxLength: 300 }), async (actions) => {
+      if (process.env.FUZZ_TRACE) writeSync(2, 'RUN\n')
+      const s: State = { prefix, names: [0, 1, 2, 3].map((i) => `${prefix}${i}`), handles: [], views: [], mutexes: [] }
+      try {
+        for (const a of actions) {
+          steps++
+          try {
+            step(s, a)
+          } catch (error) {
+            errors++
+            const e = error as NodeJS.ErrnoException
+            if (e instanceof TypeError && /detached|out of bounds|Offset is outside/.test(e.message) && !e.code)
+              continue
+            if (e instanceof RangeError && !e.code && /offset|length|bounds|Invalid typed array/i.test(e.message))
+              continue
+            if (!(e instanceof Error) || typeof e.code !== 'string' || !typedCode.test(e.code)) {
+              throw new Error(
+                `untyped error from ${JSON.stringify(a, (_, v) => (typeof v === 'bigint' ? `${v}n` : v))}: ${String(error)}`,
+              )
+            }
+          }
+        }
+      } finally {
+        for (const m of s.mutexes) m.close()
+        for (const h of s.handles) h.close()
+        for (const n of s.names) {
+          try {
+            SharedMemory.unlink(n)
+          } catch {}
+        }
+      }
+    }),
+    {
+      numRuns: Number(process.env.FUZZ_RUNS ?? 25),
+      seed: Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31),
+      verbose: true,
+    },
+  )
+  await turn()
+  t.log(`${steps} steps, ${errors} typed errors`)
+  t.true(steps >= Number(process.env.FUZZ_RUNS ?? 25) * 100)
+  t.is(openFds(), fds, 'descriptors')
+  t.is(sharedMappingCount(), shared, 'shared-memory mappings')
+  t.deepEqual(
+    shmEntries().filter((e) => e.startsWith(prefix)),
+    [],
+    'names',
+  )
+})

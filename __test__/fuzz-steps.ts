@@ -80,7 +80,11 @@ const at = <T>(list: T[], n: number): T | undefined => (list.length ? list[n % l
 
 export function step(s: State, a: Action) {
   if (process.env.FUZZ_TRACE) writeSync(2, `${JSON.stringify(a, (_, v) => (typeof v === 'bigint' ? `${v}n` : v))}\n`)
-  const name = (pick: number, junkName: unknown) => (junkName !== null ? junkName : at(s.names, pick))
+  // Every name that can reach the OS starts with this run's random prefix, so the test can
+  // never touch (or leave behind) anyone else's objects: junk strings are appended to it, and
+  // junk of other types stays junk (and is refused before any syscall).
+  const name = (pick: number, junkName: unknown) =>
+    junkName === null ? at(s.names, pick) : typeof junkName === 'string' ? `${s.prefix}${junkName}` : junkName
   switch (a.op) {
     case 'anonymous':
       s.handles.push(SharedMemory.anonymous(a.size as number, a.opts as never))

@@ -22,7 +22,13 @@ test.serial('thousands of random calls: no crash, only typed errors, nothing lef
   await fc.assert(
     fc.asyncProperty(fc.array(action, { minLength: 100, maxLength: 300 }), async (actions) => {
       if (process.env.FUZZ_TRACE) writeSync(2, 'RUN\n')
-      const s: State = { prefix, names: [0, 1, 2, 3].map((i) => `${prefix}${i}`), handles: [], views: [], mutexes: [] }
+      const s: State = {
+        prefix,
+        names: [0, 1, 2, 3].map((i) => `${i % 2 ? '/' : ''}${prefix}${i}`),
+        handles: [],
+        views: [],
+        mutexes: [],
+      }
       try {
         for (const a of actions) {
           steps++
@@ -45,9 +51,10 @@ test.serial('thousands of random calls: no crash, only typed errors, nothing lef
       } finally {
         for (const m of s.mutexes) m.close()
         for (const h of s.handles) h.close()
-        for (const n of s.names) {
+        // Everything created under the prefix, pool names and junk-suffixed ones alike.
+        for (const entry of shmEntries().filter((e) => e.startsWith(prefix))) {
           try {
-            SharedMemory.unlink(n)
+            SharedMemory.unlink(entry)
           } catch {}
         }
       }

@@ -49,7 +49,8 @@ for (const [kind, make] of Object.entries(techniques)) {
       shm.close()
     }
     await turn()
-    t.is(openFds(), fds, 'open descriptors')
+    // Fewer is not a leak: the runtime may close one of its own descriptors meanwhile.
+    t.true(openFds() <= fds, `open descriptors: ${fds} before, ${openFds()} after`)
     t.is(sharedMappingCount(), shared, 'shared-memory lines of /proc/self/maps')
     t.true(mappingCount() <= maps + heapSlack, `/proc/self/maps lines: ${maps} before, ${mappingCount()} after`)
     t.is(ours(t), entries, '/dev/shm entries')
@@ -71,7 +72,7 @@ test.serial(`named: ${cycles} open/close cycles of one segment leave everything 
     shm.close()
   }
   await turn()
-  t.is(openFds(), fds)
+  t.true(openFds() <= fds, `open descriptors: ${fds} before, ${openFds()} after`)
   t.is(sharedMappingCount(), shared)
   t.true(mappingCount() <= maps + heapSlack)
 })

@@ -1,6 +1,6 @@
 // Loading shmkit where no binary can load (Windows, a missing or a broken binary) throws one
 // clear error naming the platform and the supported ones, never napi-rs's generic loader error.
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -44,7 +44,8 @@ async function load(t: ExecutionContext, entry: string, execArgv: string[] = [])
 
 /** A directory holding the package's entry and generated loader, and no binary. */
 function packageWithoutBinary(t: ExecutionContext): string {
-  const dir = mkdtempSync(join(tmpdir(), 'shmkit-platform-'))
+  // The real path: require() reports binaries by it (macOS's tmpdir is behind a symlink).
+  const dir = realpathSync(mkdtempSync(join(tmpdir(), 'shmkit-platform-')))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   for (const file of ['index.js', 'binding.js', 'package.json']) copyFileSync(join(root, file), join(dir, file))
   return dir

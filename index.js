@@ -7,6 +7,9 @@
 // a re-export and `import { SharedMemory } from 'shmkit'` gets named exports.
 'use strict'
 
+const { existsSync } = require('node:fs')
+const { join } = require('node:path')
+
 /** Every platform a binary is published for (`napi.targets` in package.json; a test keeps them equal). */
 const SUPPORTED_PLATFORMS = [
   'linux-x64-gnu',
@@ -27,13 +30,12 @@ try {
 function currentPlatform() {
   const platform = `${process.platform}-${process.arch}`
   if (process.platform !== 'linux') return platform
-  let glibc = false
+  let glibc = true // without a diagnostic report, assume the common case
   try {
     process.report.excludeNetwork = true
     glibc = Boolean(process.report.getReport().header.glibcVersionRuntime)
   } catch {
-    // No diagnostic report: assume glibc, the common case.
-    glibc = true
+    // keep the assumption
   }
   return `${platform}-${glibc ? 'gnu' : 'musl'}`
 }
@@ -42,7 +44,7 @@ function currentPlatform() {
 function loadFailure(loaderError, platform) {
   const binary = `shmkit.${platform}.node`
   const packageName = `shmkit-${platform}`
-  let installed = require('node:fs').existsSync(require('node:path').join(__dirname, binary))
+  let installed = existsSync(join(__dirname, binary))
   if (!installed) {
     try {
       require.resolve(`${packageName}/package.json`)

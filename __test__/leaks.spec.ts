@@ -6,9 +6,9 @@ import { SharedMemory } from '../index.js'
 import { mappingCount, openFds, sharedMappingCount, shmEntries, turn, uniqueName } from './helpers.js'
 
 const cycles = 10_000
-// V8 grows its own heap while the loop allocates handles, which adds a few anonymous
-// mappings that are not ours; a leak would add one per cycle (10,000).
-const heapSlack = 32
+// V8 grows its own heap while the loop allocates handles, which adds anonymous mappings that
+// are not ours (a few dozen, more on a loaded machine); a leak would add one per cycle (10,000).
+const heapSlack = cycles / 10
 
 const techniques: Record<string, (t: import('ava').ExecutionContext, i: number) => SharedMemory> = {
   anonymous: () => SharedMemory.anonymous(4096),
@@ -49,7 +49,8 @@ for (const [kind, make] of Object.entries(techniques)) {
       shm.close()
     }
     await turn()
-    t.is(openFds(), fds, 'open descriptors')
+    // Fewer is not a leak: the runtime may close one of its own descriptors meanwhile.
+    t.true(openFds() <= fds, `open descriptors: ${fds} before, ${openFds()} after`)
     t.is(sharedMappingCount(), shared, 'shared-memory lines of /proc/self/maps')
     t.true(mappingCount() <= maps + heapSlack, `/proc/self/maps lines: ${maps} before, ${mappingCount()} after`)
     t.is(ours(t), entries, '/dev/shm entries')
@@ -71,7 +72,7 @@ test.serial(`named: ${cycles} open/close cycles of one segment leave everything 
     shm.close()
   }
   await turn()
-  t.is(openFds(), fds)
+  t.true(openFds() <= fds, `open descriptors: ${fds} before, ${openFds()} after`)
   t.is(sharedMappingCount(), shared)
   t.true(mappingCount() <= maps + heapSlack)
 })

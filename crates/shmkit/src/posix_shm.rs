@@ -207,6 +207,7 @@ fn ensure_backing_space(len: usize) -> Result<()> {
 }
 
 #[cfg(not(target_os = "linux"))]
+#[allow(clippy::unnecessary_wraps)] // the Linux version's signature
 fn ensure_backing_space(_len: usize) -> Result<()> {
   Ok(())
 }

@@ -8,14 +8,14 @@ import test from 'ava'
 
 import { SharedMemory } from '../index.js'
 import { action, type State, step } from './fuzz-steps.js'
-import { openFds, sharedMappingCount, shmEntries, turn, uniqueName } from './helpers.js'
+import { fdTargets, newFds, sharedMappingCount, shmEntries, turn, uniqueName } from './helpers.js'
 
 // Codes an error may carry: Node's argument codes, ours, or an errno name.
 const typedCode = /^(ERR_INVALID_ARG_TYPE|ERR_INVALID_ARG_VALUE|ERR_OUT_OF_RANGE|ERR_SHM_[A-Z_]+|E[A-Z0-9]+)$/
 
 test.serial('thousands of random calls: no crash, only typed errors, nothing left behind', async (t) => {
   const prefix = uniqueName(t, 'z').slice(0, 9)
-  const fds = openFds()
+  const fds = fdTargets()
   const shared = sharedMappingCount()
   let steps = 0
   let errors = 0
@@ -68,7 +68,7 @@ test.serial('thousands of random calls: no crash, only typed errors, nothing lef
   await turn()
   t.log(`${steps} steps, ${errors} typed errors`)
   t.true(steps >= Number(process.env.FUZZ_RUNS ?? 25) * 100)
-  t.is(openFds(), fds, 'descriptors')
+  t.deepEqual(newFds(fds), [], 'descriptors opened and not closed')
   t.is(sharedMappingCount(), shared, 'shared-memory mappings')
   t.deepEqual(
     shmEntries().filter((e) => e.startsWith(prefix)),

@@ -1,7 +1,7 @@
 // Shared test helpers: unique names that are always cleaned up, and real child processes.
 import { spawn, type SpawnOptions } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -103,6 +103,25 @@ export function startPeer(script: string, args: string[] = [], options: SpawnOpt
 
 /** Open descriptors of this process. */
 export const openFds = () => readdirSync('/proc/self/fd').length
+/**
+ * Descriptors opened since `before` (a `fdTargets()` snapshot), leaving out the ones the
+ * runtime itself opens and closes on its own schedule (tsx's cache directory, and the handle
+ * `readdirSync` uses to list /proc/self/fd).
+ */
+export function newFds(before: string[]): string[] {
+  const known = new Set(before)
+  return fdTargets().filter((fd) => !known.has(fd) && !/:(\/tmp\/tsx-|\?$|\/proc\/\d+\/fd$)/.test(fd))
+}
+
+/** What each open descriptor of this process refers to (for leak messages). */
+export const fdTargets = () =>
+  readdirSync('/proc/self/fd').map((fd) => {
+    try {
+      return `${fd}:${readlinkSync(`/proc/self/fd/${fd}`)}`
+    } catch {
+      return `${fd}:?`
+    }
+  })
 /** Mappings of this process (lines of /proc/self/maps). */
 export const mappingCount = () => readFileSync('/proc/self/maps', 'utf8').split('\n').length
 /** Shared-memory mappings of this process: anonymous shared (`/dev/zero (deleted)`), `/dev/zero`, memfd, /dev/shm. */

@@ -3,7 +3,7 @@
 import test from 'ava'
 
 import { SharedMemory } from '../index.js'
-import { mappingCount, openFds, sharedMappingCount, shmEntries, turn, uniqueName } from './helpers.js'
+import { fdTargets, mappingCount, newFds, sharedMappingCount, shmEntries, turn, uniqueName } from './helpers.js'
 
 const cycles = 10_000
 // V8 grows its own heap while the loop allocates handles, which adds anonymous mappings that
@@ -39,7 +39,7 @@ for (const [kind, make] of Object.entries(techniques)) {
     // Warm up once so lazily created runtime state is not counted as a leak.
     for (let i = 0; i < 10; i++) make(t, i).close()
     await turn()
-    const fds = openFds()
+    const fds = fdTargets()
     const maps = mappingCount()
     const shared = sharedMappingCount()
     const entries = ours(t)
@@ -50,7 +50,7 @@ for (const [kind, make] of Object.entries(techniques)) {
     }
     await turn()
     // Fewer is not a leak: the runtime may close one of its own descriptors meanwhile.
-    t.true(openFds() <= fds, `open descriptors: ${fds} before, ${openFds()} after`)
+    t.deepEqual(newFds(fds), [], 'descriptors opened and not closed')
     t.is(sharedMappingCount(), shared, 'shared-memory lines of /proc/self/maps')
     t.true(mappingCount() <= maps + heapSlack, `/proc/self/maps lines: ${maps} before, ${mappingCount()} after`)
     t.is(ours(t), entries, '/dev/shm entries')
@@ -63,7 +63,7 @@ test.serial(`named: ${cycles} open/close cycles of one segment leave everything 
   using owner = SharedMemory.create(name, 1 << 20)
   new Uint8Array(owner.buffer)[0] = 1
   SharedMemory.open(name).close()
-  const fds = openFds()
+  const fds = fdTargets()
   const maps = mappingCount()
   const shared = sharedMappingCount()
   for (let i = 0; i < cycles; i++) {
@@ -72,7 +72,7 @@ test.serial(`named: ${cycles} open/close cycles of one segment leave everything 
     shm.close()
   }
   await turn()
-  t.true(openFds() <= fds, `open descriptors: ${fds} before, ${openFds()} after`)
+  t.deepEqual(newFds(fds), [], 'descriptors opened and not closed')
   t.is(sharedMappingCount(), shared)
   t.true(mappingCount() <= maps + heapSlack)
 })

@@ -835,4 +835,8 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.Semaphore = nativeBinding.Semaphore
 module.exports.SharedMemory = nativeBinding.SharedMemory
+module.exports.SEMAPHORE_ALIGNMENT = nativeBinding.SEMAPHORE_ALIGNMENT
+module.exports.SEMAPHORE_SIZE = nativeBinding.SEMAPHORE_SIZE
+module.exports.SEMAPHORE_VALUE_MAX = nativeBinding.SEMAPHORE_VALUE_MAX

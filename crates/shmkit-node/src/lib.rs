@@ -16,6 +16,7 @@ extern crate napi_derive;
 mod args;
 mod error;
 mod memory;
+mod semaphore;
 
 use napi::bindgen_prelude::*;
 
@@ -30,7 +31,8 @@ pub fn install_dispose(exports: Object, env: Env) -> Result<()> {
   if dispose.get_type()? != napi::ValueType::Symbol {
     return Ok(()); // a runtime without explicit resource management: nothing to alias
   }
-  alias_dispose(&exports, dispose, "SharedMemory")
+  alias_dispose(&exports, dispose, "SharedMemory")?;
+  alias_dispose(&exports, dispose, "Semaphore")
 }
 
 fn alias_dispose(exports: &Object, dispose: Unknown, class: &str) -> Result<()> {

@@ -334,21 +334,29 @@ fn in_futex_wait(tid: i32) -> bool {
   syscall.split_whitespace().next() == Some(&libc::SYS_futex.to_string())
 }
 
-/// Interrupts a waiter three times with a signal whose handler runs (so the wait returns
-/// `EINTR` inside libc), checking each time that it went back to waiting; then posts.
+/// Interrupts a waiter three times with a signal whose handler runs, checking each time that
+/// it went back to waiting; then posts. With glibc, `sem_wait` fails with `EINTR` when the
+/// handler lacks `SA_RESTART` and `sem_timedwait` when it has it (the kernel restarts the
+/// other cases itself), so both flag settings are tried: every path meets a real `EINTR`.
 #[test]
 #[cfg(target_os = "linux")]
 fn signals_interrupt_waits_which_resume_and_return_when_posted() {
   use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
   use std::os::unix::thread::JoinHandleExt;
 
-  let handler = SigAction::new(SigHandler::Handler(count_signal), SaFlags::empty(), SigSet::empty());
-  // SAFETY: the handler only does an atomic add, which is async-signal-safe.
-  let previous = unsafe { sigaction(Signal::SIGUSR2, &handler) }.unwrap();
-
   let name = SemName::new();
   let sem = Arc::new(Semaphore::create(&name.0, 0).unwrap());
-  for timed in [false, true] {
+  let mut previous = None;
+  for (flags, timed) in [
+    (SaFlags::empty(), false),
+    (SaFlags::empty(), true),
+    (SaFlags::SA_RESTART, false),
+    (SaFlags::SA_RESTART, true),
+  ] {
+    let handler = SigAction::new(SigHandler::Handler(count_signal), flags, SigSet::empty());
+    // SAFETY: the handler only does an atomic add, which is async-signal-safe.
+    let old = unsafe { sigaction(Signal::SIGUSR2, &handler) }.unwrap();
+    previous.get_or_insert(old);
     HANDLED.store(0, Ordering::SeqCst);
     let tid = Arc::new(std::sync::atomic::AtomicI32::new(0));
     let returned = Arc::new(AtomicBool::new(false));
@@ -386,8 +394,8 @@ fn signals_interrupt_waits_which_resume_and_return_when_posted() {
     }
     wait_for("the waiter to sleep again", &|| in_futex_wait(tid));
     sem.post().unwrap();
-    assert_eq!(waiter.join().unwrap().unwrap(), Some(()), "timed = {timed}");
+    assert_eq!(waiter.join().unwrap().unwrap(), Some(()), "{flags:?}, timed = {timed}");
   }
   // SAFETY: restores the handler that was installed before this test.
-  unsafe { sigaction(Signal::SIGUSR2, &previous) }.unwrap();
+  unsafe { sigaction(Signal::SIGUSR2, &previous.unwrap()) }.unwrap();
 }

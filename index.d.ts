@@ -93,7 +93,8 @@ export declare class Semaphore {
   /**
    * Uses the semaphore that `Semaphore.initIn` (in this or another process) placed at byte
    * `offset` of `memory`, without initialising anything. Throws `EINVAL` when the bytes
-   * there hold no semaphore.
+   * there visibly hold no semaphore (checked with glibc, whose semaphores would otherwise
+   * abort the process).
    */
   static at(memory: SharedMemory, offset: number): Semaphore
   /**

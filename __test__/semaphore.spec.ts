@@ -6,7 +6,7 @@ import { readdirSync, statSync } from 'node:fs'
 import test from 'ava'
 
 import { SEMAPHORE_ALIGNMENT, SEMAPHORE_SIZE, SEMAPHORE_VALUE_MAX, Semaphore, SharedMemory } from '../index.js'
-import { mappingCount, turn, uniqueSemName } from './helpers.js'
+import { mappingCount, turn, uniqueName, uniqueSemName } from './helpers.js'
 
 const semPath = (name: string) => `/dev/shm/sem.${name}`
 
@@ -130,7 +130,8 @@ test('bad arguments throw TypeError or RangeError with Node codes', (t) => {
   typeError(() => s.wait({ signal: {} }), 'ERR_INVALID_ARG_TYPE')
   typeError(() => s.wait({ signal: new AbortController() }), 'ERR_INVALID_ARG_TYPE')
 
-  using shm = SharedMemory.anonymous(4096)
+  const shmName = uniqueName(t)
+  using shm = SharedMemory.create(shmName, 4096)
   typeError(() => any.initIn({}, 0), 'ERR_INVALID_ARG_TYPE')
   typeError(() => any.initIn(Object.create(SharedMemory.prototype), 0), 'ERR_INVALID_ARG_TYPE')
   typeError(() => any.initIn(sem, 0), 'ERR_INVALID_ARG_TYPE')
@@ -140,7 +141,9 @@ test('bad arguments throw TypeError or RangeError with Node codes', (t) => {
   rangeError(() => Semaphore.initIn(shm, 4), 'misaligned')
   rangeError(() => Semaphore.initIn(shm, 0, -1))
   using priv = SharedMemory.anonymous(4096, { private: true })
-  rangeError(() => Semaphore.initIn(priv, 0), 'a private mapping would not share the semaphore')
+  typeError(() => Semaphore.initIn(priv, 0), 'ERR_INVALID_ARG_VALUE')
+  using readOnly = SharedMemory.open(shmName, { readOnly: true })
+  typeError(() => Semaphore.at(readOnly, 0), 'ERR_INVALID_ARG_VALUE')
 })
 
 test('after close every use throws ERR_SHM_CLOSED; close is idempotent; dispose is close', async (t) => {
@@ -290,8 +293,10 @@ test('a timed wait that expires resolves false; timeout 0 only tries', async (t)
   sem.post()
   t.true(await sem.wait({ timeout: 0 }))
   const long = sem.wait({ timeout: 60_000 })
+  t.false(await sem.wait({ timeout: 0 }), 'timeout 0 does not jump the queue')
   sem.post()
   t.true(await within(long, 30_000, 'the long wait'))
+  t.is(sem.value, 0)
 })
 
 test('permits are never lost when waits are aborted, time out or are closed', async (t) => {

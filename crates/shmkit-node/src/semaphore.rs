@@ -450,7 +450,7 @@ fn aborted(signal: &Object<'_>) -> Result<bool> {
   )
 }
 
-/// Borrows the region of a `SharedMemory` argument.
+/// Borrows the region of a `SharedMemory` argument, which must be a shared mapping.
 fn region_of(env: &Env, memory: Unknown<'_>) -> Result<Arc<shmkit::Region>> {
   let not_memory = || args::invalid_type(env, "memory", "an instance of SharedMemory", memory);
   if memory.get_type()? != ValueType::Object {
@@ -460,6 +460,12 @@ fn region_of(env: &Env, memory: Unknown<'_>) -> Result<Arc<shmkit::Region>> {
   // SharedMemory (type tag and class) before handing out a reference.
   let instance = unsafe { ClassInstance::<SharedMemory>::from_napi_value(env.raw(), memory.raw()) };
   match instance {
+    Ok(instance) if instance.private() => Err(args::invalid_value(
+      env,
+      "memory",
+      "must be a shared mapping: other processes would not see a semaphore in a private (or readOnly) one",
+      "a private SharedMemory",
+    )),
     Ok(instance) => instance.region(env),
     Err(_) => {
       clear_exception(env);
@@ -548,7 +554,8 @@ impl Semaphore {
 
   /// Uses the semaphore that `Semaphore.initIn` (in this or another process) placed at byte
   /// `offset` of `memory`, without initialising anything. Throws `EINVAL` when the bytes
-  /// there hold no semaphore.
+  /// there visibly hold no semaphore (checked with glibc, whose semaphores would otherwise
+  /// abort the process).
   #[napi(factory, ts_args_type = "memory: SharedMemory, offset: number")]
   pub fn at(env: Env, memory: Unknown, offset: Unknown) -> Result<Self> {
     let offset = offset_arg(&env, offset)?;
@@ -601,33 +608,17 @@ impl Semaphore {
     let timeout = timeout_option(env, options.as_ref())?;
     let signal = signal_option(env, options.as_ref())?;
     let shared = self.live(env)?.clone();
-    let (deferred, promise) = env.create_deferred::<bool, Resolver>()?;
     if let Some(signal) = &signal {
       if aborted(signal)? {
         let reason: Unknown = signal.get_named_property("reason")?;
+        let (deferred, promise) = env.create_deferred::<bool, Resolver>()?;
         deferred.reject(abort_error(env, Some(reason)));
         return Ok(promise);
       }
     }
-    // Fast path, only when nobody is queued (so it never jumps the queue).
-    let idle = shared.lock().waiters.is_empty();
-    if idle || timeout == Some(Duration::ZERO) {
-      match shared.sem.try_wait() {
-        Ok(true) if idle => {
-          deferred.resolve(Box::new(|_| Ok(true)));
-          return Ok(promise);
-        }
-        Ok(_) if timeout == Some(Duration::ZERO) => {
-          deferred.resolve(Box::new(|_| Ok(false)));
-          return Ok(promise);
-        }
-        Ok(_) => {}
-        Err(e) => {
-          deferred.reject(crate::error::to_js(env, &e));
-          return Ok(promise);
-        }
-      }
-    }
+    // Everything that can fail comes before the permit is taken and the promise exists:
+    // a permit must never be lost, and a promise that is never settled would keep the
+    // process alive forever.
     let id = {
       let mut state = shared.lock();
       state.next_id += 1;
@@ -637,6 +628,34 @@ impl Semaphore {
       Some(signal) => Some(listen(env, signal, Arc::downgrade(&shared), id)?),
       None => None,
     };
+    let (deferred, promise) = match env.create_deferred::<bool, Resolver>() {
+      Ok(created) => created,
+      Err(e) => {
+        if let Some(hook) = abort {
+          hook.release(env);
+        }
+        return Err(e);
+      }
+    };
+    // The fast path only when no wait is queued, so it never jumps the queue.
+    let idle = shared.lock().waiters.is_empty();
+    let now = if idle { shared.sem.try_wait() } else { Ok(false) };
+    let settled_now = match now {
+      Ok(true) => Some(Ok(true)),
+      Ok(false) if timeout == Some(Duration::ZERO) => Some(Ok(false)),
+      Ok(false) => None,
+      Err(e) => Some(Err(e)),
+    };
+    if let Some(outcome) = settled_now {
+      if let Some(hook) = abort {
+        hook.release(env);
+      }
+      match outcome {
+        Ok(took) => deferred.resolve(Box::new(move |_| Ok(took))),
+        Err(e) => deferred.reject(crate::error::to_js(env, &e)),
+      }
+      return Ok(promise);
+    }
     let waiter = Waiter {
       id,
       deferred,

@@ -138,7 +138,7 @@ fn a_posting_thread_wakes_a_timed_waiter() {
 #[test]
 fn in_region_bounds_alignment_and_sharing_are_checked() {
   let region = Arc::new(Region::anonymous(4096).unwrap());
-  assert!(Semaphore::SIZE >= 16 && Semaphore::ALIGN >= 4);
+  const { assert!(Semaphore::SIZE >= 16 && Semaphore::ALIGN >= 4) };
   if cfg!(target_vendor = "apple") {
     let e = Semaphore::init_in(region, 0, 0).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported);
@@ -222,6 +222,7 @@ fn destroy_is_only_for_in_region_semaphores() {
 /// `rounds` times, with a plain read-modify-write guarded by `sem`.
 fn count_under(sem: &Semaphore, counter: &Region, children: usize, rounds: u64) -> u64 {
   let _lock = fork_lock();
+  #[expect(clippy::cast_ptr_alignment, reason = "mappings are page-aligned")]
   let word = counter.as_ptr().cast::<u64>();
   let body = || {
     for _ in 0..rounds {
@@ -276,19 +277,16 @@ fn a_forked_producer_passes_100000_items_through_a_ring() {
   let items = Semaphore::init_in(region.clone(), 0, 0).unwrap();
   let slots = Semaphore::init_in(region.clone(), 64, u32::try_from(SLOTS).unwrap()).unwrap();
   #[expect(clippy::cast_ptr_alignment, reason = "offset 128 of a page-aligned mapping")]
-  // SAFETY: 128 + 64 * 8 bytes fit in the 4096-byte region.
-  let ring = unsafe { region.as_ptr().add(128) }.cast::<u64>();
+  let ring = region.as_ptr().wrapping_add(128).cast::<u64>();
+  // 128 + 64 * 8 bytes fit in the 4096-byte region, so every slot is inside it.
+  let slot = |i: u64| ring.wrapping_add(usize::try_from(i).unwrap_or(0) % SLOTS);
   let producer = || {
     for i in 0..ITEMS {
       if slots.wait().is_err() {
         return 2;
       }
-      // SAFETY: slot `i % SLOTS` is inside the ring; the slots semaphore gave it to us.
-      unsafe {
-        ring
-          .add(usize::try_from(i).unwrap_or(0) % SLOTS)
-          .write_volatile(i * 3 + 1)
-      };
+      // SAFETY: the slot is inside the ring, and the slots semaphore gave it to us.
+      unsafe { slot(i).write_volatile(i * 3 + 1) };
       if items.post().is_err() {
         return 3;
       }
@@ -304,7 +302,7 @@ fn a_forked_producer_passes_100000_items_through_a_ring() {
       "item {i} never came"
     );
     // SAFETY: the items semaphore says slot `i % SLOTS` holds a finished item.
-    let value = unsafe { ring.add(usize::try_from(i).unwrap() % SLOTS).read_volatile() };
+    let value = unsafe { slot(i).read_volatile() };
     in_order &= value == i * 3 + 1;
     sum += value;
     slots.post().unwrap();

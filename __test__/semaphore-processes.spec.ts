@@ -177,6 +177,15 @@ test('worker threads that end with waits pending (terminated or closed) crash no
   t.is(run.stdout, 'dispatchers 0\nvalue 2 took true\nok\n')
 })
 
+test('a handle that becomes garbage still serves its pending wait; forgotten handles are closed by GC', async (t) => {
+  const [name, other] = [uniqueSemName(t), uniqueSemName(t)]
+  Semaphore.create(name).close()
+  Semaphore.create(other, { initial: 50 }).close()
+  const run = await runNode(fixture('sem-gc.mjs'), [name, other], { execArgv: ['--expose-gc'] })
+  t.is(run.code, 0, run.stderr)
+  t.is(run.stdout, 'true 1 0\n', 'resolved true; one mapping while open, none after GC')
+})
+
 test('the producer/consumer example runs', async (t) => {
   const run = await runNode(join(here, '..', 'examples', 'producer-consumer.mjs'), ['20000'], { timeoutMs: 110_000 })
   t.is(run.code, 0, run.stderr)

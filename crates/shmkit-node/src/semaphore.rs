@@ -1,10 +1,14 @@
 //! `Semaphore`: a `shmkit::Semaphore` seen from JavaScript, with blocking and async waits.
 //!
 //! How `wait()` avoids the libuv threadpool (why this file looks the way it does):
-//! - Each semaphore object with pending async waits has one dispatcher thread of its own
-//!   (64 KiB stack), started on demand and gone when no wait is pending. It waits on the
-//!   semaphore in bounded slices (`sem_timedwait`, at most [`SLICE`]) and hands each permit
-//!   it takes to the oldest pending wait (FIFO), settling that wait's `JsDeferred`.
+//! - When a permit is there and no wait is queued, `wait()` takes it on the JS thread and
+//!   returns a promise that is already settled.
+//! - Otherwise the wait is queued. Each semaphore object with queued waits has one
+//!   dispatcher thread of its own (64 KiB stack), started on demand; it lingers one slice
+//!   after the queue empties, then exits. It waits on the semaphore in bounded slices
+//!   (`sem_timedwait`, at most [`SLICE`]) and hands each permit it takes to the oldest queued
+//!   wait (FIFO), settling that wait's `JsDeferred` (a threadsafe function, so the promise
+//!   settles on the JS thread).
 //! - A permit is never lost: if the wait it was taken for went away meanwhile (aborted,
 //!   closed), the dispatcher gives the next one the permit or posts it back.
 //! - Timeouts are deadlines the dispatcher checks between slices; an `AbortSignal` settles
@@ -18,7 +22,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::ptr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -183,6 +187,8 @@ struct State {
 struct Shared {
   sem: shmkit::Semaphore,
   state: Mutex<State>,
+  /// Wakes an idle dispatcher: a wait was queued, or the semaphore closed.
+  wake: Condvar,
 }
 
 impl Shared {
@@ -196,6 +202,7 @@ impl Shared {
   fn shut(&self) -> (Vec<Waiter>, Option<JoinHandle<()>>) {
     let mut state = self.lock();
     state.closed = true;
+    self.wake.notify_all();
     (state.waiters.drain(..).collect(), state.dispatcher.take())
   }
 
@@ -207,7 +214,9 @@ impl Shared {
       return Err((waiter, None));
     }
     state.waiters.push_back(waiter);
-    if !state.running {
+    if state.running {
+      self.wake.notify_one();
+    } else {
       let shared = self.clone();
       let spawned = std::thread::Builder::new()
         .name("shmkit-semaphore".to_owned())
@@ -237,11 +246,20 @@ impl Shared {
   }
 }
 
-/// The dispatcher thread: takes permits for the queued waiters, oldest first.
+/// The dispatcher thread: takes permits for the queued waiters, oldest first. With nothing
+/// queued it lingers for one slice, so a steady stream of waits does not start a thread
+/// each.
 fn dispatch(shared: &Shared) {
   loop {
     let (expired, until) = {
       let mut state = shared.lock();
+      if !state.closed && state.waiters.is_empty() {
+        state = shared
+          .wake
+          .wait_timeout_while(state, SLICE, |s| !s.closed && s.waiters.is_empty())
+          .unwrap_or_else(PoisonError::into_inner)
+          .0;
+      }
       let now = Instant::now();
       let (expired, kept) = state
         .waiters
@@ -363,6 +381,7 @@ impl Semaphore {
     let shared = Arc::new(Shared {
       sem,
       state: Mutex::new(State::default()),
+      wake: Condvar::new(),
     });
     register(env, &shared)?;
     Ok(Self {
@@ -611,14 +630,26 @@ impl Semaphore {
     if let Some(signal) = &signal {
       if aborted(signal)? {
         let reason: Unknown = signal.get_named_property("reason")?;
-        let (deferred, promise) = env.create_deferred::<bool, Resolver>()?;
-        deferred.reject(abort_error(env, Some(reason)));
-        return Ok(promise);
+        return settled_promise(env, Err(abort_error(env, Some(reason))));
       }
     }
-    // Everything that can fail comes before the permit is taken and the promise exists:
-    // a permit must never be lost, and a promise that is never settled would keep the
-    // process alive forever.
+    // The fast path, only when no wait is queued (so it never jumps the queue): the outcome
+    // is known now, so the promise is settled here, without a threadsafe function.
+    let idle = shared.lock().waiters.is_empty();
+    let now = if idle { shared.sem.try_wait() } else { Ok(false) };
+    match now {
+      Ok(true) => {
+        return settled_promise(env, Ok(true)).inspect_err(|_| {
+          // No promise carries the permit: give it back.
+          let _ = shared.sem.post();
+        });
+      }
+      Ok(false) if timeout == Some(Duration::ZERO) => return settled_promise(env, Ok(false)),
+      Ok(false) => {}
+      Err(e) => return settled_promise(env, Err(crate::error::to_js(env, &e))),
+    }
+    // Everything that can fail comes before the deferred exists: a deferred that is never
+    // settled would keep the process alive forever.
     let id = {
       let mut state = shared.lock();
       state.next_id += 1;
@@ -637,25 +668,6 @@ impl Semaphore {
         return Err(e);
       }
     };
-    // The fast path only when no wait is queued, so it never jumps the queue.
-    let idle = shared.lock().waiters.is_empty();
-    let now = if idle { shared.sem.try_wait() } else { Ok(false) };
-    let settled_now = match now {
-      Ok(true) => Some(Ok(true)),
-      Ok(false) if timeout == Some(Duration::ZERO) => Some(Ok(false)),
-      Ok(false) => None,
-      Err(e) => Some(Err(e)),
-    };
-    if let Some(outcome) = settled_now {
-      if let Some(hook) = abort {
-        hook.release(env);
-      }
-      match outcome {
-        Ok(took) => deferred.resolve(Box::new(move |_| Ok(took))),
-        Err(e) => deferred.reject(crate::error::to_js(env, &e)),
-      }
-      return Ok(promise);
-    }
     let waiter = Waiter {
       id,
       deferred,
@@ -765,6 +777,35 @@ impl Semaphore {
       Err(_) => Ok(()),
     }
   }
+}
+
+/// A promise settled at once with `outcome` (no threadsafe function needed on this thread).
+fn settled_promise(env: &Env, outcome: std::result::Result<bool, Error>) -> Result<Object<'_>> {
+  let mut deferred = ptr::null_mut();
+  let mut promise = ptr::null_mut();
+  // SAFETY: valid env and out-pointers.
+  let status = unsafe { sys::napi_create_promise(env.raw(), &raw mut deferred, &raw mut promise) };
+  if status != sys::Status::napi_ok {
+    return Err(Error::from_status(Status::from(status)));
+  }
+  let status = match outcome {
+    Ok(took) => {
+      // SAFETY: valid env; a bool converts without touching JS.
+      let value = unsafe { bool::to_napi_value(env.raw(), took) }?;
+      // SAFETY: `deferred` was just created and is settled exactly once, here.
+      unsafe { sys::napi_resolve_deferred(env.raw(), deferred, value) }
+    }
+    Err(error) => {
+      // SAFETY: valid env; the error hands back the JS error object it holds.
+      let value = unsafe { Error::to_napi_value(env.raw(), error) }?;
+      // SAFETY: as above.
+      unsafe { sys::napi_reject_deferred(env.raw(), deferred, value) }
+    }
+  };
+  if status != sys::Status::napi_ok {
+    return Err(Error::from_status(Status::from(status)));
+  }
+  Ok(Object::from_raw(env.raw(), promise))
 }
 
 /// Adds an `abort` listener to `signal` that rejects waiter `id` if it is still pending.

@@ -836,5 +836,9 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.RobustMutex = nativeBinding.RobustMutex
+module.exports.Semaphore = nativeBinding.Semaphore
 module.exports.SharedMemory = nativeBinding.SharedMemory
 module.exports.ROBUST_MUTEX_SIZE = nativeBinding.ROBUST_MUTEX_SIZE
+module.exports.SEMAPHORE_ALIGNMENT = nativeBinding.SEMAPHORE_ALIGNMENT
+module.exports.SEMAPHORE_SIZE = nativeBinding.SEMAPHORE_SIZE
+module.exports.SEMAPHORE_VALUE_MAX = nativeBinding.SEMAPHORE_VALUE_MAX

@@ -32,6 +32,7 @@ export interface ShmSystemError extends Error {
 // `close()` is also installed as `[Symbol.dispose]()`, so `using` works.
 export interface SharedMemory extends Disposable {}
 export interface RobustMutex extends Disposable {}
+export interface Semaphore extends Disposable {}
 
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
@@ -88,6 +89,119 @@ export declare class RobustMutex {
    * stays in the region for other processes. Idempotent.
    */
   close(): void
+}
+
+/**
+ * A POSIX semaphore shared between processes: named (any process that knows the name) or
+ * placed inside a `SharedMemory` region (processes that map the same region).
+ *
+ * `wait()` never blocks the event loop and never occupies a libuv threadpool thread;
+ * `waitSync()` blocks this thread. Signals that interrupt a wait are retried.
+ *
+ * ```ts
+ * import { Semaphore } from 'shmkit'
+ * using lock = Semaphore.openOrCreate('jobs-lock', { initial: 1 })
+ * if (await lock.wait({ timeout: 5000 })) {
+ *   try {
+ *     // the critical section
+ *   } finally {
+ *     lock.post()
+ *   }
+ * }
+ * ```
+ */
+export declare class Semaphore {
+  /**
+   * Creates the named semaphore `name` (`'jobs'` or `'/jobs'`; on Linux the file
+   * `/dev/shm/sem.jobs`). Fails with `EEXIST` if it exists (`O_CREAT | O_EXCL`). C, Rust and
+   * Python programs open the same semaphore by name (`sem_open`).
+   */
+  static create(name: string, options?: SemaphoreOptions | undefined | null): Semaphore
+  /** Opens the existing named semaphore `name`. Fails with `ENOENT` if there is none. */
+  static open(name: string): Semaphore
+  /**
+   * Opens `name` if it exists (keeping its value and mode) or creates it with
+   * `options.initial`.
+   */
+  static openOrCreate(name: string, options?: SemaphoreOptions | undefined | null): Semaphore
+  /**
+   * Removes the name `name` (`sem_unlink`). Processes that have it open keep using it.
+   * Fails with `ENOENT` if there is no such name.
+   */
+  static unlink(name: string): void
+  /**
+   * Initialises a process-shared semaphore (`sem_init(pshared = 1)`) with value `initial`
+   * (default `0`) at byte `offset` of `memory`. Other processes that map the same memory
+   * (a named or memfd region, or a forked child) use it through `Semaphore.at`.
+   *
+   * The `SEMAPHORE_SIZE` bytes at `offset` belong to the semaphore: do not write over them
+   * through `buffer` (operations on a damaged semaphore throw `EINVAL`). `offset` must be a
+   * multiple of `SEMAPHORE_ALIGNMENT`, and the region shared and writable. The semaphore
+   * keeps the mapping alive: closing `memory` does not affect it. Linux only
+   * (`ERR_SHM_UNSUPPORTED` on macOS).
+   */
+  static initIn(memory: SharedMemory, offset: number, initial?: number | undefined | null): Semaphore
+  /**
+   * Uses the semaphore that `Semaphore.initIn` (in this or another process) placed at byte
+   * `offset` of `memory`, without initialising anything. Throws `EINVAL` when the bytes
+   * there visibly hold no semaphore (checked with glibc, whose semaphores would otherwise
+   * abort the process).
+   */
+  static at(memory: SharedMemory, offset: number): Semaphore
+  /**
+   * Adds one to the value (`sem_post`), waking one waiter in any process. Throws
+   * `EOVERFLOW` at `SEMAPHORE_VALUE_MAX`.
+   */
+  post(): void
+  /**
+   * Takes one from the value if it is above zero, without waiting (`sem_trywait`).
+   * Returns whether it did. (It may take a permit before this object's pending `wait()`s.)
+   */
+  tryWait(): boolean
+  /**
+   * Blocks this thread until it takes one from the value (`sem_wait`), or until
+   * `options.timeout` milliseconds have passed (`sem_timedwait`). Returns `true` when it
+   * took one, `false` when the time ran out. Signals that arrive meanwhile are handled
+   * after it returns; they do not end the wait. Prefer `wait()` on the main thread.
+   */
+  waitSync(options?: WaitSyncOptions | undefined | null): boolean
+  /**
+   * Waits without blocking: resolves `true` once it took one from the value, `false` when
+   * `options.timeout` milliseconds passed first. Rejects with an `AbortError`
+   * (`code: 'ABORT_ERR'`) when `options.signal` aborts first, and with `ERR_SHM_CLOSED`
+   * when `close()` is called first. Pending waits of one semaphore object are served in
+   * the order they were made, by one dispatcher thread (never a libuv threadpool thread);
+   * a pending wait keeps the process alive.
+   */
+  wait(options?: WaitOptions | undefined | null): Promise<boolean>
+  /**
+   * The current value (`sem_getvalue`): a snapshot, since other processes may change it
+   * at any time. Throws `ERR_SHM_UNSUPPORTED` on macOS.
+   */
+  get value(): number
+  /** The name with its leading `/` (`'/jobs'`), or `null` for an in-region semaphore. */
+  get name(): string | null
+  /** The byte offset of an in-region semaphore in its region, or `null` for a named one. */
+  get offset(): number | null
+  /** `true` once `close()` (or `destroy()`) has run. */
+  get closed(): boolean
+  /**
+   * Removes this semaphore's name (`sem_unlink`); the handle stays usable until `close()`.
+   * Throws `ERR_SHM_UNSUPPORTED` for an in-region semaphore.
+   */
+  unlink(): void
+  /**
+   * Releases this handle: pending `wait()`s reject with `ERR_SHM_CLOSED`, and the
+   * semaphore is no longer usable through this object. Idempotent. The semaphore itself
+   * stays (a name until `unlink()`, an in-region semaphore until `destroy()` or unmap).
+   */
+  close(): void
+  /**
+   * Destroys an in-region semaphore (`sem_destroy`) and closes this handle. No process may
+   * use it afterwards until `Semaphore.initIn` initialises it again. Throws
+   * `ERR_SHM_UNSUPPORTED` for a named semaphore (use `unlink()`).
+   */
+  destroy(): void
 }
 
 /**
@@ -305,3 +419,58 @@ export interface OpenOptions {
 
 /** Bytes a `RobustMutex` occupies in a region on this platform. */
 export declare const ROBUST_MUTEX_SIZE: number
+
+/** The alignment an in-region semaphore's offset needs (8 on 64-bit Linux). */
+export declare const SEMAPHORE_ALIGNMENT: number
+
+/**
+ * Bytes an in-region semaphore occupies (`sizeof(sem_t)`: 32 on 64-bit Linux). Lay out
+ * shared memory so that each semaphore gets this many bytes at an offset that is a
+ * multiple of `SEMAPHORE_ALIGNMENT`.
+ */
+export declare const SEMAPHORE_SIZE: number
+
+/**
+ * The largest value a semaphore can hold (`SEM_VALUE_MAX`: 2147483647 on Linux, 32767 on
+ * macOS). `post()` beyond it throws `EOVERFLOW`.
+ */
+export declare const SEMAPHORE_VALUE_MAX: number
+
+/** Options for `Semaphore.create` and `Semaphore.openOrCreate`. */
+export interface SemaphoreOptions {
+  /**
+   * The value of a new semaphore: how many `wait()`s succeed before one blocks. An integer
+   * from `0` to `SEMAPHORE_VALUE_MAX`. Default `0`.
+   */
+  initial?: number
+  /**
+   * Permission bits of a new semaphore, applied exactly on Linux (the umask does not narrow
+   * them; on macOS it does). An integer from `0` to `0o777`. Default `0o600`: only the
+   * owner may open it.
+   */
+  mode?: number
+}
+
+/** Options for `wait`. */
+export interface WaitOptions {
+  /**
+   * The longest to wait, in milliseconds (fractions allowed). `0` tries once; `Infinity`
+   * or absent waits as long as it takes. When it runs out, the promise resolves `false`.
+   * The deadline is checked at least every 100 ms, so it may fire that much late.
+   */
+  timeout?: number
+  /**
+   * Aborting it rejects the pending wait with an `AbortError` (`code` `'ABORT_ERR'`,
+   * `cause` the signal's reason), unless the wait already got its permit.
+   */
+  signal?: AbortSignal
+}
+
+/** Options for `waitSync`. */
+export interface WaitSyncOptions {
+  /**
+   * The longest to wait, in milliseconds (fractions allowed). `0` tries once; `Infinity`
+   * or absent waits as long as it takes. When it runs out, `waitSync` returns `false`.
+   */
+  timeout?: number
+}

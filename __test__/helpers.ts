@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url'
 
 import type { ExecutionContext } from 'ava'
 
-import { SharedMemory } from '../index.js'
+import { Semaphore, SharedMemory } from '../index.js'
 
 export const here = dirname(fileURLToPath(import.meta.url))
 export const fixture = (name: string) => join(here, 'fixtures', name)
@@ -18,6 +18,19 @@ export function uniqueName(t: ExecutionContext, prefix = 't'): string {
   t.teardown(() => {
     try {
       SharedMemory.unlink(name)
+    } catch {
+      // already unlinked by the test itself, or never created
+    }
+  })
+  return name
+}
+
+/** A fresh semaphore name (`s` + 13 random characters), unlinked when the test ends. */
+export function uniqueSemName(t: ExecutionContext, prefix = 's'): string {
+  const name = `${prefix}${randomBytes(8).toString('hex')}`.slice(0, 14)
+  t.teardown(() => {
+    try {
+      Semaphore.unlink(name)
     } catch {
       // already unlinked by the test itself, or never created
     }

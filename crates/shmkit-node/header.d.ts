@@ -32,3 +32,4 @@ export interface ShmSystemError extends Error {
 // `close()` is also installed as `[Symbol.dispose]()`, so `using` works.
 export interface SharedMemory extends Disposable {}
 export interface RobustMutex extends Disposable {}
+export interface Semaphore extends Disposable {}

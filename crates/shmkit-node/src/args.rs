@@ -204,8 +204,13 @@ pub fn shared_memory<'a>(
   }
   // SAFETY: `value` is a live object handle of this env; napi unwraps it only after confirming
   // the SharedMemory type tag and class identity.
-  unsafe { ClassInstance::<crate::memory::SharedMemory>::from_napi_value(env.raw(), value.raw()) }
-    .map_err(|_| invalid_type(env, arg, "an instance of SharedMemory", value))
+  unsafe { ClassInstance::<crate::memory::SharedMemory>::from_napi_value(env.raw(), value.raw()) }.map_err(|_| {
+    // A failed type-tag check may leave a JS exception pending; ours replaces it.
+    let mut pending = std::ptr::null_mut();
+    // SAFETY: valid env and out-pointer; clearing when nothing is pending is a no-op.
+    unsafe { napi::sys::napi_get_and_clear_last_exception(env.raw(), &raw mut pending) };
+    invalid_type(env, arg, "an instance of SharedMemory", value)
+  })
 }
 
 /// An offset inside a region: an integer from 0 to [`MAX_SIZE`].
@@ -219,7 +224,8 @@ pub fn offset(env: &Env, value: Unknown<'_>, arg: &str) -> Result<usize> {
   Ok(n as usize)
 }
 
-/// A `timeout` option in milliseconds (a finite number ≥ 0), or `None` for no limit.
+/// A `timeout` option in milliseconds (a number ≥ 0), or `None` for no limit (absent,
+/// `Infinity`, or more than a `Duration` holds).
 pub fn timeout_option(env: &Env, object: Option<&Object<'_>>, arg: &str) -> Result<Option<std::time::Duration>> {
   let Some(object) = object else { return Ok(None) };
   let Some(value) = property(object, "timeout")? else {
@@ -229,8 +235,5 @@ pub fn timeout_option(env: &Env, object: Option<&Object<'_>>, arg: &str) -> Resu
   if ms.is_nan() || ms < 0.0 {
     return Err(out_of_range(env, &format!("{arg}.timeout"), ">= 0", &show_number(ms)));
   }
-  if ms.is_infinite() {
-    return Ok(None);
-  }
-  Ok(Some(std::time::Duration::from_secs_f64(ms / 1000.0)))
+  Ok(std::time::Duration::try_from_secs_f64(ms / 1000.0).ok())
 }

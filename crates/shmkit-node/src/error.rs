@@ -19,6 +19,8 @@ pub const ERR_SHM_EXTERNAL_BUFFER: &str = "ERR_SHM_EXTERNAL_BUFFER";
 pub const ERR_INVALID_ARG_TYPE: &str = "ERR_INVALID_ARG_TYPE";
 pub const ERR_INVALID_ARG_VALUE: &str = "ERR_INVALID_ARG_VALUE";
 pub const ERR_OUT_OF_RANGE: &str = "ERR_OUT_OF_RANGE";
+/// The code of Node's `AbortError` (an aborted `AbortSignal`).
+pub const ABORT_ERR: &str = "ABORT_ERR";
 
 /// Which JS constructor an error uses.
 #[derive(Clone, Copy)]
@@ -42,6 +44,7 @@ pub fn js_error(env: &Env, class: Class, code: &str, message: &str, props: &[(&s
 pub enum Prop<'a> {
   Str(&'a str),
   Num(f64),
+  Value(Unknown<'a>),
 }
 
 fn build(env: &Env, class: Class, code: &str, message: &str, props: &[(&str, Prop<'_>)]) -> Result<Error> {
@@ -67,6 +70,7 @@ fn build(env: &Env, class: Class, code: &str, message: &str, props: &[(&str, Pro
     match value {
       Prop::Str(s) => object.set_named_property(key, *s)?,
       Prop::Num(n) => object.set_named_property(key, *n)?,
+      Prop::Value(v) => object.set_named_property(key, *v)?,
     }
   }
   Ok(Error::from(object.to_unknown()))
@@ -99,6 +103,14 @@ pub fn to_js(env: &Env, e: &shmkit::Error) -> Error {
 /// `ERR_SHM_CLOSED`: a method was called after `close()`.
 pub fn closed(env: &Env, what: &str) -> Error {
   js_error(env, Class::Error, ERR_SHM_CLOSED, &format!("{what} is closed"), &[])
+}
+
+/// Node's `AbortError` for an aborted `AbortSignal`: `name` `'AbortError'`, `code`
+/// `'ABORT_ERR'`, and the signal's `reason` as `cause` (as `timers/promises` and `fs` do).
+pub fn abort_error(env: &Env, reason: Option<Unknown<'_>>) -> Error {
+  let mut props = vec![("name", Prop::Str("AbortError"))];
+  props.extend(reason.map(|r| ("cause", Prop::Value(r))));
+  js_error(env, Class::Error, ABORT_ERR, "The operation was aborted", &props)
 }
 
 /// Extension: tag core results for the binding's `?`.

@@ -18,6 +18,7 @@ mod error;
 mod inventory;
 mod memory;
 mod mutex;
+mod semaphore;
 
 use napi::bindgen_prelude::*;
 
@@ -33,7 +34,8 @@ pub fn install_dispose(exports: Object, env: Env) -> Result<()> {
     return Ok(()); // a runtime without explicit resource management: nothing to alias
   }
   alias_dispose(&exports, dispose, "SharedMemory")?;
-  alias_dispose(&exports, dispose, "RobustMutex")
+  alias_dispose(&exports, dispose, "RobustMutex")?;
+  alias_dispose(&exports, dispose, "Semaphore")
 }
 
 fn alias_dispose(exports: &Object, dispose: Unknown, class: &str) -> Result<()> {

@@ -1,15 +1,15 @@
-//! Deadlines for the POSIX timed waits, which take an absolute `CLOCK_REALTIME` time.
+//! Deadlines for the POSIX timed waits (`sem_timedwait`, `pthread_mutex_timedlock`), which
+//! take an absolute `CLOCK_REALTIME` time.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use nix::sys::time::TimeSpec;
-use nix::time::{clock_gettime, ClockId};
-
-use crate::error::{Result, SyscallExt};
-
-/// Now plus `timeout` on `CLOCK_REALTIME`, as a `timespec` (saturating far in the future).
-pub(crate) fn realtime_deadline(timeout: Duration) -> Result<libc::timespec> {
-  let now = clock_gettime(ClockId::CLOCK_REALTIME).syscall("clock_gettime")?;
-  let deadline = now + TimeSpec::from_duration(timeout.min(Duration::from_secs(100 * 365 * 86_400)));
-  Ok(*deadline.as_ref())
+/// The wall-clock time `left` from now, as a `timespec`; `None` when it does not fit one (so
+/// far in the future that it means "no deadline").
+pub(crate) fn realtime_after(left: Duration) -> Option<libc::timespec> {
+  let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+  let at = now.checked_add(left)?;
+  Some(libc::timespec {
+    tv_sec: libc::time_t::try_from(at.as_secs()).ok()?,
+    tv_nsec: libc::c_long::from(at.subsec_nanos()),
+  })
 }

@@ -12,6 +12,9 @@
 //!
 //! [`MapOptions::private`] gives `MAP_PRIVATE` (copy-on-write) instead.
 //!
+//! [`Semaphore`] synchronises the processes: named (`sem_open`) or placed inside a region
+//! (`sem_init(pshared = 1)`).
+//!
 //! ## Safety model
 //!
 //! A [`Region`] owns its mapping and unmaps it on drop. Its bytes may be changed by other
@@ -32,6 +35,7 @@ mod name;
 mod posix_shm;
 mod process;
 mod region;
+mod sem;
 
 pub use error::{Error, ErrorKind, Result};
 pub use inventory::{list, remove_unused, ObjectInfo, ObjectKind};
@@ -42,3 +46,4 @@ pub use nix::sys::signal::Signal;
 pub use posix_shm::unlink;
 pub use process::{fork, Child, ExitStatus};
 pub use region::{Kind, MapOptions, Region};
+pub use sem::{SemOptions, Semaphore};

@@ -220,6 +220,12 @@ fn check_placement(region: &Region, offset: usize) -> Result<()> {
   if !region.is_writable() {
     return Err(Error::os(nix::errno::Errno::EACCES, "pthread_mutex_lock"));
   }
+  if region.is_private() {
+    return Err(Error::new(
+      ErrorKind::InvalidArgument,
+      "a process-shared mutex needs a shared mapping; in a private one no other process would see it",
+    ));
+  }
   Ok(())
 }
 
@@ -283,16 +289,17 @@ mod imp {
   }
 
   pub(super) fn lock(mutex: *mut libc::pthread_mutex_t, timeout: Option<Duration>) -> Result<Lock> {
-    match timeout {
-      // SAFETY: `mutex` points to a mutex inside a live mapping (checked by the caller).
-      None => outcome(unsafe { libc::pthread_mutex_lock(mutex) }, "pthread_mutex_lock"),
-      Some(timeout) => {
-        let deadline = crate::clock::realtime_deadline(timeout)?;
+    // A deadline past what a timespec holds is no deadline.
+    match timeout.and_then(crate::clock::realtime_after) {
+      None => {
+        // SAFETY: `mutex` points to a mutex inside a live mapping (checked by the caller).
+        let ret = unsafe { libc::pthread_mutex_lock(mutex) };
+        outcome(ret, "pthread_mutex_lock")
+      }
+      Some(deadline) => {
         // SAFETY: as above; `deadline` is a valid timespec.
-        outcome(
-          unsafe { libc::pthread_mutex_timedlock(mutex, &raw const deadline) },
-          "pthread_mutex_timedlock",
-        )
+        let ret = unsafe { libc::pthread_mutex_timedlock(mutex, &raw const deadline) };
+        outcome(ret, "pthread_mutex_timedlock")
       }
     }
   }
@@ -313,10 +320,8 @@ mod imp {
 
   pub(super) fn consistent(mutex: *mut libc::pthread_mutex_t) -> Result<()> {
     // SAFETY: `mutex` points to a mutex inside a live mapping (checked by the caller).
-    check(
-      unsafe { libc::pthread_mutex_consistent(mutex) },
-      "pthread_mutex_consistent",
-    )
+    let ret = unsafe { libc::pthread_mutex_consistent(mutex) };
+    check(ret, "pthread_mutex_consistent")
   }
 
   /// The robust mutexes this thread holds, and the repair of glibc's list through them.

@@ -4,7 +4,7 @@ import { writeSync } from 'node:fs'
 
 import fc from 'fast-check'
 
-import { RobustMutex, SharedMemory } from '../index.js'
+import { RobustMutex, Semaphore, SharedMemory } from '../index.js'
 
 const junk = fc.oneof(
   fc.constantFrom(undefined, null, 0, -1, 1.5, NaN, Infinity, -Infinity, 2 ** 53, '', '/', '//x', 'a/b', true),
@@ -64,6 +64,32 @@ export const action = fc.oneof(
     pick,
   }),
   fc.record({ op: fc.constant('list' as const), dryRun: fc.boolean() }),
+  fc.record({
+    op: fc.constantFrom('semCreate' as const, 'semOpenOrCreate' as const, 'semOpen' as const, 'semUnlinkName' as const),
+    pick,
+    junkName: fc.option(junk, { freq: 4 }),
+    opts: fc.option(fc.record({ initial: fc.oneof(fc.nat({ max: 5 }), junk), mode: fc.oneof(fc.constantFrom(0o600, 0o640), junk) })),
+  }),
+  fc.record({
+    op: fc.constantFrom('semInitIn' as const, 'semAt' as const),
+    pick,
+    offset: fc.oneof(fc.constantFrom(0, 32, 64, 128, 4064, 4090), junk),
+    initial: fc.oneof(fc.nat({ max: 3 }), junk),
+  }),
+  fc.record({
+    op: fc.constantFrom(
+      'semPost' as const,
+      'semTryWait' as const,
+      'semWaitSync' as const,
+      'semWait' as const,
+      'semValue' as const,
+      'semClose' as const,
+      'semUnlink' as const,
+      'semDestroy' as const,
+      'semAbort' as const,
+    ),
+    pick,
+  }),
 )
 
 export type Action = typeof action extends fc.Arbitrary<infer A> ? A : never
@@ -74,9 +100,22 @@ export interface State {
   handles: SharedMemory[]
   views: ArrayBufferView[]
   mutexes: RobustMutex[]
+  semaphores: Semaphore[]
+  /** Promises of pending async waits: each must settle (resolve or reject with a typed error). */
+  waits: Promise<unknown>[]
 }
 
 const at = <T>(list: T[], n: number): T | undefined => (list.length ? list[n % list.length] : undefined)
+
+// Codes an error may carry: Node's argument codes, ours (ABORT_ERR included), or an errno name.
+export const typedCode = /^(ERR_INVALID_ARG_TYPE|ERR_INVALID_ARG_VALUE|ERR_OUT_OF_RANGE|ERR_SHM_[A-Z_]+|ABORT_ERR|E[A-Z0-9]+)$/
+
+/** Rejections of async waits must be typed too; anything else fails the run. */
+function typedOnly(error: unknown): never | undefined {
+  const code = (error as NodeJS.ErrnoException)?.code
+  if (typeof code === 'string' && typedCode.test(code)) return undefined
+  throw new Error(`untyped rejection: ${String(error)}`)
+}
 
 export function step(s: State, a: Action) {
   if (process.env.FUZZ_TRACE) writeSync(2, `${JSON.stringify(a, (_, v) => (typeof v === 'bigint' ? `${v}n` : v))}\n`)
@@ -199,6 +238,63 @@ export function step(s: State, a: Action) {
     case 'list':
       SharedMemory.list({ prefix: s.prefix })
       SharedMemory.removeUnused(s.prefix, { dryRun: a.dryRun })
+      break
+    case 'semCreate':
+      s.semaphores.push(Semaphore.create(name(a.pick, a.junkName) as string, a.opts as never))
+      break
+    case 'semOpenOrCreate':
+      s.semaphores.push(Semaphore.openOrCreate(name(a.pick, a.junkName) as string, a.opts as never))
+      break
+    case 'semOpen':
+      s.semaphores.push(Semaphore.open(name(a.pick, a.junkName) as string))
+      break
+    case 'semUnlinkName':
+      Semaphore.unlink(name(a.pick, a.junkName) as string)
+      break
+    case 'semInitIn':
+    case 'semAt': {
+      const h = at(s.handles, a.pick)
+      if (!h) break
+      s.semaphores.push(
+        a.op === 'semInitIn' ? Semaphore.initIn(h, a.offset as number, a.initial as number) : Semaphore.at(h, a.offset as number),
+      )
+      break
+    }
+    case 'semPost':
+      at(s.semaphores, a.pick)?.post()
+      break
+    case 'semTryWait':
+      at(s.semaphores, a.pick)?.tryWait()
+      break
+    case 'semWaitSync':
+      at(s.semaphores, a.pick)?.waitSync({ timeout: 2 })
+      break
+    case 'semWait': {
+      const sem = at(s.semaphores, a.pick)
+      if (sem) s.waits.push(sem.wait({ timeout: 20 }).catch(typedOnly))
+      break
+    }
+    case 'semAbort': {
+      const sem = at(s.semaphores, a.pick)
+      if (!sem) break
+      const controller = new AbortController()
+      s.waits.push(sem.wait({ signal: controller.signal }).catch(typedOnly))
+      controller.abort()
+      break
+    }
+    case 'semValue': {
+      const sem = at(s.semaphores, a.pick)
+      if (sem) void [sem.value, sem.name, sem.offset, sem.closed]
+      break
+    }
+    case 'semClose':
+      at(s.semaphores, a.pick)?.close()
+      break
+    case 'semUnlink':
+      at(s.semaphores, a.pick)?.unlink()
+      break
+    case 'semDestroy':
+      at(s.semaphores, a.pick)?.destroy()
       break
   }
 }

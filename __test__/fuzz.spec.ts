@@ -6,12 +6,10 @@ import { writeSync } from 'node:fs'
 import fc from 'fast-check'
 import test from 'ava'
 
-import { SharedMemory } from '../index.js'
-import { action, type State, step } from './fuzz-steps.js'
+import { Semaphore, SharedMemory } from '../index.js'
+import { action, type State, step, typedCode } from './fuzz-steps.js'
 import { fdTargets, newFds, sharedMappingCount, shmEntries, turn, uniqueName } from './helpers.js'
 
-// Codes an error may carry: Node's argument codes, ours, or an errno name.
-const typedCode = /^(ERR_INVALID_ARG_TYPE|ERR_INVALID_ARG_VALUE|ERR_OUT_OF_RANGE|ERR_SHM_[A-Z_]+|E[A-Z0-9]+)$/
 
 test.serial('thousands of random calls: no crash, only typed errors, nothing left behind', async (t) => {
   const prefix = uniqueName(t, 'z').slice(0, 9)
@@ -19,6 +17,7 @@ test.serial('thousands of random calls: no crash, only typed errors, nothing lef
   const shared = sharedMappingCount()
   let steps = 0
   let errors = 0
+  const succeeded = new Map<string, number>()
   await fc.assert(
     fc.asyncProperty(fc.array(action, { minLength: 100, maxLength: 300 }), async (actions) => {
       if (process.env.FUZZ_TRACE) writeSync(2, 'RUN\n')
@@ -28,12 +27,15 @@ test.serial('thousands of random calls: no crash, only typed errors, nothing lef
         handles: [],
         views: [],
         mutexes: [],
+        semaphores: [],
+        waits: [],
       }
       try {
         for (const a of actions) {
           steps++
           try {
             step(s, a)
+            succeeded.set(a.op, (succeeded.get(a.op) ?? 0) + 1)
           } catch (error) {
             errors++
             const e = error as NodeJS.ErrnoException
@@ -48,13 +50,21 @@ test.serial('thousands of random calls: no crash, only typed errors, nothing lef
             }
           }
         }
+        // Every async wait settles (in time), and only with typed rejections.
+        await Promise.race([
+          Promise.all(s.waits),
+          new Promise((_, reject) => setTimeout(() => reject(new Error('an async wait never settled')), 30_000)),
+        ])
       } finally {
+        for (const sem of s.semaphores) sem.close()
+        await Promise.allSettled(s.waits)
         for (const m of s.mutexes) m.close()
         for (const h of s.handles) h.close()
         // Everything created under the prefix, pool names and junk-suffixed ones alike.
-        for (const entry of shmEntries().filter((e) => e.startsWith(prefix))) {
+        for (const entry of shmEntries()) {
           try {
-            SharedMemory.unlink(entry)
+            if (entry.startsWith(prefix)) SharedMemory.unlink(entry)
+            else if (entry.startsWith(`sem.${prefix}`)) Semaphore.unlink(entry.slice(4))
           } catch {}
         }
       }
@@ -66,12 +76,14 @@ test.serial('thousands of random calls: no crash, only typed errors, nothing lef
     },
   )
   await turn()
-  t.log(`${steps} steps, ${errors} typed errors`)
+  t.log(`${steps} steps, ${errors} typed errors; succeeded: ${[...succeeded].map(([op, n]) => `${op} ${n}`).join(', ')}`)
+  // Every kind of call got through at least once, so the errors are not all there is.
+  t.true(succeeded.size >= 35, `only ${succeeded.size} kinds of call ever succeeded`)
   t.true(steps >= Number(process.env.FUZZ_RUNS ?? 25) * 100)
   t.deepEqual(newFds(fds), [], 'descriptors opened and not closed')
   t.is(sharedMappingCount(), shared, 'shared-memory mappings')
   t.deepEqual(
-    shmEntries().filter((e) => e.startsWith(prefix)),
+    shmEntries().filter((e) => e.startsWith(prefix) || e.startsWith(`sem.${prefix}`)),
     [],
     'names',
   )

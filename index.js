@@ -835,4 +835,8 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.ForkedChild = nativeBinding.ForkedChild
 module.exports.SharedMemory = nativeBinding.SharedMemory
+module.exports.childWrite = nativeBinding.childWrite
+module.exports.fork = nativeBinding.fork
+module.exports.getpid = nativeBinding.getpid

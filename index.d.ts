@@ -291,6 +291,14 @@ export declare function fork(callback: () => unknown): ForkedChild
  */
 export declare function getpid(): number
 
+/**
+ * In a child started with `shareWith(...)` options: maps the regions handed over, in the
+ * order given to `shareWith`, and returns them (an empty array when there are none). The
+ * inherited descriptors are closed after mapping (each region keeps its own) and
+ * `SHMKIT_INHERITED` is removed from `process.env`, so call it once.
+ */
+export declare function inherited(): SharedMemory[]
+
 /** Options for `anonymous`, `devZero` and `memfd`. */
 export interface MapOptions {
   /**
@@ -311,6 +319,27 @@ export interface OpenOptions {
   /** `true` maps `MAP_PRIVATE` (copy-on-write). Default `false`. Not available on macOS. */
   private?: boolean
 }
+
+/**
+ * Returns a copy of `options` for `child_process.spawn`/`fork` that hands `regions` to the
+ * child: fd-backed regions (`memfd`, `fromFd`) are appended to `stdio` as descriptors,
+ * named regions and files go by name, and the list is put in the `SHMKIT_INHERITED`
+ * environment variable (added to `options.env`, or to a copy of `process.env`). In the
+ * child, `inherited()` maps them in the same order. Both processes then see each other's
+ * writes.
+ *
+ * Anonymous and `devZero` regions cannot cross `exec` (no descriptor, no name): they throw
+ * `ERR_INVALID_ARG_VALUE`, pointing to `SharedMemory.memfd()`, `SharedMemory.create()` or
+ * `fork()`. So do private (copy-on-write) regions, which are this process's own copy.
+ *
+ * ```ts
+ * import { spawn } from 'node:child_process'
+ * const jobs = SharedMemory.memfd(1 << 20)
+ * const child = spawn(process.execPath, ['child.mjs'], shareWith([jobs], { stdio: 'inherit' }))
+ * // child.mjs: const [jobs] = inherited()
+ * ```
+ */
+export declare function shareWith<T extends object = {}>(regions: SharedMemory[], options?: T): T & { stdio: unknown[]; env: Record<string, string | undefined> }
 
 /** Options of `ForkedChild.wait`. */
 export interface WaitOptions {

@@ -840,3 +840,5 @@ module.exports.SharedMemory = nativeBinding.SharedMemory
 module.exports.childWrite = nativeBinding.childWrite
 module.exports.fork = nativeBinding.fork
 module.exports.getpid = nativeBinding.getpid
+module.exports.inherited = nativeBinding.inherited
+module.exports.shareWith = nativeBinding.shareWith

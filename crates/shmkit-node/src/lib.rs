@@ -21,6 +21,11 @@ mod error;
 )]
 mod fork;
 mod memory;
+#[cfg_attr(
+  test,
+  allow(dead_code, reason = "napi-derive registers #[napi] functions only outside cfg(test)")
+)]
+mod share;
 
 use napi::bindgen_prelude::*;
 

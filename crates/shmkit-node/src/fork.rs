@@ -269,9 +269,11 @@ fn kill_live_children() {
   }
 }
 
+/// Adds a new child to the registry, and reaps (without blocking) the ones that have ended
+/// meanwhile, so children nobody waits for do not linger as zombies.
 fn register(state: &Arc<ChildState>) {
   let mut live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
-  live.retain(|s| s.lock().status().is_none());
+  live.retain(|s| matches!(s.lock().try_wait(), Ok(None)));
   live.push(state.clone());
 }
 
@@ -574,8 +576,8 @@ impl ForkedChild {
     std::thread::Builder::new()
       .name("shmkit-exited".to_owned())
       .spawn(move || {
-        let ended = waiter.wait();
-        drop(waiter); // its pidfd is closed before the Promise settles
+        // The waiter (and its pidfd) is gone before the Promise settles.
+        let ended = { waiter }.wait();
         deferred.resolve(move |env: Env| {
           ended.js(&env)?;
           let status = state.lock().wait().js(&env)?;

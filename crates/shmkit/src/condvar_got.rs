@@ -16,9 +16,6 @@
 
 use crate::error::Result;
 
-/// The symbols whose call slots are redirected.
-pub const SYMBOLS: [&str; 2] = ["pthread_cond_signal", "pthread_cond_broadcast"];
-
 /// Every GOT slot of every loaded object that imports `pthread_cond_signal` or
 /// `pthread_cond_broadcast`, as found by one walk over the loaded objects.
 #[derive(Clone, Debug, Default)]
@@ -28,6 +25,10 @@ pub struct CondvarSlots {
 }
 
 #[derive(Clone, Copy, Debug)]
+#[cfg_attr(
+  not(all(target_os = "linux", target_pointer_width = "64")),
+  expect(dead_code, reason = "slots are only found on 64-bit Linux")
+)]
 struct Slot {
   /// Address of the pointer-sized GOT entry.
   addr: usize,
@@ -109,8 +110,11 @@ mod imp {
 
   use nix::sys::mman::{mprotect, ProtFlags};
 
-  use super::{CondvarSlots, Slot, SYMBOLS};
+  use super::{CondvarSlots, Slot};
   use crate::error::{Error, ErrorKind, Result, SyscallExt};
+
+  /// The symbols whose call slots are redirected.
+  const SYMBOLS: [&str; 2] = ["pthread_cond_signal", "pthread_cond_broadcast"];
 
   // `<elf.h>` values the libc crate does not carry.
   const DT_NULL: i64 = 0;
@@ -326,6 +330,9 @@ mod imp {
   }
 
   pub(super) unsafe fn redirect(_slot: Slot) -> Result<()> {
-    Ok(())
+    Err(Error::new(
+      ErrorKind::Unsupported,
+      "condvar GOT slots are only redirected on 64-bit Linux",
+    ))
   }
 }

@@ -166,6 +166,11 @@ test("SIGTERM kills the child, and the parent's SIGTERM listener does not fire",
   t.is(result.fired, 0)
 })
 
+test('an out-of-bounds WebAssembly access in the child throws a RuntimeError instead of crashing', async (t) => {
+  const { result } = await scenario('wasm')
+  t.deepEqual(result.status, { code: 0, signal: null })
+})
+
 test("the child lets go of the parent's sockets: a closed server refuses connections", async (t) => {
   const { result } = await scenario('sockets')
   t.is(result.outcome, 'ECONNREFUSED')

@@ -31,6 +31,11 @@ pub fn die_with_parent(parent: Pid) -> Result<()> {
 /// parent's code: Node's `SIGTERM` handler, for one, keeps a child alive and makes the
 /// parent's `process.on('SIGTERM')` listener fire instead.
 ///
+/// The handlers of the fault signals a faulting instruction raises in its own thread
+/// (`SIGSEGV`, `SIGBUS`, `SIGFPE`, `SIGILL`) are kept: they handle this process's own faults,
+/// such as V8's WebAssembly trap handler, which turns an out-of-bounds access into a
+/// `RuntimeError` instead of a crash.
+///
 /// # Errors
 /// `sigaction` failures.
 pub fn reset_signal_handlers() -> Result<()> {
@@ -89,10 +94,13 @@ mod imp {
     Ok(())
   }
 
+  /// Raised synchronously by a faulting instruction; see `reset_signal_handlers`.
+  const FAULTS: [c_int; 4] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL];
+
   pub(super) fn reset_signal_handlers() -> Result<()> {
     // Real-time signals included; 32 and 33 belong to glibc, which refuses them (EINVAL).
     for signal in 1..=libc::SIGRTMAX() {
-      if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+      if FAULTS.contains(&signal) || signal == libc::SIGKILL || signal == libc::SIGSTOP {
         continue;
       }
       // SAFETY: a zeroed sigaction is a valid value to be overwritten by the query.
@@ -203,6 +211,9 @@ mod imp {
   pub(super) fn die_with_parent(_parent: Pid) -> Result<()> {
     Err(unsupported())
   }
+
+  /// Raised synchronously by a faulting instruction; see `reset_signal_handlers`.
+  const FAULTS: [c_int; 4] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL];
 
   pub(super) fn reset_signal_handlers() -> Result<()> {
     Err(unsupported())

@@ -280,7 +280,7 @@ fn replace_inherited_sockets_nulls_sockets_and_fifos_only() {
 extern "C" fn count_usr1(_: libc::c_int) {}
 
 #[test]
-fn reset_signal_handlers_restores_defaults_and_keeps_sigpipe_ignored() {
+fn reset_signal_handlers_restores_defaults_keeps_sigpipe_ignored_and_fault_handlers() {
   let _lock = fork_lock();
   let handler = SigAction::new(SigHandler::Handler(count_usr1), SaFlags::empty(), SigSet::empty());
   // SAFETY: an empty extern "C" handler is async-signal-safe.
@@ -301,6 +301,10 @@ fn reset_signal_handlers_restores_defaults_and_keeps_sigpipe_ignored() {
     };
     if query(libc::SIGUSR2) != libc::SIG_DFL || query(libc::SIGPIPE) != libc::SIG_IGN {
       return 2;
+    }
+    // Rust's own stack-overflow handler for SIGSEGV is a fault handler: it stays.
+    if query(libc::SIGSEGV) == libc::SIG_DFL {
+      return 4;
     }
     // The default action of SIGUSR2 ends the process: the parent sees the signal.
     // SAFETY: raise only sends a signal to this process.

@@ -201,6 +201,12 @@ test('refused while a worker started before shmkit loaded is alive', async (t) =
   t.deepEqual(result.after, { status: { code: 0, signal: null }, ran: 2 })
 })
 
+test('worker tracking survives garbage collection', async (t) => {
+  const { result } = await scenario('worker-after-gc', '', [...SINGLE, '--expose-gc'])
+  t.is(result.error?.code, 'ERR_SHM_FORK_UNSAFE')
+  t.deepEqual(result.children, [])
+})
+
 test('refused from a worker thread', async (t) => {
   const { result } = await scenario('from-worker')
   t.is(result.error?.code, 'ERR_SHM_FORK_UNSAFE')

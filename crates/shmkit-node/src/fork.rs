@@ -18,6 +18,7 @@ use shmkit::{HostFork, Signal};
 
 use crate::args;
 use crate::error::{js_error, Class, IntoJs};
+use crate::js::{call, global};
 
 /// `ERR_SHM_FORK_UNSAFE`: a precondition of `fork()` does not hold.
 pub const ERR_SHM_FORK_UNSAFE: &str = "ERR_SHM_FORK_UNSAFE";
@@ -51,7 +52,7 @@ pub fn on_load(env: &Env) {
 /// synchronously in the `Worker` constructor (after the thread started), and counts each
 /// worker until its `'exit'` event (emitted after the thread was joined).
 fn track_workers(env: &Env) -> Result<()> {
-  let process: Object = env.get_global()?.get_named_property_unchecked("process")?;
+  let process: Object = global(env, "process")?;
   let get_builtin: Unknown = process.get_named_property_unchecked("getBuiltinModule")?;
   if get_builtin.get_type()? != ValueType::Function {
     return Err(Error::from_reason("process.getBuiltinModule is missing (Node < 20.16)"));
@@ -86,29 +87,6 @@ fn track_workers(env: &Env) -> Result<()> {
   Ok(())
 }
 
-/// Calls `function` with `this` and `args`; a JS exception becomes the `Err`.
-fn call<'e>(env: &Env, this: Unknown<'_>, function: Unknown<'_>, args: &[Unknown<'_>]) -> Result<Unknown<'e>> {
-  let raw: Vec<sys::napi_value> = args.iter().map(napi::JsValue::raw).collect();
-  let mut result = ptr::null_mut();
-  // SAFETY: every handle belongs to this env and the current scope; `result` is a valid
-  // out-pointer.
-  let status = unsafe {
-    sys::napi_call_function(
-      env.raw(),
-      this.raw(),
-      function.raw(),
-      raw.len(),
-      raw.as_ptr(),
-      &raw mut result,
-    )
-  };
-  if status != sys::Status::napi_ok {
-    return Err(Error::from_status(Status::from(status)));
-  }
-  // SAFETY: napi_call_function succeeded, so `result` is a valid handle.
-  Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), result) })
-}
-
 /// Counts live worker threads: the tracked count, checked once against
 /// `process.report.getReport().workers` (which also sees workers started before the addon
 /// loaded, and Node's internal module-hooks worker), and every time without tracking.
@@ -125,7 +103,7 @@ fn live_workers(env: &Env) -> Result<usize> {
 }
 
 fn workers_in_report(env: &Env) -> Result<usize> {
-  let process: Object = env.get_global()?.get_named_property_unchecked("process")?;
+  let process: Object = global(env, "process")?;
   let mut report: Object = process.get_named_property_unchecked("report")?;
   // Skip the network section (reverse DNS of every socket) when this Node has the switch.
   let exclude: Unknown = report.get_named_property_unchecked("excludeNetwork")?;
@@ -147,7 +125,7 @@ fn workers_in_report(env: &Env) -> Result<usize> {
 
 /// Whether `process.execArgv` holds `--single-threaded` (V8 also accepts underscores).
 fn single_threaded(env: &Env) -> Result<bool> {
-  let process: Object = env.get_global()?.get_named_property_unchecked("process")?;
+  let process: Object = global(env, "process")?;
   let argv: Vec<String> = process.get_named_property_unchecked("execArgv")?;
   Ok(
     argv
@@ -246,7 +224,7 @@ fn install_exit_hook(env: &Env) -> Result<()> {
   if EXIT_HOOK.load(Ordering::SeqCst) {
     return Ok(());
   }
-  let process: Object = env.get_global()?.get_named_property_unchecked("process")?;
+  let process: Object = global(env, "process")?;
   let on: Unknown = process.get_named_property_unchecked("on")?;
   let hook = env.create_function_from_closure::<Unknown, (), _>("shmkitKillChildren", |_| {
     kill_live_children();
@@ -476,8 +454,8 @@ mod child {
       // SAFETY: a number handle.
       unsafe { sys::napi_get_value_int32(env, values[0], &raw mut code) };
     }
-    // SAFETY: ends the child without Node's exit path, as the whole fork() design requires.
-    unsafe { libc::_exit(code & 0xff) }
+    // Node's exit path is what the whole fork() design avoids.
+    shmkit::child_setup::exit(code & 0xff)
   }
 }
 

@@ -20,6 +20,7 @@ mod error;
   allow(dead_code, reason = "napi-derive registers #[napi] functions only outside cfg(test)")
 )]
 mod fork;
+mod js;
 mod memory;
 #[cfg_attr(
   test,

@@ -9,42 +9,21 @@
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use napi::bindgen_prelude::*;
-use napi::{sys, JsValue, ValueType};
+use napi::{sys, ValueType};
 use shmkit::{Kind, MapOptions, Region};
 
 use crate::args;
 use crate::error::{js_error, Class, IntoJs, ERR_INVALID_ARG_VALUE};
+use crate::js::{call, global};
 use crate::memory::SharedMemory;
 
 /// The environment variable that carries the list to the child.
 pub const ENV_VAR: &str = "SHMKIT_INHERITED";
 
 fn global_function<'e>(env: &'e Env, object: &str, name: &str) -> Result<(Object<'e>, Unknown<'e>)> {
-  let owner: Object = env.get_global()?.get_named_property_unchecked(object)?;
+  let owner = global(env, object)?;
   let function: Unknown = owner.get_named_property_unchecked(name)?;
   Ok((owner, function))
-}
-
-fn call<'e>(env: &'e Env, this: Unknown<'_>, function: Unknown<'_>, args: &[Unknown<'_>]) -> Result<Unknown<'e>> {
-  let raw: Vec<sys::napi_value> = args.iter().map(JsValue::raw).collect();
-  let mut result = std::ptr::null_mut();
-  // SAFETY: every handle belongs to this env and the current scope; `result` is a valid
-  // out-pointer.
-  let status = unsafe {
-    sys::napi_call_function(
-      env.raw(),
-      this.raw(),
-      function.raw(),
-      raw.len(),
-      raw.as_ptr(),
-      &raw mut result,
-    )
-  };
-  if status != sys::Status::napi_ok {
-    return Err(Error::from_status(Status::from(status)));
-  }
-  // SAFETY: napi_call_function succeeded, so `result` is a valid handle.
-  Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), result) })
 }
 
 /// `Object.assign({}, value)`, or `{}` for `undefined`/`null`.
@@ -195,7 +174,7 @@ pub fn share_with<'e>(env: &'e Env, regions: Unknown<'e>, options: Option<Unknow
   let env_value: Unknown = result.get_named_property_unchecked("env")?;
   let source = match env_value.get_type()? {
     ValueType::Undefined | ValueType::Null => {
-      let process: Object = env.get_global()?.get_named_property_unchecked("process")?;
+      let process: Object = global(env, "process")?;
       process.get_named_property_unchecked::<Object>("env")?
     }
     // SAFETY: the type was just checked.
@@ -216,7 +195,7 @@ pub fn share_with<'e>(env: &'e Env, regions: Unknown<'e>, options: Option<Unknow
 /// `SHMKIT_INHERITED` is removed from `process.env`, so call it once.
 #[napi(ts_return_type = "SharedMemory[]")]
 pub fn inherited(env: Env) -> Result<Vec<SharedMemory>> {
-  let process: Object = env.get_global()?.get_named_property_unchecked("process")?;
+  let process: Object = global(&env, "process")?;
   let mut process_env: Object = process.get_named_property_unchecked("env")?;
   let value: Unknown = process_env.get_named_property_unchecked(ENV_VAR)?;
   if value.get_type()? != ValueType::String {

@@ -42,6 +42,15 @@ pub fn reset_signal_handlers() -> Result<()> {
   imp::reset_signal_handlers()
 }
 
+/// Ends the process at once with [`_exit(2)`]: no `atexit` handlers, no destructors, no
+/// flushing of stdio buffers shared with the parent. The way a forked child ends.
+///
+/// [`_exit(2)`]: https://man7.org/linux/man-pages/man2/_exit.2.html
+pub fn exit(code: i32) -> ! {
+  // SAFETY: _exit takes any int and never returns; skipping exit handlers is the point.
+  unsafe { libc::_exit(code) }
+}
+
 /// Unblocks every signal for the calling thread.
 ///
 /// # Errors

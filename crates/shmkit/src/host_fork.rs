@@ -169,9 +169,7 @@ mod imp {
     if let Ok(ForkResult::Child) = forked {
       // SAFETY: we are the one-thread child of this fork.
       let code = unsafe { child(parent, slots, write_end, body) };
-      // SAFETY: _exit ends the child without running the parent's atexit handlers or
-      // flushing stdio buffers the parent also owns.
-      unsafe { libc::_exit(code) }
+      child_setup::exit(code);
     }
     drop(inherit);
     let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);

@@ -835,10 +835,16 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.ForkedChild = nativeBinding.ForkedChild
 module.exports.RobustMutex = nativeBinding.RobustMutex
 module.exports.Semaphore = nativeBinding.Semaphore
 module.exports.SharedMemory = nativeBinding.SharedMemory
+module.exports.childWrite = nativeBinding.childWrite
+module.exports.fork = nativeBinding.fork
+module.exports.getpid = nativeBinding.getpid
+module.exports.inherited = nativeBinding.inherited
 module.exports.ROBUST_MUTEX_SIZE = nativeBinding.ROBUST_MUTEX_SIZE
 module.exports.SEMAPHORE_ALIGNMENT = nativeBinding.SEMAPHORE_ALIGNMENT
 module.exports.SEMAPHORE_SIZE = nativeBinding.SEMAPHORE_SIZE
 module.exports.SEMAPHORE_VALUE_MAX = nativeBinding.SEMAPHORE_VALUE_MAX
+module.exports.shareWith = nativeBinding.shareWith

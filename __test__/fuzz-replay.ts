@@ -3,7 +3,15 @@ import { readFileSync } from 'node:fs'
 
 import { type State, step } from './fuzz-steps.js'
 
-const s: State = { prefix: 'replay', names: [0, 1, 2, 3].map((i) => `replay${i}`), handles: [], views: [], mutexes: [], semaphores: [], waits: [] }
+const s: State = {
+  prefix: 'replay',
+  names: [0, 1, 2, 3].map((i) => `replay${i}`),
+  handles: [],
+  views: [],
+  mutexes: [],
+  semaphores: [],
+  waits: [],
+}
 for (const line of readFileSync(process.argv[2], 'utf8').split('\n').filter(Boolean)) {
   console.log(line.slice(0, 120))
   try {

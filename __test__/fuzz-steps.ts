@@ -68,7 +68,9 @@ export const action = fc.oneof(
     op: fc.constantFrom('semCreate' as const, 'semOpenOrCreate' as const, 'semOpen' as const, 'semUnlinkName' as const),
     pick,
     junkName: fc.option(junk, { freq: 4 }),
-    opts: fc.option(fc.record({ initial: fc.oneof(fc.nat({ max: 5 }), junk), mode: fc.oneof(fc.constantFrom(0o600, 0o640), junk) })),
+    opts: fc.option(
+      fc.record({ initial: fc.oneof(fc.nat({ max: 5 }), junk), mode: fc.oneof(fc.constantFrom(0o600, 0o640), junk) }),
+    ),
   }),
   fc.record({
     op: fc.constantFrom('semInitIn' as const, 'semAt' as const),
@@ -108,7 +110,8 @@ export interface State {
 const at = <T>(list: T[], n: number): T | undefined => (list.length ? list[n % list.length] : undefined)
 
 // Codes an error may carry: Node's argument codes, ours (ABORT_ERR included), or an errno name.
-export const typedCode = /^(ERR_INVALID_ARG_TYPE|ERR_INVALID_ARG_VALUE|ERR_OUT_OF_RANGE|ERR_SHM_[A-Z_]+|ABORT_ERR|E[A-Z0-9]+)$/
+export const typedCode =
+  /^(ERR_INVALID_ARG_TYPE|ERR_INVALID_ARG_VALUE|ERR_OUT_OF_RANGE|ERR_SHM_[A-Z_]+|ABORT_ERR|E[A-Z0-9]+)$/
 
 /** Rejections of async waits must be typed too; anything else fails the run. */
 function typedOnly(error: unknown): never | undefined {
@@ -256,7 +259,9 @@ export function step(s: State, a: Action) {
       const h = at(s.handles, a.pick)
       if (!h) break
       s.semaphores.push(
-        a.op === 'semInitIn' ? Semaphore.initIn(h, a.offset as number, a.initial as number) : Semaphore.at(h, a.offset as number),
+        a.op === 'semInitIn'
+          ? Semaphore.initIn(h, a.offset as number, a.initial as number)
+          : Semaphore.at(h, a.offset as number),
       )
       break
     }

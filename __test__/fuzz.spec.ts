@@ -10,7 +10,6 @@ import { Semaphore, SharedMemory } from '../index.js'
 import { action, type State, step, typedCode } from './fuzz-steps.js'
 import { fdTargets, newFds, sharedMappingCount, shmEntries, turn, uniqueName } from './helpers.js'
 
-
 test.serial('thousands of random calls: no crash, only typed errors, nothing left behind', async (t) => {
   const prefix = uniqueName(t, 'z').slice(0, 9)
   const fds = fdTargets()
@@ -76,7 +75,9 @@ test.serial('thousands of random calls: no crash, only typed errors, nothing lef
     },
   )
   await turn()
-  t.log(`${steps} steps, ${errors} typed errors; succeeded: ${[...succeeded].map(([op, n]) => `${op} ${n}`).join(', ')}`)
+  t.log(
+    `${steps} steps, ${errors} typed errors; succeeded: ${[...succeeded].map(([op, n]) => `${op} ${n}`).join(', ')}`,
+  )
   // Every kind of call got through at least once, so the errors are not all there is.
   t.true(succeeded.size >= 35, `only ${succeeded.size} kinds of call ever succeeded`)
   t.true(steps >= Number(process.env.FUZZ_RUNS ?? 25) * 100)

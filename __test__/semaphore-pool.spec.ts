@@ -40,6 +40,14 @@ test('256 pending waits leave the threadpool free (fs, crypto), use one thread, 
       () => settled++,
       () => {},
     )
+  // The thread names itself once it runs, which a loaded machine may delay: wait for it.
+  await within(
+    (async () => {
+      while (dispatcherThreads() === before) await new Promise((r) => setTimeout(r, 10))
+    })(),
+    30_000,
+    'the dispatcher thread starts',
+  )
   await turn()
   t.is(dispatcherThreads() - before, 1, 'one dispatcher thread for all 256 waits')
   // The libuv pool has 4 threads: if any wait held one, these would never finish.

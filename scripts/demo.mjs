@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// `npm run demo`: each technique sharing data with a second process.
+// `npm run demo`: each technique sharing data with a second process. fork() needs
+// `node --single-threaded`, so the demo restarts itself with that flag.
 import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createRequire } from 'node:module'
@@ -7,26 +8,59 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const self = fileURLToPath(import.meta.url)
+const root = join(dirname(self), '..')
+if (!process.execArgv.includes('--single-threaded')) {
+  const again = spawnSync(
+    process.execPath,
+    ['--single-threaded', ...process.execArgv, self, ...process.argv.slice(2)],
+    {
+      stdio: 'inherit',
+    },
+  )
+  process.exit(again.status ?? 1)
+}
+
 const require = createRequire(import.meta.url)
-let SharedMemory
+let shmkit
 try {
-  ;({ SharedMemory } = require('../index.js'))
+  shmkit = require('../index.js')
 } catch {
   console.log('building the addon first (npm run build)…')
   spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' })
-  ;({ SharedMemory } = require('../index.js'))
+  shmkit = require('../index.js')
 }
+const { SharedMemory, fork, getpid, childWrite, shareWith } = shmkit
 
 const child = (code, options = {}) =>
   spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', cwd: root, ...options })
-const load = `import { createRequire } from 'node:module'; const { SharedMemory } = createRequire(process.cwd() + '/')('./index.js');`
+const load = `import { createRequire } from 'node:module'; const { SharedMemory, inherited } = createRequire(process.cwd() + '/')('./index.js');`
 
-console.log('1-2. /dev/zero and anonymous mappings are shared with fork()ed children (the Rust core):')
-spawnSync('cargo', ['run', '--quiet', '--release', '-p', 'shmkit', '--example', 'seed'], {
-  cwd: root,
-  stdio: 'inherit',
-})
+for (const [n, technique, label] of [
+  [1, 'devZero', 'a MAP_SHARED mapping of /dev/zero'],
+  [2, 'anonymous', 'an anonymous MAP_SHARED mapping'],
+]) {
+  console.log(`\n${n}. ${label}, shared with a child made by fork():`)
+  const area = SharedMemory[technique](4096)
+  const view = new Int32Array(area.buffer)
+  view[0] = 20
+  const forked = fork(() => {
+    childWrite(1, `   child ${getpid()} reads ${view[0]} and writes ${view[0] + 22}\n`)
+    view[1] = view[0] + 22
+  })
+  const { code } = forked.wait({ timeout: 60_000 })
+  console.log(`   parent ${process.pid} reads ${view[1]} after the child (pid ${forked.pid}) exited with code ${code}`)
+  area.close()
+}
+
+console.log('   with { private: true } (MAP_PRIVATE, copy-on-write) the child writes its own copy:')
+const priv = SharedMemory.anonymous(4096, { private: true })
+const privView = new Int32Array(priv.buffer)
+fork(() => {
+  privView[1] = 42
+}).wait({ timeout: 60_000 })
+console.log(`   parent reads ${privView[1]}`)
+priv.close()
 
 console.log('\n3. named POSIX shared memory between two unrelated Node processes:')
 const name = `demo${process.pid}`
@@ -41,13 +75,13 @@ console.log('   parent reads:', JSON.stringify(Buffer.from(shm.buffer).toString(
 shm.close()
 SharedMemory.unlink(name)
 
-console.log('\n4. an fd-backed region (memfd) handed to a spawned child as fd 3:')
+console.log('\n4. an fd-backed region (memfd) handed to a spawned child with shareWith():')
 const fdShm = SharedMemory.memfd(4096)
 new Float64Array(fdShm.buffer)[0] = Math.PI
 const r2 = child(
-  `${load} const s = SharedMemory.fromFd(3); const f = new Float64Array(s.buffer);
+  `${load} const [s] = inherited(); const f = new Float64Array(s.buffer);
    console.log('   child reads:', f[0]); f[1] = f[0] * 2; s.close()`,
-  { stdio: ['ignore', 'pipe', 'pipe', fdShm.fd] },
+  shareWith([fdShm], { stdio: ['ignore', 'pipe', 'pipe'] }),
 )
 process.stdout.write(r2.stdout + r2.stderr)
 console.log('   parent reads:', new Float64Array(fdShm.buffer)[1])

@@ -8,6 +8,7 @@ export type ShmErrorCode =
   | 'ERR_INVALID_ARG_TYPE'
   | 'ERR_INVALID_ARG_VALUE'
   | 'ERR_OUT_OF_RANGE'
+  | 'ERR_UNKNOWN_SIGNAL'
   | 'ABORT_ERR'
 
 /**

@@ -15,10 +15,21 @@ extern crate napi_derive;
 
 mod args;
 mod error;
+#[cfg_attr(
+  test,
+  allow(dead_code, reason = "napi-derive registers #[napi] functions only outside cfg(test)")
+)]
+mod fork;
 mod inventory;
+mod js;
 mod memory;
 mod mutex;
 mod semaphore;
+#[cfg_attr(
+  test,
+  allow(dead_code, reason = "napi-derive registers #[napi] functions only outside cfg(test)")
+)]
+mod share;
 
 use napi::bindgen_prelude::*;
 
@@ -27,6 +38,7 @@ use napi::bindgen_prelude::*;
 /// are registered.
 #[napi(module_exports)]
 pub fn install_dispose(exports: Object, env: Env) -> Result<()> {
+  fork::on_load(&env);
   let global = env.get_global()?;
   let symbol: Function<'_, Unknown<'_>, Unknown<'_>> = global.get_named_property("Symbol")?;
   let dispose: Unknown = symbol.get_named_property("dispose")?;

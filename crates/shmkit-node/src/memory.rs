@@ -105,7 +105,7 @@ unsafe extern "C" fn release_slot(_env: sys::napi_env, _data: *mut c_void, hint:
 }
 
 impl SharedMemory {
-  fn wrap(env: &Env, region: Region, read_only: bool) -> Result<Self> {
+  pub(crate) fn wrap(env: &Env, region: Region, read_only: bool) -> Result<Self> {
     let region = Arc::new(region);
     let slot: Slot = Arc::new(Mutex::new(Some(region.clone())));
     let buffer = new_buffer(env, &region, &slot)?;

@@ -15,6 +15,11 @@
 //! [`Semaphore`] synchronises the processes: named (`sem_open`) or placed inside a region
 //! (`sem_init(pshared = 1)`).
 //!
+//! [`fork`] is the plain POSIX fork for Rust programs. [`HostFork`] forks from inside a
+//! multi-threaded runtime such as Node.js (Linux only), with the mechanisms it needs in their
+//! own modules: [`DontForkRanges`] (memory hidden from children), [`CondvarSlots`] (condvar
+//! calls in a one-thread child), [`child_setup`] and [`write_all`].
+//!
 //! ## Safety model
 //!
 //! A [`Region`] owns its mapping and unmaps it on drop. Its bytes may be changed by other
@@ -24,10 +29,15 @@
 //! the object's name.
 
 mod anon;
+mod blocking_write;
+pub mod child_setup;
 mod clock;
+mod condvar_got;
 mod dev_zero;
+mod dontfork;
 mod error;
 mod file;
+pub mod host_fork;
 mod inventory;
 mod memfd;
 mod mutex;
@@ -37,13 +47,17 @@ mod process;
 mod region;
 mod sem;
 
+pub use blocking_write::write_all;
+pub use condvar_got::CondvarSlots;
+pub use dontfork::{DontForkRanges, InheritGuard};
 pub use error::{Error, ErrorKind, Result};
+pub use host_fork::HostFork;
 pub use inventory::{list, remove_unused, ObjectInfo, ObjectKind};
 pub use mutex::{mutex_align, mutex_size, Lock, RobustMutex};
 pub use name::{unique_name, ObjectName, MAX_NAME_LEN};
 pub use nix::errno::Errno;
 pub use nix::sys::signal::Signal;
 pub use posix_shm::unlink;
-pub use process::{fork, Child, ExitStatus};
+pub use process::{fork, Child, ExitStatus, ExitWaiter};
 pub use region::{Kind, MapOptions, Region};
 pub use sem::{SemOptions, Semaphore};

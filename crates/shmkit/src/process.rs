@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{ForkResult, Pid};
+use nix::unistd::{getpid, ForkResult, Pid};
 
 use crate::error::{Error, Result, SyscallExt};
 
@@ -54,9 +54,14 @@ impl ExitStatus {
 
 /// A child made by [`fork`]. Wait for it: an unwaited child stays a zombie until this
 /// process exits.
+///
+/// Only the process that made the child may wait for it or signal it: in another process
+/// (a child that inherited this value) the calls fail with `ECHILD`/`EPERM` instead of
+/// touching an unrelated process that happens to have the same pid.
 #[derive(Debug)]
 pub struct Child {
   pid: Pid,
+  owner: Pid,
   status: Option<ExitStatus>,
 }
 
@@ -78,9 +83,17 @@ pub struct Child {
 ///
 /// # Safety
 /// This is `fork(2)`: in a multi-threaded process only the calling thread exists in the
-/// child, and any lock another thread held (the allocator's, stdio's) stays held forever.
-/// If other threads may exist, `body` must only call async-signal-safe functions (no
-/// allocation, no `println!`). Plain memory writes into a region and `sem_post` are fine.
+/// child, and any lock another thread held (the allocator's, stdio's, a `Mutex` in your
+/// data) stays held forever. If other threads may exist, `body` must only call
+/// async-signal-safe functions (no allocation, no `println!`, no locks). Plain memory writes
+/// into a region and `sem_post` are fine.
+///
+/// The child shares every descriptor and `MAP_SHARED` mapping with the parent, and gets a
+/// copy-on-write copy of everything else; it must not rely on resources that only make sense
+/// once (a buffered writer flushed twice, a temporary file deleted by a destructor): no
+/// destructor of the caller's frames runs in the child, because it never returns from this
+/// call. Memory marked `MADV_DONTFORK` is absent in the child (see
+/// [`crate::DontForkRanges`]).
 ///
 /// # Errors
 /// `fork` failures (`EAGAIN`, `ENOMEM`).
@@ -88,10 +101,7 @@ pub unsafe fn fork<F: FnOnce() -> i32>(body: F) -> Result<Child> {
   // SAFETY: the caller upholds fork's contract (see # Safety); the child branch below
   // never returns into the caller's frames, it ends in _exit.
   match unsafe { nix::unistd::fork() }.syscall("fork")? {
-    ForkResult::Parent { child } => Ok(Child {
-      pid: child,
-      status: None,
-    }),
+    ForkResult::Parent { child } => Ok(Child::new(child)),
     ForkResult::Child => {
       let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(101);
       // SAFETY: _exit ends the child at once, without running the parent's atexit
@@ -102,12 +112,26 @@ pub unsafe fn fork<F: FnOnce() -> i32>(body: F) -> Result<Child> {
 }
 
 impl Child {
-  /// Adopts an already-forked child by pid (for code that forks by other means).
+  pub(crate) fn new(pid: Pid) -> Self {
+    Self {
+      pid,
+      owner: getpid(),
+      status: None,
+    }
+  }
+
+  /// Adopts an already-forked child of this process by pid (for code that forks by other
+  /// means).
   #[must_use]
   pub fn from_pid(pid: i32) -> Self {
-    Self {
-      pid: Pid::from_raw(pid),
-      status: None,
+    Self::new(Pid::from_raw(pid))
+  }
+
+  fn check_owner(&self, errno: Errno, syscall: &'static str) -> Result<()> {
+    if getpid() == self.owner {
+      Ok(())
+    } else {
+      Err(Error::os(errno, syscall))
     }
   }
 
@@ -127,11 +151,13 @@ impl Child {
   /// so other children (Node's `child_process` ones included) are left to their owners.
   ///
   /// # Errors
-  /// `waitpid` failures (`ECHILD` if someone else reaped it).
+  /// `waitpid` failures (`ECHILD` if someone else reaped it, or if called in another
+  /// process than the child's parent).
   pub fn wait(&mut self) -> Result<ExitStatus> {
     if let Some(status) = self.status {
       return Ok(status);
     }
+    self.check_owner(Errno::ECHILD, "waitpid")?;
     loop {
       match waitpid(self.pid, None) {
         Err(Errno::EINTR) => {}
@@ -154,6 +180,7 @@ impl Child {
     if let Some(status) = self.status {
       return Ok(Some(status));
     }
+    self.check_owner(Errno::ECHILD, "waitpid")?;
     loop {
       match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
         Err(Errno::EINTR) => {}
@@ -186,7 +213,9 @@ impl Child {
       let left = deadline - now;
       match &watcher {
         // Sleeps in the kernel until the child exits or time is up.
-        Some(fd) => fd.wait_readable(left),
+        Some(fd) => {
+          fd.wait_readable(Some(left));
+        }
         // No pidfd (old kernel, macOS): poll with a growing pause.
         None => {
           std::thread::sleep(pause.min(left));
@@ -196,15 +225,64 @@ impl Child {
     }
   }
 
-  /// Sends `signal` to the child (if it has not been reaped yet).
+  /// Sends `signal` to the child, unless it has been reaped already (the pid may belong to
+  /// another process by then). Returns whether the signal was sent.
   ///
   /// # Errors
-  /// `kill` failures.
-  pub fn kill(&self, signal: Signal) -> Result<()> {
+  /// `kill` failures; `EPERM` when called in another process than the child's parent.
+  pub fn kill(&self, signal: Signal) -> Result<bool> {
     if self.status.is_some() {
-      return Ok(()); // reaped: the pid may already belong to someone else
+      return Ok(false);
     }
-    kill(self.pid, signal).syscall("kill")
+    self.check_owner(Errno::EPERM, "kill")?;
+    kill(self.pid, signal).syscall("kill")?;
+    Ok(true)
+  }
+
+  /// Something another thread can block on until this child ends, without reaping it (so the
+  /// status stays for [`Child::wait`] or [`Child::try_wait`] on the owning side).
+  #[must_use]
+  pub fn exit_waiter(&self) -> ExitWaiter {
+    ExitWaiter {
+      pid: self.pid,
+      ended: self.status.is_some(),
+      watcher: if self.status.is_some() {
+        None
+      } else {
+        pidfd::PidFd::open(self.pid)
+      },
+    }
+  }
+}
+
+/// Blocks a thread until a child has ended, without reaping it. Made by
+/// [`Child::exit_waiter`]; `Send`, so it can move to a waiter thread.
+///
+/// It watches a pidfd (`pidfd_open(2)`, Linux 5.3+), which cannot be confused by pid reuse,
+/// and falls back to `waitid(WEXITED | WNOWAIT)` without one.
+#[derive(Debug)]
+pub struct ExitWaiter {
+  pid: Pid,
+  ended: bool,
+  watcher: Option<pidfd::PidFd>,
+}
+
+impl ExitWaiter {
+  /// Returns once the child has ended (exited or was killed), whether or not it has been
+  /// reaped meanwhile.
+  ///
+  /// # Errors
+  /// `waitid` failures other than `ECHILD` (which means it was reaped already);
+  /// [`crate::ErrorKind::Unsupported`] on systems with neither pidfd nor `waitid`.
+  pub fn wait(&self) -> Result<()> {
+    if self.ended {
+      return Ok(());
+    }
+    if let Some(watcher) = &self.watcher {
+      while !watcher.wait_readable(None) {}
+      return Ok(());
+    }
+    pidfd::wait_exited(self.pid)
   }
 }
 
@@ -217,6 +295,7 @@ mod pidfd {
   use nix::unistd::Pid;
 
   /// A `pidfd_open(2)` descriptor: readable once the process has exited.
+  #[derive(Debug)]
   pub(super) struct PidFd(OwnedFd);
 
   impl PidFd {
@@ -228,11 +307,29 @@ mod pidfd {
       Some(Self(unsafe { OwnedFd::from_raw_fd(raw) }))
     }
 
-    pub(super) fn wait_readable(&self, timeout: Duration) {
-      let ms = u16::try_from(timeout.as_millis().clamp(1, 10_000)).unwrap_or(10_000);
+    /// Waits until the process has ended or `timeout` (at most 10 s per call) has passed;
+    /// returns whether it has ended. `None` waits without limit.
+    pub(super) fn wait_readable(&self, timeout: Option<Duration>) -> bool {
+      let timeout = match timeout {
+        Some(t) => PollTimeout::from(u16::try_from(t.as_millis().clamp(1, 10_000)).unwrap_or(10_000)),
+        None => PollTimeout::NONE,
+      };
       let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
       // EINTR and timeouts both just return to the caller's loop.
-      let _ = poll(&mut fds, PollTimeout::from(ms));
+      matches!(poll(&mut fds, timeout), Ok(n) if n > 0)
+    }
+  }
+
+  /// Blocks until `pid` has ended, leaving it unreaped.
+  pub(super) fn wait_exited(pid: Pid) -> crate::Result<()> {
+    use nix::errno::Errno;
+    use nix::sys::wait::{waitid, Id, WaitPidFlag};
+    loop {
+      match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+        Ok(_) | Err(Errno::ECHILD) => return Ok(()),
+        Err(Errno::EINTR) => {}
+        Err(e) => return Err(crate::Error::os(e, "waitid")),
+      }
     }
   }
 }
@@ -242,14 +339,22 @@ mod pidfd {
   use nix::unistd::Pid;
   use std::time::Duration;
 
+  #[derive(Debug)]
   pub(super) enum PidFd {}
 
   impl PidFd {
     pub(super) fn open(_pid: Pid) -> Option<Self> {
       None
     }
-    pub(super) fn wait_readable(&self, _timeout: Duration) {
+    pub(super) fn wait_readable(&self, _timeout: Option<Duration>) -> bool {
       match *self {}
     }
+  }
+
+  pub(super) fn wait_exited(_pid: Pid) -> crate::Result<()> {
+    Err(crate::Error::new(
+      crate::ErrorKind::Unsupported,
+      "waiting for a child without reaping it needs Linux",
+    ))
   }
 }

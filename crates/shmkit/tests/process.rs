@@ -95,3 +95,61 @@ fn many_forks_leave_no_zombies() {
     nix::errno::Errno::ECHILD
   );
 }
+
+#[test]
+fn kill_after_reaping_sends_nothing() {
+  let _lock = fork_lock();
+  // SAFETY: the child returns at once.
+  let mut child = unsafe { fork(|| 0) }.unwrap();
+  child.wait().unwrap();
+  assert!(
+    !child.kill(Signal::SIGKILL).unwrap(),
+    "a reaped pid may belong to someone else"
+  );
+}
+
+#[test]
+fn exit_waiter_blocks_another_thread_until_the_end_without_reaping() {
+  let _lock = fork_lock();
+  let sleep_forever = || loop {
+    // SAFETY: pause is async-signal-safe and takes no arguments.
+    unsafe { nix::libc::pause() };
+  };
+  // SAFETY: the child only sleeps.
+  let mut child = unsafe { fork(sleep_forever) }.unwrap();
+  let waiter = child.exit_waiter();
+  let (tx, rx) = std::sync::mpsc::channel();
+  let thread = std::thread::spawn(move || tx.send(waiter.wait()).unwrap());
+  assert!(
+    rx.recv_timeout(Duration::from_millis(100)).is_err(),
+    "still blocked while the child runs"
+  );
+  assert!(child.kill(Signal::SIGKILL).unwrap());
+  rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap();
+  thread.join().unwrap();
+  // The waiter did not reap: the status is still there for the owner.
+  assert_eq!(child.try_wait().unwrap().unwrap().signal(), Some(Signal::SIGKILL));
+  // And a waiter made after reaping returns at once.
+  child.exit_waiter().wait().unwrap();
+}
+
+#[test]
+fn a_child_value_inherited_by_another_process_cannot_wait_or_kill() {
+  let _lock = fork_lock();
+  let sleep_forever = || loop {
+    // SAFETY: pause is async-signal-safe and takes no arguments.
+    unsafe { nix::libc::pause() };
+  };
+  // SAFETY: the child only sleeps.
+  let mut sibling = unsafe { fork(sleep_forever) }.unwrap();
+  let body = || {
+    let kill = sibling.kill(Signal::SIGKILL).map_err(|e| e.errno());
+    i32::from(kill == Err(Some(shmkit::Errno::EPERM)))
+  };
+  // SAFETY: the child makes two syscalls.
+  let mut child = unsafe { fork(body) }.unwrap();
+  assert_eq!(child.wait_timeout(Duration::from_secs(30)).unwrap().code(), Some(1));
+  assert_eq!(sibling.try_wait().unwrap(), None, "the sibling was not killed");
+  sibling.kill(Signal::SIGKILL).unwrap();
+  assert_eq!(sibling.wait().unwrap().signal(), Some(Signal::SIGKILL));
+}

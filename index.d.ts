@@ -69,7 +69,7 @@ export declare class ForkedChild {
    * `ETIMEDOUT` when it runs out, leaving the child running. Calling it again returns the
    * same status.
    */
-  wait(options?: WaitOptions | undefined | null): ExitStatus
+  wait(options?: ChildWaitOptions | undefined | null): ExitStatus
   /** Reaps the child if it has ended and returns how; `null` while it runs. Never blocks. */
   tryWait(): ExitStatus | null
   /**
@@ -371,6 +371,16 @@ export declare class SharedMemory {
   close(): void
 }
 
+/** Options of `ForkedChild.wait`. */
+export interface ChildWaitOptions {
+  /**
+   * The longest time to wait, in milliseconds (an integer, `0` to check without waiting).
+   * Default: no limit. When it runs out, `wait` throws an error with `code: 'ETIMEDOUT'`
+   * and the child keeps running (`kill()` it).
+   */
+  timeout?: number
+}
+
 /**
  * Writes all of `data` (a string as UTF-8, or the bytes of a Buffer/TypedArray/DataView/
  * `ArrayBuffer`) to the descriptor `fd`, blocking until done even if `fd` is non-blocking
@@ -585,16 +595,6 @@ export interface SemaphoreOptions {
  * ```
  */
 export declare function shareWith<T extends object = {}>(regions: SharedMemory[], options?: T): T & { stdio: unknown[]; env: Record<string, string | undefined> }
-
-/** Options of `ForkedChild.wait`. */
-export interface WaitOptions {
-  /**
-   * The longest time to wait, in milliseconds (an integer, `0` to check without waiting).
-   * Default: no limit. When it runs out, `wait` throws an error with `code: 'ETIMEDOUT'`
-   * and the child keeps running (`kill()` it).
-   */
-  timeout?: number
-}
 
 /** Options for `wait`. */
 export interface WaitOptions {

@@ -3,8 +3,8 @@ import { statSync } from 'node:fs'
 
 import test from 'ava'
 
-import { SharedMemory } from '../index.js'
-import { fixture, runNode, uniqueName } from './helpers.js'
+import { Semaphore, SharedMemory } from '../index.js'
+import { fixture, runNode, uniqueName, uniqueSemName } from './helpers.js'
 
 const nobody = 65534
 const asRoot = process.getuid?.() === 0
@@ -30,6 +30,18 @@ asOtherUser('an explicit mode is applied exactly and lets the other user in', as
   t.is(ro.stdout.trim(), 'ok 4096', ro.stderr)
   const rw = await runNode(fixture('try-open.mjs'), [name, 'rw'], { uid: nobody, gid: nobody })
   t.is(rw.stdout.trim(), 'err EACCES', 'read permission only')
+})
+
+asOtherUser('a default 0600 named semaphore cannot be opened by another user (EACCES)', async (t) => {
+  const name = uniqueSemName(t)
+  using _sem = Semaphore.create(name, { initial: 2 })
+  t.is(statSync(`/dev/shm/sem.${name}`).mode & 0o777, 0o600)
+  const denied = await runNode(fixture('try-open-sem.mjs'), [name], { uid: nobody, gid: nobody })
+  t.is(denied.stdout.trim(), 'err EACCES', denied.stderr)
+  const other = uniqueSemName(t)
+  using _open = Semaphore.create(other, { initial: 3, mode: 0o666 })
+  const allowed = await runNode(fixture('try-open-sem.mjs'), [other], { uid: nobody, gid: nobody })
+  t.is(allowed.stdout.trim(), 'ok 3', allowed.stderr)
 })
 
 test('modes are exact regardless of the umask, and opening never changes mode or size', (t) => {

@@ -461,7 +461,7 @@ mod child {
 
 /// Options of `ForkedChild.wait`.
 #[napi(object)]
-pub struct WaitOptions {
+pub struct ChildWaitOptions {
   /// The longest time to wait, in milliseconds (an integer, `0` to check without waiting).
   /// Default: no limit. When it runs out, `wait` throws an error with `code: 'ETIMEDOUT'`
   /// and the child keeps running (`kill()` it).
@@ -507,10 +507,10 @@ impl ForkedChild {
   /// only, so Node's own `child_process` children are unaffected. With `timeout` (ms), throws
   /// `ETIMEDOUT` when it runs out, leaving the child running. Calling it again returns the
   /// same status.
-  #[napi(ts_args_type = "options?: WaitOptions | undefined | null")]
+  #[napi(ts_args_type = "options?: ChildWaitOptions | undefined | null")]
   pub fn wait(&self, env: Env, options: Option<Unknown>) -> Result<JsExitStatus> {
     let options = args::options(&env, options, "options")?;
-    let options = WaitOptions {
+    let options = ChildWaitOptions {
       timeout: args::integer_option(&env, options.as_ref(), "timeout", "options", 0.0, 2_147_483_647.0)?,
     };
     let mut child = self.state.lock();

@@ -24,8 +24,10 @@ impl Drop for SemName {
   }
 }
 
+/// Where Linux keeps a named semaphore: glibc in `/dev/shm/sem.NAME`, musl in `/dev/shm/NAME`.
 fn sem_path(name: &ObjectName) -> String {
-  format!("/dev/shm/sem.{}", &name.as_str()[1..])
+  let prefix = if cfg!(target_env = "musl") { "" } else { "sem." };
+  format!("/dev/shm/{prefix}{}", &name.as_str()[1..])
 }
 
 #[test]

@@ -4,10 +4,7 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use common::NameGuard;
-use shmkit::{mutex_align, mutex_size, unique_name, Region, Semaphore};
+use shmkit::{mutex_align, mutex_size, Semaphore};
 
 /// `(size_of::<sem_t>(), align_of::<sem_t>())` as the document's table gives them.
 #[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
@@ -47,113 +44,120 @@ fn mutex_size_and_alignment_match_the_document() {
   assert_eq!(mutex_size(), size_of::<libc::pthread_mutex_t>());
 }
 
-/// An in-region semaphore touches its `SIZE` bytes at its offset and nothing else.
+/// What Linux does with names and bytes.
 #[cfg(target_os = "linux")]
-#[test]
-fn an_in_region_semaphore_occupies_exactly_its_bytes() {
-  let region = Arc::new(Region::anonymous(4096).unwrap());
-  region.write_at(0, &[0xAA; 4096]).unwrap();
-  let sem = Semaphore::init_in(region.clone(), 64, 5).unwrap();
-  sem.post().unwrap();
-  assert!(sem.try_wait().unwrap());
-  let mut bytes = [0u8; 4096];
-  region.read_at(0, &mut bytes).unwrap();
-  assert!(
-    bytes[..64].iter().all(|&b| b == 0xAA),
-    "nothing before the semaphore changed"
-  );
-  assert!(
-    bytes[64 + Semaphore::SIZE..].iter().all(|&b| b == 0xAA),
-    "nothing after the semaphore changed"
-  );
-  assert!(
-    bytes[64..64 + Semaphore::SIZE].iter().any(|&b| b != 0xAA),
-    "sem_init wrote inside the semaphore's bytes"
-  );
-}
+mod linux {
+  use std::sync::Arc;
 
-/// The informative part of the document: how each libc encodes a process-shared semaphore,
-/// which is why a glibc and a musl process must never share one.
-#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
-#[test]
-fn glibc_encodes_a_shared_semaphore_as_the_document_says() {
-  let region = Arc::new(Region::anonymous(4096).unwrap());
-  let _sem = Semaphore::init_in(region.clone(), 0, 5).unwrap();
-  let word = |at: usize| {
-    let mut b = [0u8; 4];
-    region.read_at(at, &mut b).unwrap();
-    u32::from_ne_bytes(b)
-  };
-  assert_eq!(word(0), 5, "the value, in the low half of the 64-bit data word");
-  assert_eq!(word(4), 0, "no waiters");
-  assert_eq!(word(8), 128, "FUTEX_SHARED: process-shared");
-}
+  use shmkit::{unique_name, Region, Semaphore};
 
-#[cfg(all(target_os = "linux", target_env = "musl"))]
-#[test]
-fn musl_encodes_a_shared_semaphore_as_the_document_says() {
-  let region = Arc::new(Region::anonymous(4096).unwrap());
-  let _sem = Semaphore::init_in(region.clone(), 0, 5).unwrap();
-  let word = |at: usize| {
-    let mut b = [0u8; 4];
-    region.read_at(at, &mut b).unwrap();
-    u32::from_ne_bytes(b)
-  };
-  assert_eq!(word(0), 5, "the value");
-  assert_eq!(word(8), 0, "0 for process-shared (128 would be private)");
-}
+  use crate::common::NameGuard;
 
-/// A named segment is the file `/dev/shm/NAME`, byte for byte: no header, its size is the
-/// size asked for, and an offset in the region is the same offset in the file.
-#[cfg(target_os = "linux")]
-#[test]
-fn a_named_segment_is_raw_bytes_in_dev_shm() {
-  let name = NameGuard::new();
-  let region = Region::create(&name.0, 10_000).unwrap();
-  region.write_at(4321, b"raw").unwrap();
-  let path = format!("/dev/shm/{}", &name.0.as_str()[1..]);
-  let file = std::fs::read(&path).unwrap();
-  assert_eq!(file.len(), 10_000);
-  assert_eq!(&file[4321..4324], b"raw");
-  assert!(file[..4321].iter().all(|&b| b == 0));
-  let opened = Region::open(&name.0).unwrap();
-  assert_eq!(opened.len(), 10_000, "the opener's size comes from fstat");
-}
+  /// An in-region semaphore touches its `SIZE` bytes at its offset and nothing else.
+  #[test]
+  fn an_in_region_semaphore_occupies_exactly_its_bytes() {
+    let region = Arc::new(Region::anonymous(4096).unwrap());
+    region.write_at(0, &[0xAA; 4096]).unwrap();
+    let sem = Semaphore::init_in(region.clone(), 64, 5).unwrap();
+    sem.post().unwrap();
+    assert!(sem.try_wait().unwrap());
+    let mut bytes = [0u8; 4096];
+    region.read_at(0, &mut bytes).unwrap();
+    assert!(
+      bytes[..64].iter().all(|&b| b == 0xAA),
+      "nothing before the semaphore changed"
+    );
+    assert!(
+      bytes[64 + Semaphore::SIZE..].iter().all(|&b| b == 0xAA),
+      "nothing after the semaphore changed"
+    );
+    assert!(
+      bytes[64..64 + Semaphore::SIZE].iter().any(|&b| b != 0xAA),
+      "sem_init wrote inside the semaphore's bytes"
+    );
+  }
 
-/// A named semaphore `/NAME` is the file `/dev/shm/sem.NAME` with glibc, and `/dev/shm/NAME`
-/// with musl (the same namespace as segments there).
-#[cfg(target_os = "linux")]
-#[test]
-fn a_named_semaphore_is_a_file_in_dev_shm() {
-  let name = unique_name("lay");
-  let sem = Semaphore::create(&name, 0).unwrap();
-  let prefix = if cfg!(target_env = "musl") { "" } else { "sem." };
-  let path = format!("/dev/shm/{prefix}{}", &name.as_str()[1..]);
-  let meta = std::fs::metadata(&path);
-  Semaphore::unlink(&name).unwrap();
-  drop(sem);
-  let meta = meta.unwrap_or_else(|e| panic!("{path} exists while the semaphore does: {e}"));
-  assert_eq!(meta.len(), Semaphore::SIZE as u64, "the file holds one sem_t");
-  assert!(!std::path::Path::new(&path).exists(), "and is gone after sem_unlink");
-}
+  /// The informative part of the document: how each libc encodes a process-shared semaphore,
+  /// which is why a glibc and a musl process must never share one.
+  #[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
+  #[test]
+  fn glibc_encodes_a_shared_semaphore_as_the_document_says() {
+    let region = Arc::new(Region::anonymous(4096).unwrap());
+    let _sem = Semaphore::init_in(region.clone(), 0, 5).unwrap();
+    let word = |at: usize| {
+      let mut b = [0u8; 4];
+      region.read_at(at, &mut b).unwrap();
+      u32::from_ne_bytes(b)
+    };
+    assert_eq!(word(0), 5, "the value, in the low half of the 64-bit data word");
+    assert_eq!(word(4), 0, "no waiters");
+    assert_eq!(word(8), 128, "FUTEX_SHARED: process-shared");
+  }
 
-/// musl keeps named semaphores beside segments: one name cannot be both there.
-#[cfg(all(target_os = "linux", target_env = "musl"))]
-#[test]
-fn musl_segments_and_semaphores_share_one_namespace() {
-  let name = NameGuard::new();
-  let _region = Region::create(&name.0, 4096).unwrap();
-  let err = Semaphore::create(&name.0, 0).unwrap_err();
-  assert_eq!(err.errno(), Some(shmkit::Errno::EEXIST));
-}
+  #[cfg(all(target_os = "linux", target_env = "musl"))]
+  #[test]
+  fn musl_encodes_a_shared_semaphore_as_the_document_says() {
+    let region = Arc::new(Region::anonymous(4096).unwrap());
+    let _sem = Semaphore::init_in(region.clone(), 0, 5).unwrap();
+    let word = |at: usize| {
+      let mut b = [0u8; 4];
+      region.read_at(at, &mut b).unwrap();
+      u32::from_ne_bytes(b)
+    };
+    assert_eq!(word(0), 5, "the value");
+    assert_eq!(word(8), 0, "0 for process-shared (128 would be private)");
+  }
 
-/// glibc keeps them apart: a segment and a semaphore may have the same name.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[test]
-fn glibc_segments_and_semaphores_have_separate_namespaces() {
-  let name = NameGuard::new();
-  let _region = Region::create(&name.0, 4096).unwrap();
-  let sem = Semaphore::create(&name.0, 0).unwrap();
-  Semaphore::unlink(&name.0).unwrap();
-  drop(sem);
+  /// A named segment is the file `/dev/shm/NAME`, byte for byte: no header, its size is the
+  /// size asked for, and an offset in the region is the same offset in the file.
+  #[test]
+  fn a_named_segment_is_raw_bytes_in_dev_shm() {
+    let name = NameGuard::new();
+    let region = Region::create(&name.0, 10_000).unwrap();
+    region.write_at(4321, b"raw").unwrap();
+    let path = format!("/dev/shm/{}", &name.0.as_str()[1..]);
+    let file = std::fs::read(&path).unwrap();
+    assert_eq!(file.len(), 10_000);
+    assert_eq!(&file[4321..4324], b"raw");
+    assert!(file[..4321].iter().all(|&b| b == 0));
+    let opened = Region::open(&name.0).unwrap();
+    assert_eq!(opened.len(), 10_000, "the opener's size comes from fstat");
+  }
+
+  /// A named semaphore `/NAME` is the file `/dev/shm/sem.NAME` with glibc, and `/dev/shm/NAME`
+  /// with musl (the same namespace as segments there).
+  #[test]
+  fn a_named_semaphore_is_a_file_in_dev_shm() {
+    let name = unique_name("lay");
+    let sem = Semaphore::create(&name, 0).unwrap();
+    let prefix = if cfg!(target_env = "musl") { "" } else { "sem." };
+    let path = format!("/dev/shm/{prefix}{}", &name.as_str()[1..]);
+    let meta = std::fs::metadata(&path);
+    Semaphore::unlink(&name).unwrap();
+    drop(sem);
+    let meta = meta.unwrap_or_else(|e| panic!("{path} exists while the semaphore does: {e}"));
+    assert_eq!(meta.len(), Semaphore::SIZE as u64, "the file holds one sem_t");
+    assert!(!std::path::Path::new(&path).exists(), "and is gone after sem_unlink");
+  }
+
+  /// musl keeps named semaphores beside segments: one name cannot be both there.
+  #[cfg(all(target_os = "linux", target_env = "musl"))]
+  #[test]
+  fn musl_segments_and_semaphores_share_one_namespace() {
+    let name = NameGuard::new();
+    let _region = Region::create(&name.0, 4096).unwrap();
+    let err = Semaphore::create(&name.0, 0).unwrap_err();
+    assert_eq!(err.errno(), Some(shmkit::Errno::EEXIST));
+  }
+
+  /// glibc keeps them apart: a segment and a semaphore may have the same name.
+  #[cfg(all(target_os = "linux", target_env = "gnu"))]
+  #[test]
+  fn glibc_segments_and_semaphores_have_separate_namespaces() {
+    let name = NameGuard::new();
+    let _region = Region::create(&name.0, 4096).unwrap();
+    let sem = Semaphore::create(&name.0, 0).unwrap();
+    Semaphore::unlink(&name.0).unwrap();
+    drop(sem);
+  }
 }

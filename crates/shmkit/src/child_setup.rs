@@ -221,9 +221,6 @@ mod imp {
     Err(unsupported())
   }
 
-  /// Raised synchronously by a faulting instruction; see `reset_signal_handlers`.
-  const FAULTS: [c_int; 4] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL];
-
   pub(super) fn reset_signal_handlers() -> Result<()> {
     Err(unsupported())
   }

@@ -7,7 +7,8 @@
 //!
 //! Two kinds, one type:
 //! - **named** ([`Semaphore::create`], [`Semaphore::open`], [`Semaphore::open_or_create`]):
-//!   any process that knows the name (`/dev/shm/sem.NAME` on Linux); removed by
+//!   any process that knows the name (on Linux the file `/dev/shm/sem.NAME` with glibc,
+//!   `/dev/shm/NAME` with musl); removed by
 //!   [`Semaphore::unlink`] only.
 //! - **in a region** ([`Semaphore::init_in`], [`Semaphore::at`]): `sem_init(pshared = 1)` at
 //!   an offset of a shared [`Region`], used by every process that maps the region (forked
@@ -612,12 +613,17 @@ mod imp {
   }
 
   /// Makes a new named semaphore's mode exactly `mode`. `sem_open` applies the umask, and a
-  /// `sem_t` has no descriptor to `fchmod`; on Linux (glibc and musl) the semaphore is the
-  /// file `/dev/shm/sem.NAME`, so change that. Until then the mode can only be narrower
-  /// than asked (the umask never widens), so nobody gets in early.
+  /// `sem_t` has no descriptor to `fchmod`; on Linux the semaphore is a file in `/dev/shm`
+  /// (glibc: `sem.NAME`; musl: `NAME`, beside the shared-memory objects), so change that.
+  /// Until then the mode can only be narrower than asked (the umask never widens), so nobody
+  /// gets in early.
   pub(super) fn exact_mode(name: &ObjectName, mode: u32) -> Result<()> {
     let body = &name.as_str()[1..];
-    let path = format!("/dev/shm/sem.{body}");
+    let path = if cfg!(target_env = "musl") {
+      format!("/dev/shm/{body}")
+    } else {
+      format!("/dev/shm/sem.{body}")
+    };
     let bits = libc::mode_t::try_from(mode).expect("at most 0o777");
     nix::sys::stat::fchmodat(
       nix::fcntl::AT_FDCWD,

@@ -1,4 +1,5 @@
 //! Robust process-shared mutexes: a holder that dies is reported to the next locker.
+#![cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 
 mod common;
 

@@ -1,4 +1,8 @@
 //! Semaphores: named and in a region, across forked processes, under signals.
+#![cfg_attr(
+  not(target_os = "linux"),
+  allow(dead_code, unused_imports, reason = "the Linux-only tests use these helpers")
+)]
 
 mod common;
 
@@ -24,8 +28,10 @@ impl Drop for SemName {
   }
 }
 
+/// Where Linux keeps a named semaphore: glibc in `/dev/shm/sem.NAME`, musl in `/dev/shm/NAME`.
 fn sem_path(name: &ObjectName) -> String {
-  format!("/dev/shm/sem.{}", &name.as_str()[1..])
+  let prefix = if cfg!(target_env = "musl") { "" } else { "sem." };
+  format!("/dev/shm/{prefix}{}", &name.as_str()[1..])
 }
 
 #[test]
@@ -384,9 +390,12 @@ fn signals_interrupt_waits_which_resume_and_return_when_posted() {
     };
     wait_for("the thread id", &|| tid.load(Ordering::SeqCst) != 0);
     let tid = tid.load(Ordering::SeqCst);
+    // std reports a u64; musl's pthread_t is a pointer.
+    #[allow(clippy::unnecessary_cast, reason = "a no-op on glibc, a conversion on musl")]
+    let thread = waiter.as_pthread_t() as libc::pthread_t;
     for round in 1..=3 {
       wait_for("the waiter to sleep in the futex", &|| in_futex_wait(tid));
-      nix::sys::pthread::pthread_kill(waiter.as_pthread_t(), Signal::SIGUSR2).unwrap();
+      nix::sys::pthread::pthread_kill(thread, Signal::SIGUSR2).unwrap();
       wait_for("the handler", &|| HANDLED.load(Ordering::SeqCst) >= round);
       assert!(!returned.load(Ordering::SeqCst), "the wait returned after a signal");
     }

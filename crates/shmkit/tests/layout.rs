@@ -1,0 +1,163 @@
+//! The numbers and mappings that `docs/layout.md` promises, checked on the platform the tests
+//! run on: sizes and alignments of what shmkit places in a region, a segment's bytes being
+//! exactly the file's bytes, and where Linux keeps named objects. Keep the two in step.
+
+mod common;
+
+use shmkit::{mutex_align, mutex_size, Semaphore};
+
+/// `(size_of::<sem_t>(), align_of::<sem_t>())` as the document's table gives them.
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
+const SEM_T: (usize, usize) = (32, 8);
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "32"))]
+const SEM_T: (usize, usize) = (16, 4);
+#[cfg(all(target_os = "linux", target_env = "musl", target_pointer_width = "64"))]
+const SEM_T: (usize, usize) = (32, 4);
+#[cfg(all(target_os = "linux", target_env = "musl", target_pointer_width = "32"))]
+const SEM_T: (usize, usize) = (16, 4);
+#[cfg(target_vendor = "apple")]
+const SEM_T: (usize, usize) = (4, 4);
+
+/// `(size_of::<pthread_mutex_t>(), mutex_align())` as the document's table gives them.
+#[cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
+const MUTEX: (usize, usize) = (40, 8);
+#[cfg(all(target_os = "linux", target_env = "gnu", target_arch = "aarch64"))]
+const MUTEX: (usize, usize) = (48, 8);
+#[cfg(all(target_os = "linux", target_env = "musl", target_pointer_width = "64"))]
+const MUTEX: (usize, usize) = (40, 8);
+#[cfg(target_vendor = "apple")]
+const MUTEX: (usize, usize) = (64, 8);
+
+#[test]
+fn semaphore_size_and_alignment_match_the_document() {
+  assert_eq!((Semaphore::SIZE, Semaphore::ALIGN), SEM_T);
+  assert_eq!(Semaphore::SIZE, size_of::<libc::sem_t>());
+  assert_eq!(Semaphore::ALIGN, align_of::<libc::sem_t>());
+  // The document's advice: offsets that are multiples of 8 (or 64) suit every platform.
+  assert_eq!(8 % Semaphore::ALIGN, 0);
+}
+
+#[cfg(any(all(target_os = "linux", target_pointer_width = "64"), target_vendor = "apple"))]
+#[test]
+fn mutex_size_and_alignment_match_the_document() {
+  assert_eq!((mutex_size(), mutex_align()), MUTEX);
+  assert_eq!(mutex_size(), size_of::<libc::pthread_mutex_t>());
+}
+
+/// What Linux does with names and bytes.
+#[cfg(target_os = "linux")]
+mod linux {
+  use std::sync::Arc;
+
+  use shmkit::{unique_name, Region, Semaphore};
+
+  use crate::common::NameGuard;
+
+  /// An in-region semaphore touches its `SIZE` bytes at its offset and nothing else.
+  #[test]
+  fn an_in_region_semaphore_occupies_exactly_its_bytes() {
+    let region = Arc::new(Region::anonymous(4096).unwrap());
+    region.write_at(0, &[0xAA; 4096]).unwrap();
+    let sem = Semaphore::init_in(region.clone(), 64, 5).unwrap();
+    sem.post().unwrap();
+    assert!(sem.try_wait().unwrap());
+    let mut bytes = [0u8; 4096];
+    region.read_at(0, &mut bytes).unwrap();
+    assert!(
+      bytes[..64].iter().all(|&b| b == 0xAA),
+      "nothing before the semaphore changed"
+    );
+    assert!(
+      bytes[64 + Semaphore::SIZE..].iter().all(|&b| b == 0xAA),
+      "nothing after the semaphore changed"
+    );
+    assert!(
+      bytes[64..64 + Semaphore::SIZE].iter().any(|&b| b != 0xAA),
+      "sem_init wrote inside the semaphore's bytes"
+    );
+  }
+
+  /// The informative part of the document: how each libc encodes a process-shared semaphore,
+  /// which is why a glibc and a musl process must never share one.
+  #[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
+  #[test]
+  fn glibc_encodes_a_shared_semaphore_as_the_document_says() {
+    let region = Arc::new(Region::anonymous(4096).unwrap());
+    let _sem = Semaphore::init_in(region.clone(), 0, 5).unwrap();
+    let word = |at: usize| {
+      let mut b = [0u8; 4];
+      region.read_at(at, &mut b).unwrap();
+      u32::from_ne_bytes(b)
+    };
+    assert_eq!(word(0), 5, "the value, in the low half of the 64-bit data word");
+    assert_eq!(word(4), 0, "no waiters");
+    assert_eq!(word(8), 128, "FUTEX_SHARED: process-shared");
+  }
+
+  #[cfg(all(target_os = "linux", target_env = "musl"))]
+  #[test]
+  fn musl_encodes_a_shared_semaphore_as_the_document_says() {
+    let region = Arc::new(Region::anonymous(4096).unwrap());
+    let _sem = Semaphore::init_in(region.clone(), 0, 5).unwrap();
+    let word = |at: usize| {
+      let mut b = [0u8; 4];
+      region.read_at(at, &mut b).unwrap();
+      u32::from_ne_bytes(b)
+    };
+    assert_eq!(word(0), 5, "the value");
+    assert_eq!(word(8), 0, "0 for process-shared (128 would be private)");
+  }
+
+  /// A named segment is the file `/dev/shm/NAME`, byte for byte: no header, its size is the
+  /// size asked for, and an offset in the region is the same offset in the file.
+  #[test]
+  fn a_named_segment_is_raw_bytes_in_dev_shm() {
+    let name = NameGuard::new();
+    let region = Region::create(&name.0, 10_000).unwrap();
+    region.write_at(4321, b"raw").unwrap();
+    let path = format!("/dev/shm/{}", &name.0.as_str()[1..]);
+    let file = std::fs::read(&path).unwrap();
+    assert_eq!(file.len(), 10_000);
+    assert_eq!(&file[4321..4324], b"raw");
+    assert!(file[..4321].iter().all(|&b| b == 0));
+    let opened = Region::open(&name.0).unwrap();
+    assert_eq!(opened.len(), 10_000, "the opener's size comes from fstat");
+  }
+
+  /// A named semaphore `/NAME` is the file `/dev/shm/sem.NAME` with glibc, and `/dev/shm/NAME`
+  /// with musl (the same namespace as segments there).
+  #[test]
+  fn a_named_semaphore_is_a_file_in_dev_shm() {
+    let name = unique_name("lay");
+    let sem = Semaphore::create(&name, 0).unwrap();
+    let prefix = if cfg!(target_env = "musl") { "" } else { "sem." };
+    let path = format!("/dev/shm/{prefix}{}", &name.as_str()[1..]);
+    let meta = std::fs::metadata(&path);
+    Semaphore::unlink(&name).unwrap();
+    drop(sem);
+    let meta = meta.unwrap_or_else(|e| panic!("{path} exists while the semaphore does: {e}"));
+    assert_eq!(meta.len(), Semaphore::SIZE as u64, "the file holds one sem_t");
+    assert!(!std::path::Path::new(&path).exists(), "and is gone after sem_unlink");
+  }
+
+  /// musl keeps named semaphores beside segments: one name cannot be both there.
+  #[cfg(all(target_os = "linux", target_env = "musl"))]
+  #[test]
+  fn musl_segments_and_semaphores_share_one_namespace() {
+    let name = NameGuard::new();
+    let _region = Region::create(&name.0, 4096).unwrap();
+    let err = Semaphore::create(&name.0, 0).unwrap_err();
+    assert_eq!(err.errno(), Some(shmkit::Errno::EEXIST));
+  }
+
+  /// glibc keeps them apart: a segment and a semaphore may have the same name.
+  #[cfg(all(target_os = "linux", target_env = "gnu"))]
+  #[test]
+  fn glibc_segments_and_semaphores_have_separate_namespaces() {
+    let name = NameGuard::new();
+    let _region = Region::create(&name.0, 4096).unwrap();
+    let sem = Semaphore::create(&name.0, 0).unwrap();
+    Semaphore::unlink(&name.0).unwrap();
+    drop(sem);
+  }
+}

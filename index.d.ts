@@ -482,12 +482,12 @@ export declare function fork(callback: () => unknown): ForkedChild
 export declare function getpid(): number
 
 /**
- * In a child started with `shareWith(...)` options: maps the regions handed over, in the
- * order given to `shareWith`, and returns them (an empty array when there are none). The
+ * In a child started with `shareWith(...)` options: maps the regions (and opens the named
+ * semaphores) handed over, in the order given to `shareWith`, and returns them (an empty array when there are none). The
  * inherited descriptors are closed after mapping (each region keeps its own) and
  * `SHMKIT_INHERITED` is removed from `process.env`, so call it once.
  */
-export declare function inherited(): SharedMemory[]
+export declare function inherited(): Array<SharedMemory | Semaphore>
 
 /** The outcome of taking a `RobustMutex`. */
 export interface LockResult {
@@ -578,7 +578,7 @@ export interface SemaphoreOptions {
 /**
  * Returns a copy of `options` for `child_process.spawn`/`fork` that hands `regions` to the
  * child: fd-backed regions (`memfd`, `fromFd`) are appended to `stdio` as descriptors,
- * named regions and files go by name, and the list is put in the `SHMKIT_INHERITED`
+ * named regions, files and named semaphores go by name, and the list is put in the `SHMKIT_INHERITED`
  * environment variable (added to `options.env`, or to a copy of `process.env`). In the
  * child, `inherited()` maps them in the same order. Both processes then see each other's
  * writes.
@@ -594,7 +594,7 @@ export interface SemaphoreOptions {
  * // child.mjs: const [jobs] = inherited()
  * ```
  */
-export declare function shareWith<T extends object = {}>(regions: SharedMemory[], options?: T): T & { stdio: unknown[]; env: Record<string, string | undefined> }
+export declare function shareWith<T extends object = {}>(regions: Array<SharedMemory | Semaphore>, options?: T): Omit<T, 'stdio' | 'env'> & { stdio: Array<'pipe' | 'overlapped' | 'ignore' | 'inherit' | 'ipc' | number | null | undefined>; env: Record<string, string | undefined> }
 
 /** Options for `wait`. */
 export interface WaitOptions {

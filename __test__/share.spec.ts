@@ -1,10 +1,11 @@
 // Handing regions to a spawned Node child: shareWith() in the parent, inherited() in the child.
 import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 
 import test from 'ava'
 
-import { inherited, SharedMemory, shareWith } from '../index.js'
-import { fixture, uniqueName } from './helpers.js'
+import { inherited, Semaphore, SharedMemory, shareWith } from '../index.js'
+import { fixture, uniqueName, uniqueSemName } from './helpers.js'
 
 function runPeer(options: ReturnType<typeof shareWith>) {
   return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
@@ -101,4 +102,33 @@ test('inherited() without a hand-over is empty, and a malformed one is refused',
   t.is((t.throws(() => inherited()) as NodeJS.ErrnoException).code, 'ERR_INVALID_ARG_VALUE')
   process.env.SHMKIT_INHERITED = JSON.stringify([{ kind: 'teleport' }])
   t.is((t.throws(() => inherited()) as NodeJS.ErrnoException).code, 'ERR_INVALID_ARG_VALUE')
+})
+
+test('named semaphores travel with shareWith too; an in-region one is refused with a pointer to its region', async (t) => {
+  using shm = SharedMemory.memfd(8 * 1024)
+  using ping = Semaphore.create(uniqueSemName(t))
+  using pong = Semaphore.create(uniqueSemName(t))
+  const numbers = new Float64Array(shm.buffer)
+  numbers.forEach((_, i) => (numbers[i] = i))
+  const child = spawn(
+    process.execPath,
+    [fixture('share-sem-peer.mjs')],
+    shareWith([shm, ping, pong], { stdio: ['ignore', 'pipe', 'inherit'] }),
+  )
+  t.teardown(() => child.kill('SIGKILL'))
+  let out = ''
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d))
+  const exited = once(child, 'exit')
+  ping.post()
+  t.true(await pong.wait({ timeout: 30_000 }), 'the child answered')
+  t.deepEqual([numbers[0], numbers[1], numbers[1023]], [0, 2, 2046])
+  t.deepEqual(await exited, [0, null])
+  t.is(out.trim(), `${ping.name} ${pong.name} memfd`)
+
+  using region = SharedMemory.memfd(4096)
+  using inside = Semaphore.initIn(region, 0, 0)
+  t.like(
+    t.throws(() => shareWith([inside])),
+    { code: 'ERR_INVALID_ARG_VALUE' },
+  )
 })

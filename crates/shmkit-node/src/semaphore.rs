@@ -374,7 +374,7 @@ pub struct Semaphore {
 }
 
 impl Semaphore {
-  fn wrap(env: &Env, sem: shmkit::Semaphore) -> Result<Self> {
+  pub(crate) fn wrap(env: &Env, sem: shmkit::Semaphore) -> Result<Self> {
     let name = sem.name().map(str::to_owned);
     let offset = sem.offset();
     let shared = Arc::new(Shared {

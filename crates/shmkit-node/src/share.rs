@@ -3,8 +3,8 @@
 //! descriptors, named regions and files by name; the list rides in one environment
 //! variable. Anonymous and `/dev/zero` regions cannot cross `exec` and are refused.
 //!
-//! Extension point: a named `Semaphore` joins the list as `{ kind: 'semaphore', name }`,
-//! handled in `entry_for` and `open_entry`.
+//! Named semaphores travel by name too (`{ kind: 'semaphore', name }`); a semaphore inside a
+//! region travels with its region.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
@@ -16,6 +16,7 @@ use crate::args;
 use crate::error::{js_error, Class, IntoJs, ERR_INVALID_ARG_VALUE};
 use crate::js::{call, global};
 use crate::memory::SharedMemory;
+use crate::semaphore::Semaphore;
 
 /// The environment variable that carries the list to the child.
 pub const ENV_VAR: &str = "SHMKIT_INHERITED";
@@ -83,7 +84,7 @@ fn entry_for<'e>(
 
 /// Returns a copy of `options` for `child_process.spawn`/`fork` that hands `regions` to the
 /// child: fd-backed regions (`memfd`, `fromFd`) are appended to `stdio` as descriptors,
-/// named regions and files go by name, and the list is put in the `SHMKIT_INHERITED`
+/// named regions, files and named semaphores go by name, and the list is put in the `SHMKIT_INHERITED`
 /// environment variable (added to `options.env`, or to a copy of `process.env`). In the
 /// child, `inherited()` maps them in the same order. Both processes then see each other's
 /// writes.
@@ -100,8 +101,8 @@ fn entry_for<'e>(
 /// ```
 #[napi(
   ts_generic_types = "T extends object = {}",
-  ts_args_type = "regions: SharedMemory[], options?: T",
-  ts_return_type = "T & { stdio: unknown[]; env: Record<string, string | undefined> }"
+  ts_args_type = "regions: Array<SharedMemory | Semaphore>, options?: T",
+  ts_return_type = "Omit<T, 'stdio' | 'env'> & { stdio: Array<'pipe' | 'overlapped' | 'ignore' | 'inherit' | 'ipc' | number | null | undefined>; env: Record<string, string | undefined> }"
 )]
 pub fn share_with<'e>(env: &'e Env, regions: Unknown<'e>, options: Option<Unknown<'e>>) -> Result<Object<'e>> {
   let mut is_array = false;
@@ -150,9 +151,33 @@ pub fn share_with<'e>(env: &'e Env, regions: Unknown<'e>, options: Option<Unknow
     let value: Unknown = regions.get_element(i)?;
     let index = i as usize;
     let arg = format!("regions[{index}]");
-    let is_region = value.get_type()? == ValueType::Object && SharedMemory::instance_of(env, &value)?;
+    let is_object = value.get_type()? == ValueType::Object;
+    if is_object && Semaphore::instance_of(env, &value)? {
+      // SAFETY: `value` is a Semaphore instance (checked above; the type tag is checked too).
+      let semaphore = unsafe { ClassInstance::<Semaphore>::from_napi_value(env.raw(), value.raw()) }?;
+      let Some(name) = semaphore.name() else {
+        return Err(args::invalid_value(
+          env,
+          &arg,
+          "is a semaphore inside a region: it travels with its region. Hand over the region and \
+           attach in the child with Semaphore.at(region, offset)",
+          "an in-region Semaphore",
+        ));
+      };
+      let mut entry = Object::new(env)?;
+      entry.set_named_property("kind", "semaphore")?;
+      entry.set_named_property("name", name)?;
+      entries.set(i, entry)?;
+      continue;
+    }
+    let is_region = is_object && SharedMemory::instance_of(env, &value)?;
     if !is_region {
-      return Err(args::invalid_type(env, &arg, "an instance of SharedMemory", value));
+      return Err(args::invalid_type(
+        env,
+        &arg,
+        "an instance of SharedMemory or Semaphore",
+        value,
+      ));
     }
     // SAFETY: `value` is a SharedMemory instance (checked above; the type tag is checked too).
     let memory = unsafe { ClassInstance::<SharedMemory>::from_napi_value(env.raw(), value.raw()) }?;
@@ -189,12 +214,12 @@ pub fn share_with<'e>(env: &'e Env, regions: Unknown<'e>, options: Option<Unknow
   Ok(result)
 }
 
-/// In a child started with `shareWith(...)` options: maps the regions handed over, in the
-/// order given to `shareWith`, and returns them (an empty array when there are none). The
+/// In a child started with `shareWith(...)` options: maps the regions (and opens the named
+/// semaphores) handed over, in the order given to `shareWith`, and returns them (an empty array when there are none). The
 /// inherited descriptors are closed after mapping (each region keeps its own) and
 /// `SHMKIT_INHERITED` is removed from `process.env`, so call it once.
-#[napi(ts_return_type = "SharedMemory[]")]
-pub fn inherited(env: Env) -> Result<Vec<SharedMemory>> {
+#[napi(ts_return_type = "Array<SharedMemory | Semaphore>")]
+pub fn inherited(env: Env) -> Result<Vec<Either<SharedMemory, Semaphore>>> {
   let process: Object = global(&env, "process")?;
   let mut process_env: Object = process.get_named_property_unchecked("env")?;
   let value: Unknown = process_env.get_named_property_unchecked(ENV_VAR)?;
@@ -238,8 +263,9 @@ pub fn inherited(env: Env) -> Result<Vec<SharedMemory>> {
   Ok(regions)
 }
 
-/// Maps one entry of the list; malformed entries fail with `Status::InvalidArg`.
-fn open_entry(env: &Env, entry: &Object) -> Result<SharedMemory> {
+/// Maps one entry of the list (or opens its semaphore); malformed entries fail with
+/// `Status::InvalidArg`.
+fn open_entry(env: &Env, entry: &Object) -> Result<Either<SharedMemory, Semaphore>> {
   let malformed = |what: &str| Error::new(Status::InvalidArg, format!("an entry has no valid {what}"));
   let kind: Unknown = entry.get_named_property_unchecked("kind")?;
   let kind = (kind.get_type()? == ValueType::String)
@@ -286,6 +312,13 @@ fn open_entry(env: &Env, entry: &Object) -> Result<SharedMemory> {
       Region::open_with(&name, &options).js(env)?
     }
     "file" => Region::file_with(&name()?, None, &options.create(false)).js(env)?,
+    "semaphore" => {
+      let name = shmkit::ObjectName::new(&name()?).map_err(|_| malformed("name"))?;
+      return Ok(Either::B(Semaphore::wrap(
+        env,
+        shmkit::Semaphore::open(&name).js(env)?,
+      )?));
+    }
     other => {
       return Err(Error::new(
         Status::InvalidArg,
@@ -293,5 +326,5 @@ fn open_entry(env: &Env, entry: &Object) -> Result<SharedMemory> {
       ))
     }
   };
-  SharedMemory::wrap(env, region, read_only)
+  Ok(Either::A(SharedMemory::wrap(env, region, read_only)?))
 }

@@ -4,7 +4,7 @@ import { writeSync } from 'node:fs'
 
 import fc from 'fast-check'
 
-import { RobustMutex, Semaphore, SharedMemory } from '../index.js'
+import { fork, inherited, RobustMutex, Semaphore, SharedMemory, shareWith } from '../index.js'
 
 const junk = fc.oneof(
   fc.constantFrom(undefined, null, 0, -1, 1.5, NaN, Infinity, -Infinity, 2 ** 53, '', '/', '//x', 'a/b', true),
@@ -64,6 +64,20 @@ export const action = fc.oneof(
     pick,
   }),
   fc.record({ op: fc.constant('list' as const), dryRun: fc.boolean() }),
+  // Refused here (the test runner is not --single-threaded): fork must throw, typed, and create nothing.
+  fc.record({
+    op: fc.constant('fork' as const),
+    arg: fc.oneof(
+      fc.constant(() => 0),
+      junk,
+    ),
+  }),
+  fc.record({
+    op: fc.constant('shareWith' as const),
+    picks: fc.array(pick, { maxLength: 3 }),
+    junkItem: fc.option(junk, { freq: 3 }),
+  }),
+  fc.record({ op: fc.constant('inherited' as const) }),
   fc.record({
     op: fc.constantFrom('semCreate' as const, 'semOpenOrCreate' as const, 'semOpen' as const, 'semUnlinkName' as const),
     pick,
@@ -265,6 +279,18 @@ export function step(s: State, a: Action) {
       )
       break
     }
+    case 'fork':
+      fork(a.arg as () => unknown)
+      break
+    case 'shareWith': {
+      const items: unknown[] = a.picks.map((p: number, i: number) => (i % 2 ? at(s.semaphores, p) : at(s.handles, p)))
+      if (a.junkItem !== null) items.push(a.junkItem)
+      shareWith(items as SharedMemory[], { stdio: 'ignore' })
+      break
+    }
+    case 'inherited':
+      inherited()
+      break
     case 'semPost':
       at(s.semaphores, a.pick)?.post()
       break

@@ -13,13 +13,17 @@
 //! spinning on one shared word (`spin`, different CPUs). Bulk: `memcpy` between two touched
 //! private buffers, and a forked child copying a touched shared region out into its own
 //! buffer. Lifecycle: create/open + unmap cycles per technique. Fork: `fork` + `_exit` +
-//! `waitpid` after touching a heap of the given size.
+//! `waitpid` after touching a heap of the given size, in one block and scattered in 256 KiB
+//! mappings like V8's heap pages.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::num::NonZeroUsize;
+
 use nix::sched::{sched_setaffinity, CpuSet};
+use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
 use nix::time::{clock_gettime, ClockId};
 use nix::unistd::Pid;
 use shmkit::{fork, unique_name, unlink, MapOptions, Region, Semaphore};
@@ -308,18 +312,52 @@ fn report_life(id: &str, (mean, first, last, maps_delta): (f64, f64, f64, f64)) 
   result(&format!("{id}.maps_delta"), maps_delta, "count");
 }
 
-/// `fork` + `_exit(0)` + `waitpid`, after allocating and touching `heap_mb` MB.
-fn fork_cost(heap_mb: usize, ops: usize) -> Result<f64> {
-  let heap = vec![1u8; heap_mb * 1_000_000];
-  std::hint::black_box(&heap);
+/// `fork` + `_exit(0)` + `waitpid`, `ops` times.
+fn fork_cycles(ops: usize) -> Result<f64> {
   let cycle = || -> Result<()> {
     // SAFETY: this program is single-threaded; the child only returns.
     let child = unsafe { fork(|| 0) }?;
     check_child(child, "fork")
   };
-  let (mean, ..) = per_op(ops, cycle)?;
-  drop(heap);
-  Ok(mean)
+  Ok(per_op(ops, cycle)?.0)
+}
+
+/// Fork cost after allocating and touching `heap_mb` MB in one block.
+fn fork_cost(heap_mb: usize, ops: usize) -> Result<f64> {
+  let heap = vec![1u8; heap_mb * 1_000_000];
+  std::hint::black_box(&heap);
+  fork_cycles(ops)
+}
+
+/// Fork cost with `heap_mb` MB touched in separate 256 KiB private mappings 1 GiB apart, the
+/// way V8 lays out its heap pages: every chunk is its own mapping with its own page tables.
+fn fork_cost_scattered(heap_mb: usize, ops: usize) -> Result<f64> {
+  const CHUNK: usize = 256 * 1024;
+  const BASE: usize = 0x1000_0000_0000;
+  let len = NonZeroUsize::new(CHUNK).expect("not zero");
+  let mut chunks = Vec::new();
+  for i in 0..(heap_mb * 1_000_000).div_ceil(CHUNK) {
+    let hint = NonZeroUsize::new(BASE + (i << 30));
+    // SAFETY: a fresh private mapping; the address is only a hint (no MAP_FIXED), so nothing
+    // already mapped is replaced. It is unmapped below and never used after that.
+    let ptr = unsafe {
+      mmap_anonymous(
+        hint,
+        len,
+        ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+        MapFlags::MAP_PRIVATE,
+      )
+    }?;
+    // SAFETY: the mapping is CHUNK writable bytes that nothing else uses.
+    unsafe { ptr.cast::<u8>().write_bytes(1, CHUNK) };
+    chunks.push(ptr);
+  }
+  let mean = fork_cycles(ops);
+  for ptr in chunks {
+    // SAFETY: each pointer is a CHUNK-long mapping made above, unmapped once.
+    unsafe { munmap(ptr, CHUNK) }?;
+  }
+  mean
 }
 
 fn arg(args: &[String], index: usize, default: usize) -> Result<usize> {
@@ -361,6 +399,11 @@ fn main() -> Result<()> {
       let ops = arg(&args, 3, 100)?;
       result("fork.native.small", fork_cost(0, ops)?, "us");
       result(&format!("fork.native.{heap_mb}m"), fork_cost(heap_mb, ops)?, "us");
+      result(
+        &format!("fork.native.{heap_mb}m_scattered"),
+        fork_cost_scattered(heap_mb, ops)?,
+        "us",
+      );
     }
     _ => return Err("usage: bench_native pingpong|bulk|lifecycle|fork [args]".into()),
   }

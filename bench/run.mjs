@@ -140,6 +140,7 @@ function baselineOf(id) {
   if ((m = /^life\.shmkit\.(.+\.(?:4k|1m))$/.exec(id))) return `life.native.${m[1]}`
   if ((m = /^(life\.\w+\..+\.(?:4k|1m))\.last10$/.exec(id))) return `${m[1]}.first10`
   if ((m = /^fork\.shmkit\.(small|\d+m)$/.exec(id))) return `fork.native.${m[1]}`
+  if ((m = /^fork\.native\.(\d+m)_scattered$/.exec(id))) return `fork.native.${m[1]}`
   return null
 }
 

@@ -45,14 +45,14 @@ function target(id, what) {
 }
 
 /** One line for a family of targets (`L3.` …): how many met, and the worst. */
-function family(prefix, what, worst) {
+function family(prefix, label, what, worst) {
   const members = rows.filter((r) => r.id.startsWith(prefix) && 'met' in r)
-  if (members.length === 0) return [prefix.replace(/\.$/, ''), what, '–', '–', '–', '–', 'n/a']
+  if (members.length === 0) return [label, what, '–', '–', '–', '–', 'n/a']
   const key = (r) => (r.ratio ?? r.value ?? 0) * (worst === 'max' ? 1 : -1)
   const bad = members.reduce((a, b) => (key(b) > key(a) ? b : a))
   const met = members.filter((r) => r.met).length
   return [
-    prefix.replace(/\.$/, ''),
+    label,
     what,
     `worst: ${bad.id.slice(prefix.length)} ${bad.ratio === null ? with_(bad) : times(bad.ratio)}`,
     '–',
@@ -85,11 +85,11 @@ out.push(
       target('B3-stdin', 'the same, against a child’s stdin'),
       target('L1', 'create + close + unlink, named, 1 MiB'),
       target('L2', 'open + close, named, 1 MiB'),
-      family('L1.', 'create + close, every technique and size', 'max'),
-      family('L2.', 'open + close, every technique and size', 'max'),
-      family('L3.', 'last 10 % / first 10 % of 10,000 ops', 'max'),
-      family('L3-maps.', 'mappings left after 10,000 ops', 'max'),
-      family('L4.', 'full GCs in 10,000 create/open + close of 1 MiB', 'max'),
+      family('L1.', 'L1, all', 'create + close, every technique and size', 'max'),
+      family('L2.', 'L2, all', 'open + close, every technique and size', 'max'),
+      family('L3.', 'L3', 'last 10 % / first 10 % of 10,000 ops', 'max'),
+      family('L3-maps.', 'L3, maps', 'mappings left after 10,000 ops', 'max'),
+      family('L4.', 'L4', 'full GCs in 10,000 create/open + close of 1 MiB', 'max'),
       target('F1', '`fork` + `wait` from JS, 50 MB heap'),
     ],
     2,
@@ -134,11 +134,16 @@ out.push(
   ),
   '',
 )
-const fork = rows.filter((r) => r.id.startsWith('fork.shmkit.') && r.baseline_id)
+const fork = rows.filter((r) => /^fork\.[a-z]+\.[a-z0-9_]+$/.test(r.id) && !('met' in r))
 out.push(
   table(
-    ['fork + wait', 'JS µs', 'Rust µs', 'ratio'],
-    fork.map((r) => [r.id.slice('fork.shmkit.'.length), fmt(r.value), fmt(get(r.baseline_id)?.value), times(r.ratio)]),
+    ['fork + wait, per cycle', 'µs', 'ratio', 'to'],
+    fork.map((r) => [
+      `\`${r.id}\``,
+      fmt(r.value),
+      r.baseline_id ? times(r.ratio) : '–',
+      r.baseline_id ? `\`${r.baseline_id}\`` : '–',
+    ]),
   ),
 )
 console.log(out.join('\n'))

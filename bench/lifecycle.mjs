@@ -1,0 +1,105 @@
+// Region lifecycle from JS, one case per process so that GC state does not carry over:
+//
+//   node bench/lifecycle.mjs <case> <4k|1m> <ops>
+//
+//   create.anonymous  SharedMemory.anonymous(size), read .buffer, close()
+//   create.devzero    SharedMemory.devZero(size), read .buffer, close()
+//   create.memfd      SharedMemory.memfd(size), read .buffer, close()
+//   create.named      SharedMemory.create(name, size), read .buffer, close(), unlink
+//   open.named        SharedMemory.open(name) of an existing object, read .buffer, close()
+//   open.fd           SharedMemory.fromFd(fd) of an existing memfd, read .buffer, close()
+//
+// `ops` timed operations after ops/10 warm-up ones. Prints, for life.shmkit.<case>.<size>:
+// µs per op (mean), the means of the first and the last tenth (.first10, .last10), the change
+// in /proc/self/maps lines from after the warm-up to after the last op (.maps_delta), and
+// the full (mark-compact) GCs V8 ran during the timed ops (.major_gcs) with all GCs (.gcs).
+import { PerformanceObserver, constants } from 'node:perf_hooks'
+import { setTimeout as sleep } from 'node:timers/promises'
+
+import { mappingCount, result, shmkit, usPerOp } from './lib.mjs'
+
+const { SharedMemory } = shmkit
+const [kase, label, opsText] = process.argv.slice(2)
+const size = { '4k': 4096, '1m': 1 << 20 }[label]
+const ops = Number(opsText)
+const name = `bl${process.pid}`
+
+let source = null
+let op
+switch (kase) {
+  case 'create.anonymous':
+    op = () => SharedMemory.anonymous(size).close()
+    break
+  case 'create.devzero':
+    op = () => SharedMemory.devZero(size).close()
+    break
+  case 'create.memfd':
+    op = () => SharedMemory.memfd(size).close()
+    break
+  case 'create.named':
+    op = () => {
+      SharedMemory.create(name, size).close()
+      SharedMemory.unlink(name)
+    }
+    break
+  case 'open.named':
+    source = SharedMemory.create(name, size)
+    op = () => SharedMemory.open(name).close()
+    break
+  case 'open.fd': {
+    source = SharedMemory.memfd(size)
+    const fd = source.fd
+    op = () => SharedMemory.fromFd(fd).close()
+    break
+  }
+  default:
+    throw new Error(`unknown case ${kase}`)
+}
+// Every case reads .buffer too, as any user does: wrap the close so the ArrayBuffer is touched.
+const realClose = SharedMemory.prototype.close
+SharedMemory.prototype.close = function close() {
+  if (this.buffer.byteLength !== size) throw new Error('wrong size')
+  return realClose.call(this)
+}
+
+let major = 0
+let all = 0
+const observer = new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    all++
+    if (entry.detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) major++
+  }
+})
+observer.observe({ entryTypes: ['gc'] })
+
+try {
+  const tenth = Math.floor(ops / 10)
+  for (let i = 0; i < tenth; i++) op()
+  await sleep(20) // let the warm-up's GC entries arrive before counting
+  const mapsBefore = mappingCount()
+  major = 0
+  all = 0
+  const start = process.hrtime.bigint()
+  let firstEnd = start
+  let lastStart = start
+  for (let i = 0; i < ops; i++) {
+    if (i === tenth) firstEnd = process.hrtime.bigint()
+    if (i === ops - tenth) lastStart = process.hrtime.bigint()
+    op()
+  }
+  const end = process.hrtime.bigint()
+  await sleep(20)
+  const id = `life.shmkit.${kase}.${label}`
+  result(id, usPerOp(start, end, ops), 'us')
+  result(`${id}.first10`, usPerOp(start, firstEnd, tenth), 'us')
+  result(`${id}.last10`, usPerOp(lastStart, end, tenth), 'us')
+  result(`${id}.maps_delta`, mappingCount() - mapsBefore, 'count')
+  result(`${id}.major_gcs`, major, 'count')
+  result(`${id}.gcs`, all, 'count')
+} finally {
+  observer.disconnect()
+  if (source) {
+    source.close()
+    if (kase === 'open.named') SharedMemory.unlink(name)
+  }
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `npm run bench`: builds the addon and the native floor (release), runs every benchmark in
-// rounds, prints a table and writes bench/results.json. See bench/README.md.
+// rounds, prints a table and writes bench/results.json (quick or partial runs: bench/results-quick.json).
+// See bench/README.md.
 //
 //   node bench/run.mjs [--quick] [--rounds N] [--only pp,bulk,life,fork] [--no-build] [--out FILE]
 //
@@ -17,7 +18,7 @@ const here = dirname(fileURLToPath(import.meta.url))
 const root = join(here, '..')
 
 function parseArgs(argv) {
-  const options = { quick: false, rounds: null, only: null, build: true, out: join(here, 'results.json') }
+  const options = { quick: false, rounds: null, only: null, build: true, out: null }
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]
     if (arg === '--quick') options.quick = true
@@ -31,6 +32,8 @@ function parseArgs(argv) {
     throw new Error('--rounds takes a positive integer')
   }
   options.rounds ??= options.quick ? 1 : 5
+  // A quick or partial run must not replace the committed full results.
+  options.out ??= join(here, options.quick || options.only ? 'results-quick.json' : 'results.json')
   return options
 }
 

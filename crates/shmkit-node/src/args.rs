@@ -101,15 +101,20 @@ pub fn integer(env: &Env, value: Unknown<'_>, arg: &str, min: f64, max: f64) -> 
   Ok(n)
 }
 
-/// A region size in bytes: an integer from 1 to [`MAX_SIZE`].
-pub fn size(env: &Env, value: Unknown<'_>, arg: &str) -> Result<usize> {
-  let n = integer(env, value, arg, 1.0, MAX_SIZE)?;
+/// A byte count or position: an integer from `min` to [`MAX_SIZE`].
+fn bytes(env: &Env, value: Unknown<'_>, arg: &str, min: f64) -> Result<usize> {
+  let n = integer(env, value, arg, min, MAX_SIZE)?;
   #[expect(
     clippy::cast_possible_truncation,
     clippy::cast_sign_loss,
-    reason = "an integer in 1..=2**47"
+    reason = "a non-negative integer below 2**47"
   )]
   Ok(n as usize)
+}
+
+/// A region size in bytes: an integer from 1 to [`MAX_SIZE`].
+pub fn size(env: &Env, value: Unknown<'_>, arg: &str) -> Result<usize> {
+  bytes(env, value, arg, 1.0)
 }
 
 /// A JS string, or `ERR_INVALID_ARG_TYPE`.
@@ -215,13 +220,7 @@ pub fn shared_memory<'a>(
 
 /// An offset inside a region: an integer from 0 to [`MAX_SIZE`].
 pub fn offset(env: &Env, value: Unknown<'_>, arg: &str) -> Result<usize> {
-  let n = integer(env, value, arg, 0.0, MAX_SIZE)?;
-  #[expect(
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    reason = "an integer in 0..=2**47"
-  )]
-  Ok(n as usize)
+  bytes(env, value, arg, 0.0)
 }
 
 /// A `timeout` option in milliseconds (a number ≥ 0), or `None` for no limit (absent,

@@ -14,6 +14,25 @@ fn shared_mutex() -> RobustMutex {
   RobustMutex::init_in(region, 64).unwrap()
 }
 
+/// Forks a child that takes `mutex` and sleeps until killed; returns once it holds the lock.
+fn forked_holder(mutex: &RobustMutex) -> shmkit::Child {
+  let ready = Region::anonymous(4096).unwrap();
+  let body = || {
+    mutex.lock().unwrap();
+    ready.write_at(0, &[1]).unwrap();
+    loop {
+      // SAFETY: pause is async-signal-safe and takes no arguments.
+      unsafe { libc::pause() };
+    }
+  };
+  // SAFETY: the child locks, flags it and sleeps until killed.
+  let child = unsafe { fork(body) }.unwrap();
+  while common::byte_at(&ready, 0) == 0 {
+    std::thread::sleep(Duration::from_millis(1));
+  }
+  child
+}
+
 #[test]
 fn a_dead_holder_is_reported_and_the_state_can_be_repaired() {
   let _lock = fork_lock();
@@ -33,20 +52,7 @@ fn a_dead_holder_is_reported_and_the_state_can_be_repaired() {
 fn a_holder_killed_by_sigkill_is_reported() {
   let _lock = fork_lock();
   let mutex = shared_mutex();
-  let ready = Region::anonymous(4096).unwrap();
-  let body = || {
-    mutex.lock().unwrap();
-    ready.write_at(0, &[1]).unwrap();
-    loop {
-      // SAFETY: pause is async-signal-safe and takes no arguments.
-      unsafe { libc::pause() };
-    }
-  };
-  // SAFETY: the child locks, flags it and sleeps until killed.
-  let mut child = unsafe { fork(body) }.unwrap();
-  while common::byte_at(&ready, 0) == 0 {
-    std::thread::sleep(Duration::from_millis(1));
-  }
+  let mut child = forked_holder(&mutex);
   assert_eq!(mutex.try_lock().unwrap(), None, "held by the child");
   child.kill(shmkit::Signal::SIGKILL).unwrap();
   assert_eq!(child.wait().unwrap().signal(), Some(shmkit::Signal::SIGKILL));
@@ -80,20 +86,7 @@ fn misuse_is_an_error_not_a_hang() {
 fn lock_timeout_times_out_while_another_process_holds_it() {
   let _lock = fork_lock();
   let mutex = shared_mutex();
-  let ready = Region::anonymous(4096).unwrap();
-  let body = || {
-    mutex.lock().unwrap();
-    ready.write_at(0, &[1]).unwrap();
-    loop {
-      // SAFETY: pause is async-signal-safe and takes no arguments.
-      unsafe { libc::pause() };
-    }
-  };
-  // SAFETY: the child locks and sleeps until killed.
-  let mut child = unsafe { fork(body) }.unwrap();
-  while common::byte_at(&ready, 0) == 0 {
-    std::thread::sleep(Duration::from_millis(1));
-  }
+  let mut child = forked_holder(&mutex);
   let err = mutex.lock_timeout(Duration::from_millis(20)).unwrap_err();
   assert_eq!(err.kind(), ErrorKind::TimedOut);
   child.kill(shmkit::Signal::SIGKILL).unwrap();

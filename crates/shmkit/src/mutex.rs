@@ -356,11 +356,13 @@ mod imp {
       /// The head of glibc's list as our last pthread call left it. A different value later
       /// means code other than shmkit locked or unlocked a robust mutex on this thread.
       last_head: Option<usize>,
+      /// Where this thread's list head lives (fixed for the thread's life; asked once).
+      head: Option<usize>,
     }
 
     thread_local! {
       static HELD: RefCell<Held> =
-        const { RefCell::new(Held { pid: 0, mutexes: Vec::new(), last_head: None }) };
+        const { RefCell::new(Held { pid: 0, mutexes: Vec::new(), last_head: None, head: None }) };
     }
 
     /// This thread's state, forgetting any inherited through `fork` (the child holds nothing).
@@ -372,6 +374,7 @@ mod imp {
           held.pid = pid;
           held.mutexes.clear();
           held.last_head = None;
+          held.head = None;
         }
         f(&mut held)
       })
@@ -421,12 +424,18 @@ mod imp {
       u32::try_from(tid).unwrap_or(0)
     }
 
+    /// The address of this thread's robust-list head, from `get_robust_list(2)` the first time.
     fn robust_head() -> Option<usize> {
+      if let Some(head) = with_state(|state| state.head) {
+        return Some(head);
+      }
       let mut head: *mut libc::c_void = std::ptr::null_mut();
       let mut len: libc::size_t = 0;
       // SAFETY: pid 0 means this thread; both out-pointers are valid.
       let ret = unsafe { libc::syscall(libc::SYS_get_robust_list, 0, &raw mut head, &raw mut len) };
-      (ret == 0 && !head.is_null()).then_some(head as usize)
+      let head = (ret == 0 && !head.is_null()).then_some(head as usize)?;
+      with_state(|state| state.head = Some(head));
+      Some(head)
     }
 
     /// Before any pthread call on a robust mutex: makes glibc's list of the mutexes this thread

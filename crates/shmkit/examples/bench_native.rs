@@ -22,9 +22,11 @@ use std::time::{Duration, Instant};
 
 use std::num::NonZeroUsize;
 
+#[cfg(target_os = "linux")]
 use nix::sched::{sched_setaffinity, CpuSet};
 use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
 use nix::time::{clock_gettime, ClockId};
+#[cfg(target_os = "linux")]
 use nix::unistd::Pid;
 use shmkit::{fork, unique_name, unlink, MapOptions, Region, Semaphore};
 
@@ -45,7 +47,16 @@ fn count(n: usize) -> f64 {
   n as f64
 }
 
+/// Pins the calling process to `cpu`, or lets it run anywhere (`None`). Linux only; elsewhere
+/// placement is left to the scheduler.
+#[cfg(not(target_os = "linux"))]
+#[expect(clippy::unnecessary_wraps, reason = "same signature as the Linux version")]
+fn pin(_cpu: Option<usize>) -> Result<()> {
+  Ok(())
+}
+
 /// Pins the calling process to `cpu`, or lets it run anywhere (`None`).
+#[cfg(target_os = "linux")]
 fn pin(cpu: Option<usize>) -> Result<()> {
   let mut set = CpuSet::new();
   match cpu {

@@ -156,7 +156,7 @@ fn in_region_bounds_alignment_and_sharing_are_checked() {
   assert_eq!(e.kind(), ErrorKind::InvalidSize);
   let e = Semaphore::init_in(region.clone(), usize::MAX, 0).unwrap_err();
   assert_eq!(e.kind(), ErrorKind::InvalidSize);
-  let e = Semaphore::init_in(region.clone(), 4, 0).unwrap_err();
+  let e = Semaphore::init_in(region.clone(), Semaphore::ALIGN / 2, 0).unwrap_err();
   assert_eq!(e.kind(), ErrorKind::InvalidArgument, "misaligned");
   let e = Semaphore::init_in(region.clone(), 0, Semaphore::VALUE_MAX + 1).unwrap_err();
   assert_eq!(e.kind(), ErrorKind::InvalidArgument);

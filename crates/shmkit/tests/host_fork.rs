@@ -1,6 +1,10 @@
 //! The mechanisms of forking from inside a runtime, each shown working across a real fork:
 //! `DontForkRanges`, `CondvarSlots`, `child_setup`, `write_all`, and `HostFork` as a whole.
 #![cfg(target_os = "linux")]
+#![cfg_attr(
+  not(target_env = "gnu"),
+  allow(dead_code, unused_imports, reason = "the glibc-only tests use these helpers")
+)]
 
 mod common;
 

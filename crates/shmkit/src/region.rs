@@ -7,6 +7,7 @@ use std::ffi::c_void;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
+use std::sync::atomic::AtomicU32;
 
 use nix::sys::mman::{mmap, msync, munmap, MapFlags, MsFlags, ProtFlags};
 
@@ -369,6 +370,26 @@ impl Region {
   #[must_use]
   pub fn fd(&self) -> Option<BorrowedFd<'_>> {
     self.fd.as_ref().map(AsFd::as_fd)
+  }
+
+  /// The 32-bit word at `offset`, for atomics and [`crate::futex`] wait/wake shared with
+  /// every process that maps the same memory.
+  ///
+  /// # Errors
+  /// [`ErrorKind::InvalidSize`] if the word does not fit; [`ErrorKind::InvalidArgument`] if
+  /// `offset` is not a multiple of 4.
+  pub fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32> {
+    self.check_range(offset, 4)?;
+    if !offset.is_multiple_of(4) {
+      return Err(Error::new(
+        ErrorKind::InvalidArgument,
+        format!("offset {offset} is not a multiple of 4"),
+      ));
+    }
+    // SAFETY: the 4 bytes are inside the live mapping (checked above), 4-aligned (the
+    // mapping is page-aligned and the offset a multiple of 4), and only ever accessed
+    // atomically by shmkit; the borrow keeps the mapping alive.
+    Ok(unsafe { AtomicU32::from_ptr(self.as_ptr().add(offset).cast()) })
   }
 
   /// Copies `buf.len()` bytes starting at `offset` out of the region.

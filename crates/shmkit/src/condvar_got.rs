@@ -32,6 +32,9 @@ pub struct CondvarSlots {
 struct Slot {
   /// Address of the pointer-sized GOT entry.
   addr: usize,
+  /// The protection of the entry's page (`PROT_*` bits), read from `/proc/self/maps` when the
+  /// slot was found, so the child restores it exactly after writing.
+  prot: i32,
 }
 
 impl CondvarSlots {
@@ -161,12 +164,45 @@ mod imp {
     let page = page_size();
     let start = slot.addr & !(page - 1);
     let start = NonNull::new(start as *mut c_void).expect("a GOT entry is never on page 0");
+    let original = ProtFlags::from_bits_truncate(slot.prot);
     // SAFETY: the page holds a GOT entry of a loaded object (the caller's contract); adding
-    // write permission to it changes no byte. With full RELRO it was read-only.
-    unsafe { mprotect(start, page, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE) }.syscall("mprotect")?;
+    // write permission to its own protection (PROT_EXEC kept: with 64 KiB pages, code may
+    // share the page) changes no byte. With full RELRO it was read-only.
+    unsafe { mprotect(start, page, original | ProtFlags::PROT_WRITE) }.syscall("mprotect")?;
     // SAFETY: the entry is mapped, aligned, writable now, and only this thread exists.
     unsafe { std::ptr::write_volatile(slot.addr as *mut usize, noop_address()) };
+    if !original.contains(ProtFlags::PROT_WRITE) {
+      // SAFETY: the same page back to exactly the protection it had.
+      unsafe { mprotect(start, page, original) }.syscall("mprotect")?;
+    }
     Ok(())
+  }
+
+  /// The `PROT_*` bits of the mapping holding `addr`, from the text of `/proc/self/maps`
+  /// (`start-end rwxp ...` per line).
+  pub(super) fn page_protection(maps: &str, addr: usize) -> Option<i32> {
+    maps.lines().find_map(|line| {
+      let mut fields = line.split_whitespace();
+      let (start, end) = fields.next()?.split_once('-')?;
+      let (start, end) = (
+        usize::from_str_radix(start, 16).ok()?,
+        usize::from_str_radix(end, 16).ok()?,
+      );
+      if !(start..end).contains(&addr) {
+        return None;
+      }
+      let perms = fields.next()?.as_bytes();
+      let mut prot = libc::PROT_NONE;
+      for (i, bit) in [libc::PROT_READ, libc::PROT_WRITE, libc::PROT_EXEC]
+        .into_iter()
+        .enumerate()
+      {
+        if perms.get(i).is_some_and(|c| *c != b'-') {
+          prot |= bit;
+        }
+      }
+      Some(prot)
+    })
   }
 
   fn page_size() -> usize {
@@ -186,6 +222,14 @@ mod imp {
     // Some linkers make DT_RELA cover the PLT relocations too.
     found.slots.sort_unstable_by_key(|slot| slot.addr);
     found.slots.dedup_by_key(|slot| slot.addr);
+    // The child cannot read files or allocate safely, so learn each page's protection here.
+    if let Ok(maps) = std::fs::read_to_string("/proc/self/maps") {
+      for slot in &mut found.slots {
+        if let Some(prot) = page_protection(&maps, slot.addr) {
+          slot.prot = prot;
+        }
+      }
+    }
     if found.slots.is_empty() {
       return Err(Error::new(
         ErrorKind::Unsupported,
@@ -302,7 +346,10 @@ mod imp {
         if SYMBOLS.iter().any(|s| s.as_bytes() == name.to_bytes()) {
           #[expect(clippy::cast_possible_truncation, reason = "addresses fit in usize on 64-bit")]
           let addr = self.base + relocation.r_offset as usize;
-          found.slots.push(Slot { addr });
+          found.slots.push(Slot {
+            addr,
+            prot: libc::PROT_READ,
+          });
         }
       }
     }
@@ -334,5 +381,31 @@ mod imp {
       ErrorKind::Unsupported,
       "condvar GOT slots are only redirected on 64-bit Linux",
     ))
+  }
+}
+
+#[cfg(all(test, target_os = "linux", target_pointer_width = "64"))]
+mod tests {
+  use super::imp::page_protection;
+
+  #[test]
+  fn page_protection_reads_every_bit() {
+    let maps = "1000-2000 r--p 00000000 00:00 0\n2000-4000 r-xp 00000000 00:00 0 /lib/x.so\n4000-5000 rw-p 0 0:0 0\n";
+    assert_eq!(page_protection(maps, 0x1800), Some(libc::PROT_READ));
+    assert_eq!(page_protection(maps, 0x2000), Some(libc::PROT_READ | libc::PROT_EXEC));
+    assert_eq!(page_protection(maps, 0x4fff), Some(libc::PROT_READ | libc::PROT_WRITE));
+    assert_eq!(page_protection(maps, 0x5000), None);
+  }
+
+  #[test]
+  fn found_slots_know_their_page_protection() {
+    let Ok(found) = super::CondvarSlots::find() else {
+      eprintln!("skipped: no condvar slots in this test binary");
+      return;
+    };
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    for slot in &found.slots {
+      assert_eq!(Some(slot.prot), page_protection(&maps, slot.addr));
+    }
   }
 }

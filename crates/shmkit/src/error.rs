@@ -21,6 +21,9 @@ pub enum ErrorKind {
   Unsupported,
   /// A bounded wait ran out of time.
   TimedOut,
+  /// A named object to open belongs to another user than the caller accepts
+  /// ([`crate::Owner`]); [`Error::owner`] says whose it is.
+  ForeignOwner,
 }
 
 /// The error type of every fallible shmkit call.
@@ -33,6 +36,7 @@ pub struct Error {
   syscall: Option<&'static str>,
   name: Option<String>,
   detail: Option<String>,
+  owner: Option<u32>,
 }
 
 /// `Result` with [`Error`] as the error type.
@@ -48,6 +52,7 @@ impl Error {
       syscall: Some(syscall),
       name: None,
       detail: None,
+      owner: None,
     }
   }
 
@@ -60,6 +65,7 @@ impl Error {
       syscall: Some(syscall),
       name: None,
       detail: None,
+      owner: None,
     }
   }
 
@@ -72,7 +78,30 @@ impl Error {
       syscall: None,
       name: None,
       detail: Some(detail.into()),
+      owner: None,
     }
+  }
+
+  /// The object to open is owned by user `uid`, whom the caller did not accept.
+  #[must_use]
+  pub fn foreign_owner(uid: u32) -> Self {
+    let me = nix::unistd::geteuid().as_raw();
+    Self {
+      kind: ErrorKind::ForeignOwner,
+      errno: None,
+      syscall: None,
+      name: None,
+      detail: Some(format!(
+        "the object is owned by uid {uid}, not by this user (uid {me}); pass owner: {uid} (or 'any') to accept it"
+      )),
+      owner: Some(uid),
+    }
+  }
+
+  /// The user id owning the object, for [`ErrorKind::ForeignOwner`].
+  #[must_use]
+  pub fn owner(&self) -> Option<u32> {
+    self.owner
   }
 
   /// Attaches the name (shared-memory name, semaphore name or file path) the call was about.

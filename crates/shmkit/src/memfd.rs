@@ -25,7 +25,12 @@ impl Region {
     Self::memfd_with(len, &MapOptions::default())
   }
 
-  /// [`Region::memfd`] with options: [`MapOptions::reserve`], [`MapOptions::private`].
+  /// [`Region::memfd`] with options: [`MapOptions::reserve`], [`MapOptions::private`],
+  /// [`MapOptions::growable`].
+  ///
+  /// On Linux the object is sealed once sized: `F_SEAL_SHRINK` always (a process it is
+  /// shared with cannot truncate it and make our next access fault), `F_SEAL_GROW` unless
+  /// [`MapOptions::growable`].
   ///
   /// # Errors
   /// As [`Region::memfd`].
@@ -51,11 +56,20 @@ impl Region {
     let ptr = Region::map_fd(own.as_fd(), len, opts)?;
     Ok(Region::from_raw(ptr, len, Kind::Memfd, opts).with_fd(own))
   }
+
+  /// Whether this region's descriptor is sealed against shrinking (`F_SEAL_SHRINK`), so no
+  /// process holding it can truncate the memory under this mapping. Always `true` for
+  /// [`Region::memfd`] on Linux; for [`Region::from_fd`] it depends on who made the object;
+  /// `false` for regions without a descriptor and outside Linux.
+  #[must_use]
+  pub fn is_sealed(&self) -> bool {
+    self.fd().is_some_and(imp::sealed_against_shrinking)
+  }
 }
 
 #[cfg(target_os = "linux")]
 mod imp {
-  use std::os::fd::{FromRawFd, OwnedFd};
+  use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
   use nix::errno::Errno;
   use nix::unistd::ftruncate;
@@ -84,13 +98,31 @@ mod imp {
     if opts.is_reserve() {
       nix::fcntl::posix_fallocate(&fd, 0, size).syscall("posix_fallocate")?;
     }
+    let mut seals = nix::libc::F_SEAL_SHRINK;
+    if !opts.is_growable() {
+      seals |= nix::libc::F_SEAL_GROW;
+    }
+    // SAFETY: F_ADD_SEALS on a descriptor we own, with seal bits only.
+    Errno::result(unsafe { nix::libc::fcntl(fd.as_raw_fd(), nix::libc::F_ADD_SEALS, seals) }).syscall("fcntl")?;
     Ok(fd)
+  }
+
+  pub(super) fn sealed_against_shrinking(fd: BorrowedFd<'_>) -> bool {
+    // SAFETY: F_GET_SEALS only reads the seals; a descriptor without sealing support fails
+    // with EINVAL, which means "not sealed".
+    let seals = unsafe { nix::libc::fcntl(fd.as_raw_fd(), nix::libc::F_GET_SEALS) };
+    seals >= 0 && seals & nix::libc::F_SEAL_SHRINK != 0
   }
 }
 
 #[cfg(not(target_os = "linux"))]
 mod imp {
-  use std::os::fd::OwnedFd;
+  use std::os::fd::{BorrowedFd, OwnedFd};
+
+  /// No seals outside Linux.
+  pub(super) fn sealed_against_shrinking(_fd: BorrowedFd<'_>) -> bool {
+    false
+  }
 
   use crate::error::{Error, ErrorKind, Result};
   use crate::region::MapOptions;

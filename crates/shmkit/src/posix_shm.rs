@@ -170,6 +170,7 @@ fn open_named(name: &ObjectName, opts: &MapOptions) -> Result<Region> {
     OFlag::O_RDWR
   };
   let fd = shm_open(name.as_c_str(), access, Mode::empty()).syscall("shm_open")?;
+  opts.get_owner().check(fstat(&fd).syscall("fstat")?.st_uid)?;
   let len = settled_size(&fd)?;
   let ptr = Region::map_fd(fd.as_fd(), len, opts)?;
   Ok(Region::from_raw(ptr, len, Kind::Named, opts).with_name(name.as_str().to_owned()))

@@ -8,10 +8,12 @@ use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
 
-use nix::sys::mman::{mmap, msync, munmap, MapFlags, MsFlags, ProtFlags};
+use nix::sys::mman::{mmap, mmap_anonymous, msync, munmap, MapFlags, MsFlags, ProtFlags};
 
 use crate::error::{Error, ErrorKind, Result, SyscallExt};
+use crate::owner::Owner;
 
 /// Which technique made a [`Region`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,6 +58,8 @@ pub struct MapOptions {
   mode: u32,
   reserve: bool,
   create: bool,
+  growable: bool,
+  owner: Owner,
 }
 
 impl Default for MapOptions {
@@ -66,6 +70,8 @@ impl Default for MapOptions {
       mode: 0o600,
       reserve: false,
       create: true,
+      growable: false,
+      owner: Owner::Me,
     }
   }
 }
@@ -118,6 +124,35 @@ impl MapOptions {
     self
   }
 
+  /// For [`Region::memfd`]: leave the object growable. A memfd is always sealed against
+  /// shrinking once sized (`F_SEAL_SHRINK`: a process it is shared with cannot truncate it
+  /// under our mapping), and against growing too unless this is `true`. Default `false`.
+  #[must_use]
+  pub fn growable(mut self, growable: bool) -> Self {
+    self.growable = growable;
+    self
+  }
+
+  /// For opening named objects: whose objects to accept. Default [`Owner::Me`]: an object
+  /// another user created under the name is refused with [`ErrorKind::ForeignOwner`].
+  #[must_use]
+  pub fn owner(mut self, owner: Owner) -> Self {
+    self.owner = owner;
+    self
+  }
+
+  /// Whether [`MapOptions::growable`] is set.
+  #[must_use]
+  pub fn is_growable(&self) -> bool {
+    self.growable
+  }
+
+  /// The [`MapOptions::owner`] policy.
+  #[must_use]
+  pub fn get_owner(&self) -> Owner {
+    self.owner
+  }
+
   /// Whether [`MapOptions::private`] is set.
   #[must_use]
   pub fn is_private(&self) -> bool {
@@ -168,46 +203,115 @@ impl MapOptions {
   }
 
   pub(crate) fn flags(&self) -> MapFlags {
-    if self.private {
+    let sharing = if self.private {
       MapFlags::MAP_PRIVATE
     } else {
       MapFlags::MAP_SHARED
+    };
+    // Without `reserve`, mapping costs nothing until pages are touched: no commit charge for
+    // anonymous shared memory or copy-on-write pages, so an 8 GiB region maps on a small host.
+    #[cfg(target_os = "linux")]
+    if !self.reserve {
+      return sharing | MapFlags::MAP_NORESERVE;
     }
+    sharing
   }
 }
 
-/// A range from `mmap(2)`, unmapped exactly once: by `unmap` or by Drop.
-struct RawMapping {
+/// The address range of one mapping, unmapped exactly once: when its last holder (the
+/// [`Region`] and any [`AddressPin`]s) lets go.
+struct AddressRange {
   ptr: NonNull<c_void>,
   len: usize,
 }
 
-impl RawMapping {
-  fn unmap(self) -> Result<()> {
-    let this = std::mem::ManuallyDrop::new(self);
-    // SAFETY: `ptr` and `len` describe exactly the mapping we own; `this` is never dropped,
-    // so it is unmapped only here.
-    unsafe { munmap(this.ptr, this.len) }.syscall("munmap")
+// SAFETY: the range is only an address and a length; the bytes are reached through raw
+// pointers whose users take responsibility for races (see `Region`).
+unsafe impl Send for AddressRange {}
+// SAFETY: as for `Send`: nothing here is mutated through `&AddressRange`.
+unsafe impl Sync for AddressRange {}
+
+impl AddressRange {
+  /// Replaces the mapping in place with private zero pages that reserve no memory, so the
+  /// object's memory is released while the addresses stay valid: a late reader sees zeros, a
+  /// late writer writes into pages nobody else sees.
+  fn blank(&self) -> Result<()> {
+    let len = NonZeroUsize::new(self.len).expect("a mapping is never empty");
+    let flags = MapFlags::MAP_PRIVATE | MapFlags::MAP_ANONYMOUS | MapFlags::MAP_FIXED | MapFlags::MAP_NORESERVE;
+    // SAFETY: MAP_FIXED over exactly the range this value owns: it replaces our own mapping
+    // and nothing else; the addresses stay owned by this value, which unmaps them once.
+    unsafe {
+      mmap_anonymous(
+        Some(self.ptr.addr()),
+        len,
+        ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+        flags,
+      )
+    }
+    .syscall("mmap")
+    .map(drop)
   }
 }
 
-impl Drop for RawMapping {
+impl Drop for AddressRange {
   fn drop(&mut self) {
     // SAFETY: `ptr` and `len` describe exactly the mapping we own, and nothing uses it after
-    // drop. munmap only fails for arguments we never pass, so the result is ignored (Drop
-    // cannot report; `Region::close` does).
+    // the last holder is gone. munmap only fails for arguments we never pass, so the result is
+    // ignored (Drop cannot report).
     let _ = unsafe { munmap(self.ptr, self.len) };
   }
 }
 
-/// The owner of the mapped range.
-enum Mapping {
-  /// From `mmap(2)` through nix.
-  Raw(RawMapping),
-  /// A shared file mapping from memmap2.
-  FileShared(memmap2::MmapRaw),
-  /// A private (copy-on-write) file mapping from memmap2.
-  FilePrivate(memmap2::MmapMut),
+/// Keeps a region's addresses mapped after the [`Region`] itself is gone.
+///
+/// Native code that was handed a raw pointer into a region (a thread-pool job reading a
+/// buffer, say) may still touch it after the owner closed the region. While a pin exists,
+/// dropping the region does not unmap: it replaces the range in place with private zero pages
+/// (`MAP_FIXED | MAP_ANONYMOUS | MAP_NORESERVE`), so the shared memory is released at once
+/// and late accesses read zeros or write nowhere instead of faulting or reaching another
+/// mapping that reused the addresses. The range is unmapped when the last pin is dropped.
+///
+/// ```
+/// let region = shmkit::Region::anonymous(4096).unwrap();
+/// region.write_at(0, b"hi").unwrap();
+/// let pin = region.pin();
+/// let ptr = region.as_ptr();
+/// drop(region);
+/// // SAFETY: the pin keeps the range mapped; it now holds zeros.
+/// assert_eq!(unsafe { ptr.read() }, 0);
+/// drop(pin); // unmapped here
+/// ```
+#[derive(Clone)]
+pub struct AddressPin {
+  range: Arc<AddressRange>,
+}
+
+impl AddressPin {
+  /// The first address of the pinned range.
+  #[must_use]
+  pub fn as_ptr(&self) -> *mut u8 {
+    self.range.ptr.as_ptr().cast()
+  }
+
+  /// The length of the pinned range in bytes.
+  #[must_use]
+  pub fn len(&self) -> usize {
+    self.range.len
+  }
+
+  /// Always `false`: a range holds at least one byte.
+  #[must_use]
+  pub fn is_empty(&self) -> bool {
+    self.range.len == 0
+  }
+}
+
+impl std::fmt::Debug for AddressPin {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("AddressPin")
+      .field("len", &self.range.len)
+      .finish_non_exhaustive()
+  }
 }
 
 /// A mapped range of memory that other processes can share.
@@ -223,7 +327,9 @@ enum Mapping {
 pub struct Region {
   ptr: NonNull<u8>,
   len: usize,
-  mapping: Mapping,
+  range: Arc<AddressRange>,
+  /// Set once the memory was released (blanked), so Drop does not blank it again.
+  released: bool,
   kind: Kind,
   name: Option<String>,
   fd: Option<OwnedFd>,
@@ -248,6 +354,22 @@ impl std::fmt::Debug for Region {
       .field("writable", &self.writable)
       .finish_non_exhaustive()
   }
+}
+
+impl Drop for Region {
+  fn drop(&mut self) {
+    // A failed blank leaves the shared mapping in place until the last pin goes: a leak of
+    // addresses, never an unmap under a pin.
+    let _ = self.release();
+  }
+}
+
+/// Takes over a mapping made elsewhere (memmap2): the range unmaps it from now on.
+fn adopt(ptr: *mut u8, len: usize) -> Arc<AddressRange> {
+  Arc::new(AddressRange {
+    ptr: NonNull::new(ptr.cast()).expect("mmap never returns null"),
+    len,
+  })
 }
 
 /// Checks that `len` can be mapped and returns it as a `NonZeroUsize`.
@@ -279,7 +401,8 @@ impl Region {
     Self {
       ptr: ptr.cast(),
       len: len.get(),
-      mapping: Mapping::Raw(RawMapping { ptr, len: len.get() }),
+      range: Arc::new(AddressRange { ptr, len: len.get() }),
+      released: false,
       kind,
       name: None,
       fd: None,
@@ -289,10 +412,14 @@ impl Region {
   }
 
   pub(crate) fn from_file_shared(map: memmap2::MmapRaw, path: String, writable: bool) -> Self {
+    let range = adopt(map.as_mut_ptr(), map.len());
+    // The range owns the unmapping from now on (memmap2 would unmap in its Drop).
+    std::mem::forget(map);
     Self {
-      ptr: NonNull::new(map.as_mut_ptr()).expect("mmap never returns null"),
-      len: map.len(),
-      mapping: Mapping::FileShared(map),
+      ptr: range.ptr.cast(),
+      len: range.len,
+      range,
+      released: false,
       kind: Kind::File,
       name: Some(path),
       fd: None,
@@ -302,10 +429,14 @@ impl Region {
   }
 
   pub(crate) fn from_file_private(mut map: memmap2::MmapMut, path: String) -> Self {
+    let range = adopt(map.as_mut_ptr(), map.len());
+    // The range owns the unmapping from now on (memmap2 would unmap in its Drop).
+    std::mem::forget(map);
     Self {
-      ptr: NonNull::new(map.as_mut_ptr()).expect("mmap never returns null"),
-      len: map.len(),
-      mapping: Mapping::FilePrivate(map),
+      ptr: range.ptr.cast(),
+      len: range.len,
+      range,
+      released: false,
       kind: Kind::File,
       name: Some(path),
       fd: None,
@@ -450,27 +581,42 @@ impl Region {
   /// # Errors
   /// The `msync` failure.
   pub fn flush(&self) -> Result<()> {
-    match &self.mapping {
-      Mapping::Raw(raw) => {
-        // SAFETY: `ptr` and `len` describe exactly the live mapping this region owns.
-        unsafe { msync(raw.ptr, raw.len, MsFlags::MS_SYNC) }.syscall("msync")
-      }
-      Mapping::FileShared(map) => map.flush().syscall("msync"),
-      Mapping::FilePrivate(map) => map.flush().syscall("msync"),
-    }
-    .map_err(|e| self.named(e))
+    // SAFETY: `ptr` and `len` describe exactly the live mapping this region owns.
+    unsafe { msync(self.range.ptr, self.range.len, MsFlags::MS_SYNC) }
+      .syscall("msync")
+      .map_err(|e| self.named(e))
   }
 
-  /// Unmaps the region now and reports a failure, which `Drop` cannot.
+  /// Unmaps the region now (or, while an [`AddressPin`] exists, replaces its memory with
+  /// zero pages) and reports a failure, which `Drop` cannot.
   ///
   /// # Errors
-  /// The `munmap` failure; the mapping is gone either way.
-  pub fn close(self) -> Result<()> {
-    match self.mapping {
-      Mapping::Raw(raw) => raw.unmap(),
-      // memmap2 unmaps in Drop and ignores the result, as we would.
-      Mapping::FileShared(_) | Mapping::FilePrivate(_) => Ok(()),
+  /// The `mmap` failure of the replacement; the region is gone either way.
+  pub fn close(mut self) -> Result<()> {
+    self.release()
+  }
+
+  /// A pin that keeps this region's addresses mapped after the region is dropped (see
+  /// [`AddressPin`]).
+  #[must_use]
+  pub fn pin(&self) -> AddressPin {
+    AddressPin {
+      range: self.range.clone(),
     }
+  }
+
+  /// Releases the memory: with pins outstanding the range is blanked in place, and the last
+  /// holder of the range unmaps it.
+  fn release(&mut self) -> Result<()> {
+    if std::mem::replace(&mut self.released, true) {
+      return Ok(());
+    }
+    // Nobody can add a pin now (a pin is only made through a live region, and we hold
+    // `&mut self`), so a count of 1 stays 1.
+    if Arc::strong_count(&self.range) > 1 {
+      return self.range.blank();
+    }
+    Ok(())
   }
 
   fn check_range(&self, offset: usize, len: usize) -> Result<()> {

@@ -34,6 +34,7 @@ use nix::errno::Errno;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::name::ObjectName;
+use crate::owner::Owner;
 use crate::region::Region;
 
 /// Options for creating a named semaphore.
@@ -45,11 +46,15 @@ use crate::region::Region;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SemOptions {
   mode: u32,
+  owner: Owner,
 }
 
 impl Default for SemOptions {
   fn default() -> Self {
-    Self { mode: 0o600 }
+    Self {
+      mode: 0o600,
+      owner: Owner::Me,
+    }
   }
 }
 
@@ -72,6 +77,21 @@ impl SemOptions {
   #[must_use]
   pub fn get_mode(&self) -> u32 {
     self.mode
+  }
+
+  /// Whose semaphores opening accepts. Default [`Owner::Me`]: one another user created under
+  /// the name is refused with [`ErrorKind::ForeignOwner`] (checked on Linux, where the
+  /// semaphore is a file in `/dev/shm`).
+  #[must_use]
+  pub fn owner(mut self, owner: Owner) -> Self {
+    self.owner = owner;
+    self
+  }
+
+  /// The [`SemOptions::owner`] policy.
+  #[must_use]
+  pub fn get_owner(&self) -> Owner {
+    self.owner
   }
 }
 
@@ -175,8 +195,19 @@ impl Semaphore {
   where
     N: TryInto<ObjectName, Error = Error>,
   {
+    Self::open_with(name, &SemOptions::default())
+  }
+
+  /// [`Semaphore::open`] with options ([`SemOptions::owner`]).
+  ///
+  /// # Errors
+  /// As [`Semaphore::open`]; [`ErrorKind::ForeignOwner`].
+  pub fn open_with<N>(name: N, opts: &SemOptions) -> Result<Semaphore>
+  where
+    N: TryInto<ObjectName, Error = Error>,
+  {
     let name = name.try_into()?;
-    open_named(&name).map_err(|e| e.with_name(name.as_str()))
+    open_named(&name, opts.owner).map_err(|e| e.with_name(name.as_str()))
   }
 
   /// Opens `name` if it exists (keeping its value and mode), or creates it with `initial`.
@@ -207,7 +238,7 @@ impl Semaphore {
         Err(e) if e.errno() == Some(Errno::EEXIST) => {}
         other => return other.map_err(|e| e.with_name(name.as_str())),
       }
-      match open_named(&name) {
+      match open_named(&name, opts.owner) {
         Err(e) if e.errno() == Some(Errno::ENOENT) => last = Some(e),
         other => return other.map_err(|e| e.with_name(name.as_str())),
       }
@@ -520,12 +551,14 @@ fn create_named(name: &ObjectName, initial: u32, opts: &SemOptions) -> Result<Se
   Ok(sem)
 }
 
-fn open_named(name: &ObjectName) -> Result<Semaphore> {
+fn open_named(name: &ObjectName, owner: Owner) -> Result<Semaphore> {
   let raw = sem_open(name, 0, 0, 0)?;
-  Ok(Semaphore {
+  let sem = Semaphore {
     raw,
     backing: Backing::Named(name.clone()),
-  })
+  };
+  imp::check_owner(name, owner)?;
+  Ok(sem)
 }
 
 /// `sem_open(3)`, with `SEM_FAILED` turned into the errno.
@@ -635,6 +668,27 @@ mod imp {
     .map_err(|e: Error| e.with_name(name.as_str()))
   }
 
+  /// Refuses a semaphore whose file in `/dev/shm` belongs to another user than `owner`
+  /// accepts. Checked after `sem_open`: only the owner of a name can remove and recreate it
+  /// (`/dev/shm` is sticky), so a file we see owned by us was not swapped in by a stranger.
+  pub(super) fn check_owner(name: &ObjectName, owner: crate::Owner) -> Result<()> {
+    if owner == crate::Owner::Any {
+      return Ok(());
+    }
+    let stat = nix::sys::stat::stat(file_path(name).as_str()).syscall("stat")?;
+    owner.check(stat.st_uid)
+  }
+
+  /// The file behind a named semaphore (glibc: `sem.NAME`; musl: `NAME`).
+  fn file_path(name: &ObjectName) -> String {
+    let body = &name.as_str()[1..];
+    if cfg!(target_env = "musl") {
+      format!("/dev/shm/{body}")
+    } else {
+      format!("/dev/shm/sem.{body}")
+    }
+  }
+
   /// glibc's 64-bit `struct new_sem` is `{ u64 data; int private; int pad; }`, and `private`
   /// is `FUTEX_SHARED` (128) for every process-shared semaphore (`sem_init(pshared = 1)` and
   /// `sem_open`). Any other value makes glibc pass a bogus futex operation to the kernel and
@@ -718,6 +772,12 @@ mod imp {
 
   /// XNU applies the umask to a new semaphore and offers no way to change its mode later.
   #[expect(clippy::unnecessary_wraps, reason = "same signature as the Linux version")]
+  /// macOS keeps named semaphores in the kernel, with no file whose owner could be read.
+  #[expect(clippy::unnecessary_wraps, reason = "same signature as the Linux check")]
+  pub(super) fn check_owner(_name: &ObjectName, _owner: crate::Owner) -> Result<()> {
+    Ok(())
+  }
+
   pub(super) fn exact_mode(_name: &ObjectName, _mode: u32) -> Result<()> {
     Ok(())
   }

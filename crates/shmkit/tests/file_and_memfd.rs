@@ -81,3 +81,45 @@ fn memfd_is_shared_through_its_fd() {
   assert!(child.wait().unwrap().success());
   assert_eq!(byte_at(&region, 0), b'C');
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn memfd_is_sealed_against_shrinking_and_growing() {
+  use std::os::fd::AsRawFd;
+  let region = shmkit::Region::memfd(8192).unwrap();
+  assert!(region.is_sealed());
+  let fd = region.fd().unwrap().as_raw_fd();
+  // SAFETY: ftruncate on a descriptor the region owns; the seals make it fail.
+  assert_eq!(unsafe { libc::ftruncate(fd, 0) }, -1);
+  assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EPERM));
+  // SAFETY: as above.
+  assert_eq!(unsafe { libc::ftruncate(fd, 1 << 20) }, -1);
+  region.write_at(8191, &[7]).unwrap(); // still mapped and whole
+
+  let growable = shmkit::Region::memfd_with(4096, &shmkit::MapOptions::new().growable(true)).unwrap();
+  let fd = growable.fd().unwrap().as_raw_fd();
+  // SAFETY: as above; growing is allowed, shrinking still is not.
+  assert_eq!(unsafe { libc::ftruncate(fd, 8192) }, 0);
+  // SAFETY: as above.
+  assert_eq!(unsafe { libc::ftruncate(fd, 0) }, -1);
+}
+
+#[test]
+fn a_pin_keeps_the_addresses_and_blanks_the_memory() {
+  let region = shmkit::Region::memfd(4096).unwrap();
+  let other = shmkit::Region::from_fd(region.fd().unwrap(), &shmkit::MapOptions::new()).unwrap();
+  region.write_at(0, b"live").unwrap();
+  let pin = region.pin();
+  let ptr = region.as_ptr();
+  drop(region);
+  // SAFETY: the pin keeps the range mapped; it now holds private zero pages.
+  unsafe {
+    assert_eq!(ptr.read(), 0);
+    ptr.write(9); // a late writer writes nowhere
+  }
+  let mut seen = [0u8; 4];
+  other.read_at(0, &mut seen).unwrap();
+  assert_eq!(&seen, b"live", "the object itself is untouched");
+  assert_eq!(pin.len(), 4096);
+  drop(pin);
+}

@@ -177,3 +177,20 @@ fn reserve_allocates_pages_up_front() {
   assert!(blocks * 512 >= len as u64, "{blocks} blocks reserved");
   a.write_at(len - 1, &[1]).unwrap();
 }
+
+#[test]
+fn open_refuses_an_object_of_another_owner_unless_accepted() {
+  let name = shmkit::unique_name("owner");
+  let created = Region::create(&name, 4096).unwrap();
+  let me = nix::unistd::geteuid().as_raw();
+  // Our own object: accepted by default, by our uid and by Any.
+  assert!(Region::open(&name).is_ok());
+  assert!(Region::open_with(&name, &shmkit::MapOptions::new().owner(shmkit::Owner::Uid(me))).is_ok());
+  assert!(Region::open_with(&name, &shmkit::MapOptions::new().owner(shmkit::Owner::Any)).is_ok());
+  // Expecting someone else: refused, and the error names the real owner.
+  let err = Region::open_with(&name, &shmkit::MapOptions::new().owner(shmkit::Owner::Uid(me + 1))).unwrap_err();
+  assert_eq!(err.kind(), shmkit::ErrorKind::ForeignOwner);
+  assert_eq!(err.owner(), Some(me));
+  drop(created);
+  shmkit::unlink(&name).unwrap();
+}

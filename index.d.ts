@@ -163,7 +163,7 @@ export declare class Semaphore {
    */
   static create(name: string, options?: SemaphoreOptions | undefined | null): Semaphore
   /** Opens the existing named semaphore `name`. Fails with `ENOENT` if there is none. */
-  static open(name: string): Semaphore
+  static open(name: string, options?: SemaphoreOpenOptions | undefined | null): Semaphore
   /**
    * Opens `name` if it exists (keeping its value and mode) or creates it with
    * `options.initial`.
@@ -349,10 +349,20 @@ export declare class SharedMemory {
   /** `true` once `close()` has run. */
   get closed(): boolean
   /**
-   * The descriptor of a `memfd`/`fromFd` region, to pass to a spawned child (for example
-   * in its `stdio` array); `null` for other kinds. Throws `ERR_SHM_CLOSED` after `close()`.
+   * A duplicate of the descriptor of a `memfd`/`fromFd` region, to pass to a spawned child
+   * (for example in its `stdio` array); `null` for other kinds. Every read makes a new
+   * descriptor (close-on-exec) that the caller owns: close it with `fs.closeSync(fd)` when
+   * done. The region's own descriptor is never handed out. Throws `ERR_SHM_CLOSED` after
+   * `close()`.
    */
   get fd(): number | null
+  /**
+   * `true` when the region's descriptor is sealed against shrinking (`F_SEAL_SHRINK`), so no
+   * process it is shared with can truncate the memory under this mapping. Always `true` for
+   * `memfd()` regions on Linux; for `fromFd()` it depends on who made the object; `false`
+   * for other kinds. Throws `ERR_SHM_CLOSED` after `close()`.
+   */
+  get sealed(): boolean
   /**
    * Writes changes back to the backing object and waits (`msync(MS_SYNC)`): for files this
    * makes them durable. Throws `ERR_SHM_CLOSED` after `close()`.
@@ -365,10 +375,32 @@ export declare class SharedMemory {
    */
   unlink(): void
   /**
-   * Detaches `buffer` (every view now has length 0), then unmaps. Idempotent. The name, if
-   * any, stays until `unlink()`.
+   * Detaches `buffer` (every view now has length 0) and lets go of the memory. Idempotent.
+   * The name, if any, stays until `unlink()`.
+   *
+   * Native work handed a view before `close()` (an `fs.write`, a `zlib` or `crypto` job, a
+   * socket write in flight) never faults: if this handle was the region's last user, its
+   * memory is replaced in place by zero pages, so such work reads zeros and its writes go
+   * nowhere; the addresses are released once the buffer is garbage-collected. Handles made
+   * with `share()`/`from()` in other threads, and semaphores in the region, keep the memory
+   * itself alive until they close too.
    */
   close(): void
+  /**
+   * A token that hands this region to a worker thread of this process without copying:
+   * post it (`worker.postMessage(region.share())`) and call `SharedMemory.from(token)` there.
+   * The new handle maps nothing new; it shares this mapping, which stays until every handle
+   * over it is closed or collected. Each token is redeemable once; one never redeemed keeps
+   * the memory mapped until the process ends. (Posting `region.buffer` itself copies the
+   * bytes: the copy is not shared memory.) Throws `ERR_SHM_CLOSED` after `close()`.
+   */
+  share(): SharedMemoryToken
+  /**
+   * Turns a token from `share()` (made in any thread of this process) into a handle over the
+   * same mapping. A token that is not from `share()` in this process, or was already
+   * redeemed, throws `ERR_SHM_INVALID_TOKEN`.
+   */
+  static from(token: SharedMemoryToken): SharedMemory
 }
 
 /** Options of `ForkedChild.wait`. */
@@ -408,6 +440,13 @@ export interface CreateOptions {
    * Default `false`. Not available on macOS.
    */
   private?: boolean
+  /**
+   * Whose object to accept when opening an existing one: a user id, or `'any'`. Default:
+   * only objects owned by this process's user; one created by another user (who could
+   * squat the name in the world-writable `/dev/shm`) is refused with
+   * `ERR_SHM_FOREIGN_OWNER`, whose `owner` property is that user's id.
+   */
+  owner?: number | 'any'
 }
 
 /**
@@ -506,6 +545,12 @@ export interface MapOptions {
    * writes stay their own. Default `false` (`MAP_SHARED`).
    */
   private?: boolean
+  /**
+   * `memfd` only: leave the object growable. A memfd is sealed against shrinking once sized
+   * (`F_SEAL_SHRINK`), so a process it is shared with cannot truncate it under this mapping,
+   * and against growing too unless this is `true`. Default `false`.
+   */
+  growable?: boolean
 }
 
 /** One named object in `/dev/shm`. */
@@ -539,6 +584,13 @@ export interface OpenOptions {
   readOnly?: boolean
   /** `true` maps `MAP_PRIVATE` (copy-on-write). Default `false`. Not available on macOS. */
   private?: boolean
+  /**
+   * Whose object to accept (`open` only): a user id, or `'any'`. Default:
+   * only objects owned by this process's user; one created by another user (who could
+   * squat the name in the world-writable `/dev/shm`) is refused with
+   * `ERR_SHM_FOREIGN_OWNER`, whose `owner` property is that user's id.
+   */
+  owner?: number | 'any'
 }
 
 /** Bytes a `RobustMutex` occupies in a region on this platform. */
@@ -560,6 +612,15 @@ export declare const SEMAPHORE_SIZE: number
  */
 export declare const SEMAPHORE_VALUE_MAX: number
 
+/** Options for `Semaphore.open`. */
+export interface SemaphoreOpenOptions {
+  /**
+   * Whose semaphore to accept: a user id, or `'any'`. Default: only this process's user's;
+   * one another user created is refused with `ERR_SHM_FOREIGN_OWNER` (checked on Linux).
+   */
+  owner?: number | 'any'
+}
+
 /** Options for `Semaphore.create` and `Semaphore.openOrCreate`. */
 export interface SemaphoreOptions {
   /**
@@ -573,6 +634,27 @@ export interface SemaphoreOptions {
    * owner may open it.
    */
   mode?: number
+  /**
+   * Whose semaphore to accept when opening an existing one: a user id, or `'any'`. Default:
+   * only this process's user's; one another user created is refused with
+   * `ERR_SHM_FOREIGN_OWNER` (checked on Linux).
+   */
+  owner?: number | 'any'
+}
+
+/**
+ * What `share()` returns: a plain object to post to a worker thread of this process, where
+ * `SharedMemory.from(token)` turns it into a handle over the same mapping.
+ */
+export interface SharedMemoryToken {
+  /** A random id naming the shared region in this process; redeemable once. */
+  id: string
+  /** The region's kind. */
+  kind: RegionKind
+  /** The region's size in bytes. */
+  size: number
+  /** The region's name or path, or `null`. */
+  name?: string
 }
 
 /**

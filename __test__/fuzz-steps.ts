@@ -1,6 +1,6 @@
 // The actions of the property test (fuzz.spec.ts), kept apart so a failing sequence can be
 // replayed on its own: FUZZ_TRACE=1 prints every action, and fuzz-replay.ts runs a list of them.
-import { writeSync } from 'node:fs'
+import { closeSync, writeSync } from 'node:fs'
 
 import fc from 'fast-check'
 
@@ -152,23 +152,23 @@ export function step(s: State, a: Action) {
       s.handles.push(SharedMemory.memfd(a.size as number))
       break
     case 'fromFd': {
-      // Only our own memfds or invalid numbers: a random real fd could be a file of the runner.
-      const fd =
-        a.fd !== null
-          ? a.fd
-          : (at(
-              s.handles.filter((h) => !h.closed && h.kind === 'memfd'),
-              a.pick,
-            )?.fd ?? -1)
-      if (
-        typeof fd === 'number' &&
-        Number.isInteger(fd) &&
-        fd >= 0 &&
-        !s.handles.some((h) => !h.closed && h.fd === fd)
-      ) {
-        break // an fd that is not ours
+      // Only our own memfds (through a duplicate we close) or invalid numbers: a random real fd
+      // could be a file of the runner.
+      if (a.fd !== null) {
+        if (typeof a.fd === 'number' && Number.isInteger(a.fd) && a.fd >= 0) break // not ours
+        s.handles.push(SharedMemory.fromFd(a.fd as number))
+        break
       }
-      s.handles.push(SharedMemory.fromFd(fd as number))
+      const fd =
+        at(
+          s.handles.filter((h) => !h.closed && h.kind === 'memfd'),
+          a.pick,
+        )?.fd ?? -1
+      try {
+        s.handles.push(SharedMemory.fromFd(fd))
+      } finally {
+        if (fd >= 0) closeSync(fd)
+      }
       break
     }
     case 'create':
@@ -192,7 +192,9 @@ export function step(s: State, a: Action) {
       break
     case 'meta': {
       const h = at(s.handles, a.pick)
-      if (h) void [h.size, h.name, h.kind, h.closed, h.private, h.readOnly, h.closed ? null : h.fd]
+      if (h) void [h.size, h.name, h.kind, h.closed, h.private, h.readOnly, h.closed ? null : h.sealed]
+      const fd = h && !h.closed ? h.fd : null
+      if (typeof fd === 'number') closeSync(fd) // a duplicate the caller owns
       break
     }
     case 'view': {

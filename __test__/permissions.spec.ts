@@ -26,9 +26,13 @@ asOtherUser('an explicit mode is applied exactly and lets the other user in', as
   const name = uniqueName(t)
   using _shm = SharedMemory.create(name, 4096, { mode: 0o604 })
   t.is(statSync(`/dev/shm/${name}`).mode & 0o777, 0o604)
-  const ro = await runNode(fixture('try-open.mjs'), [name, 'ro'], { uid: nobody, gid: nobody })
+  // The other user must also say it accepts an object of ours (see the squatting tests).
+  const ours = String(process.getuid!())
+  const refused = await runNode(fixture('try-open.mjs'), [name, 'ro'], { uid: nobody, gid: nobody })
+  t.is(refused.stdout.trim(), 'err ERR_SHM_FOREIGN_OWNER', refused.stderr)
+  const ro = await runNode(fixture('try-open.mjs'), [name, 'ro', ours], { uid: nobody, gid: nobody })
   t.is(ro.stdout.trim(), 'ok 4096', ro.stderr)
-  const rw = await runNode(fixture('try-open.mjs'), [name, 'rw'], { uid: nobody, gid: nobody })
+  const rw = await runNode(fixture('try-open.mjs'), [name, 'rw', ours], { uid: nobody, gid: nobody })
   t.is(rw.stdout.trim(), 'err EACCES', 'read permission only')
 })
 
@@ -40,8 +44,60 @@ asOtherUser('a default 0600 named semaphore cannot be opened by another user (EA
   t.is(denied.stdout.trim(), 'err EACCES', denied.stderr)
   const other = uniqueSemName(t)
   using _open = Semaphore.create(other, { initial: 3, mode: 0o666 })
-  const allowed = await runNode(fixture('try-open-sem.mjs'), [other], { uid: nobody, gid: nobody })
+  const allowed = await runNode(fixture('try-open-sem.mjs'), [other, 'any'], { uid: nobody, gid: nobody })
   t.is(allowed.stdout.trim(), 'ok 3', allowed.stderr)
+})
+
+asOtherUser('squatting: objects another user made first (mode 0666) are refused unless their owner is accepted', async (t) => {
+  const shmName = uniqueName(t)
+  const semName = uniqueSemName(t)
+  t.teardown(() => {
+    for (const unlink of [() => SharedMemory.unlink(shmName), () => Semaphore.unlink(semName)]) {
+      try {
+        unlink()
+      } catch {
+        // already gone
+      }
+    }
+  })
+  const squat = await runNode(fixture('squat.mjs'), [shmName, semName], { uid: nobody, gid: nobody })
+  t.is(squat.stdout.trim(), 'squatted', squat.stderr)
+  t.is(statSync(`/dev/shm/${shmName}`).uid, nobody)
+
+  for (const open of [
+    (options?: object) => SharedMemory.open(shmName, options),
+    (options?: object) => SharedMemory.openOrCreate(shmName, 4096, options),
+    (options?: object) => Semaphore.open(semName, options),
+    (options?: object) => Semaphore.openOrCreate(semName, options),
+  ]) {
+    const error = t.throws(() => open(), { code: 'ERR_SHM_FOREIGN_OWNER' }) as Error & { owner: number }
+    t.is(error.owner, nobody)
+    t.regex(error.message, /owned by uid 65534/)
+    t.throws(() => open({ owner: 12345 }), { code: 'ERR_SHM_FOREIGN_OWNER' })
+    for (const owner of [nobody, 'any']) {
+      const handle = open({ owner })
+      t.false(handle.closed)
+      handle.close()
+    }
+  }
+  // Refusing never removed the other user's objects.
+  t.is(statSync(`/dev/shm/${shmName}`).uid, nobody)
+  t.is(statSync(`/dev/shm/sem.${semName}`).uid, nobody)
+})
+
+test('the owner option is checked like other arguments', (t) => {
+  const cases: [unknown, string][] = [
+    ['me', 'ERR_INVALID_ARG_VALUE'],
+    [-1, 'ERR_OUT_OF_RANGE'],
+    [1.5, 'ERR_OUT_OF_RANGE'],
+    [2 ** 32, 'ERR_OUT_OF_RANGE'],
+    [true, 'ERR_INVALID_ARG_TYPE'],
+  ]
+  for (const [owner, code] of cases) {
+    t.throws(() => SharedMemory.open('whatever', { owner: owner as never }), { code })
+    t.throws(() => SharedMemory.openOrCreate('whatever', 1, { owner: owner as never }), { code })
+    t.throws(() => Semaphore.open('whatever', { owner: owner as never }), { code })
+  }
 })
 
 test('modes are exact regardless of the umask, and opening never changes mode or size', (t) => {

@@ -2,7 +2,7 @@
 // interrupted by signals, a C program, and worker threads that end with waits pending.
 import { execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { closeSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -72,11 +72,13 @@ test(`4 processes each add 1 ${ROUNDS} times under a named semaphore: the count 
 test(`4 processes each add 1 ${ROUNDS} times under an in-region semaphore in a memfd passed as fd 3`, async (t) => {
   using shm = SharedMemory.memfd(4096)
   using sem = Semaphore.initIn(shm, 64, 1)
+  const fd = shm.fd! // a duplicate we own
+  t.teardown(() => closeSync(fd))
   const runs = await Promise.all(
     styles.map((style) =>
       runNode(fixture('sem-counter.mjs'), ['region', '64', String(ROUNDS), style], {
         timeoutMs: 110_000,
-        stdio: ['ignore', 'pipe', 'pipe', shm.fd!],
+        stdio: ['ignore', 'pipe', 'pipe', fd],
       }),
     ),
   )

@@ -1,4 +1,6 @@
 // The three seed techniques and the fd-backed region, one by one.
+import { closeSync } from 'node:fs'
+
 import test from 'ava'
 
 import { SharedMemory } from '../index.js'
@@ -35,9 +37,11 @@ test('a large region costs nothing until touched', (t) => {
 test("memfd: a spawned child maps the inherited fd and both see each other's writes", async (t) => {
   using shm = SharedMemory.memfd(4096)
   t.is(shm.kind, 'memfd')
-  t.is(typeof shm.fd, 'number')
+  const fd = shm.fd! // a duplicate we own
+  t.is(typeof fd, 'number')
+  t.teardown(() => closeSync(fd))
   new Uint8Array(shm.buffer).set(Buffer.from('from parent'))
-  const ran = await runNode(fixture('fd-peer.mjs'), ['3'], { stdio: ['ignore', 'pipe', 'pipe', shm.fd!] })
+  const ran = await runNode(fixture('fd-peer.mjs'), ['3'], { stdio: ['ignore', 'pipe', 'pipe', fd] })
   t.is(ran.code, 0, ran.stderr)
   t.is(ran.stdout.trim(), 'from parent')
   t.is(Buffer.from(shm.buffer, 100, 10).toString(), 'from child')

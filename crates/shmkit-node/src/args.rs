@@ -236,3 +236,36 @@ pub fn timeout_option(env: &Env, object: Option<&Object<'_>>, arg: &str) -> Resu
   }
   Ok(std::time::Duration::try_from_secs_f64(ms / 1000.0).ok())
 }
+
+/// The `owner` option of `open`/`openOrCreate`: a user id (an integer from 0 to 2**32 - 2)
+/// or `'any'`; absent means objects of this process's user only.
+pub fn owner_option(env: &Env, object: Option<&Object<'_>>, arg: &str) -> Result<shmkit::Owner> {
+  let Some(object) = object else {
+    return Ok(shmkit::Owner::Me);
+  };
+  let Some(value) = property(object, "owner")? else {
+    return Ok(shmkit::Owner::Me);
+  };
+  let key = format!("{arg}.owner");
+  match value.get_type()? {
+    ValueType::String => {
+      // SAFETY: the type was just checked to be String.
+      let text: String = unsafe { value.cast() }?;
+      if text == "any" {
+        Ok(shmkit::Owner::Any)
+      } else {
+        Err(invalid_value(env, &key, "must be a user id or 'any'", &format!("'{text}'")))
+      }
+    }
+    ValueType::Number => {
+      let uid = integer(env, value, &key, 0.0, f64::from(u32::MAX - 1))?;
+      #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "an integer in 0..2**32 - 1"
+      )]
+      Ok(shmkit::Owner::Uid(uid as u32))
+    }
+    _ => Err(invalid_type(env, &key, "of type number or the string 'any'", value)),
+  }
+}

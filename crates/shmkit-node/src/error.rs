@@ -16,6 +16,12 @@ use shmkit::ErrorKind;
 pub const ERR_SHM_CLOSED: &str = "ERR_SHM_CLOSED";
 pub const ERR_SHM_UNSUPPORTED: &str = "ERR_SHM_UNSUPPORTED";
 pub const ERR_SHM_EXTERNAL_BUFFER: &str = "ERR_SHM_EXTERNAL_BUFFER";
+/// A named object to open belongs to another user than the caller accepted (`owner`).
+pub const ERR_SHM_FOREIGN_OWNER: &str = "ERR_SHM_FOREIGN_OWNER";
+/// The runtime cannot make an `ArrayBuffer` as large as the region.
+pub const ERR_SHM_TOO_LARGE: &str = "ERR_SHM_TOO_LARGE";
+/// `SharedMemory.from` got something that is not a live token from `share()`.
+pub const ERR_SHM_INVALID_TOKEN: &str = "ERR_SHM_INVALID_TOKEN";
 pub const ERR_INVALID_ARG_TYPE: &str = "ERR_INVALID_ARG_TYPE";
 pub const ERR_INVALID_ARG_VALUE: &str = "ERR_INVALID_ARG_VALUE";
 pub const ERR_OUT_OF_RANGE: &str = "ERR_OUT_OF_RANGE";
@@ -96,6 +102,11 @@ pub fn to_js(env: &Env, e: &shmkit::Error) -> Error {
       js_error(env, Class::RangeError, ERR_OUT_OF_RANGE, &message, &[])
     }
     ErrorKind::Unsupported => js_error(env, Class::Error, ERR_SHM_UNSUPPORTED, &message, &[]),
+    ErrorKind::ForeignOwner => {
+      let mut props = vec![("owner", Prop::Num(f64::from(e.owner().unwrap_or(u32::MAX))))];
+      props.extend(name_prop);
+      js_error(env, Class::Error, ERR_SHM_FOREIGN_OWNER, &message, &props)
+    }
     _ => js_error(env, Class::Error, "ERR_SHM_INTERNAL", &message, &[]),
   }
 }

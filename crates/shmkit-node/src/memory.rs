@@ -1,27 +1,84 @@
 //! `SharedMemory`: a `shmkit::Region` seen from JavaScript as one external `ArrayBuffer`.
 //!
 //! Lifetime rules (why this file looks the way it does):
-//! - The `ArrayBuffer` is created once, over the mapping itself (zero-copy), and held by a
-//!   strong reference until `close()` or GC.
-//! - Its finalize hint shares a slot holding an `Arc<Region>`: as long as V8 may touch the
-//!   bytes, the mapping stays.
-//! - `close()` detaches the buffer first (every view reads length 0 from then on) and only
-//!   then empties the slot, so the munmap can never happen under a live view.
+//! - The `ArrayBuffer` is created once per handle, over the mapping itself (zero-copy), and
+//!   held by a strong reference until `close()` or GC.
+//! - Each buffer has a claim in a process-wide table, found by a plain number (never a
+//!   pointer, so a finalizer that runs twice, or a runtime that runs it on a failed creation,
+//!   cannot free anything twice). The claim holds the region while the handle is alive, and an
+//!   `AddressPin` until V8 has released both the backing store and the `ArrayBuffer` object.
+//! - `close()` detaches the buffer (views read length 0) and drops the region. Native work
+//!   still in flight (a thread-pool job handed a view before `close()`) keeps the buffer
+//!   object alive, and through the pin the addresses: if this was the region's last user its
+//!   memory is replaced in place by zero pages, so such work reads zeros or writes nowhere, and
+//!   the addresses are unmapped only when the buffer object is collected.
 
+use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::ptr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use napi::bindgen_prelude::*;
 use napi::sys;
-use shmkit::{MapOptions, Region};
+use shmkit::{AddressPin, MapOptions, Region};
 
 use crate::args;
-use crate::error::{closed, js_error, Class, IntoJs, ERR_SHM_EXTERNAL_BUFFER};
+use crate::error::{
+  closed, js_error, Class, IntoJs, Prop, ERR_SHM_EXTERNAL_BUFFER, ERR_SHM_INVALID_TOKEN, ERR_SHM_TOO_LARGE,
+};
 
-/// What keeps a mapping alive for the `ArrayBuffer` until V8 lets go of it.
-type Slot = Arc<Mutex<Option<Arc<Region>>>>;
+/// One `ArrayBuffer`'s hold on a region, settled by its two finalizers.
+struct Claim {
+  /// The region, while the handle that made the buffer is neither closed nor collected.
+  region: Option<Arc<Region>>,
+  /// The addresses, until V8 is done with the buffer.
+  _pin: AddressPin,
+  /// How many finalizers (backing store, buffer object) have yet to run.
+  pending: u8,
+}
+
+/// Every live claim, by key. Keys are never reused.
+static CLAIMS: Mutex<BTreeMap<usize, Claim>> = Mutex::new(BTreeMap::new());
+static NEXT_CLAIM: AtomicUsize = AtomicUsize::new(1);
+
+fn claims() -> std::sync::MutexGuard<'static, BTreeMap<usize, Claim>> {
+  CLAIMS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The finalizer of both the backing store and the buffer object: `hint` is the claim's key.
+/// The last of the two drops the claim; an unknown key (already settled) is ignored.
+unsafe extern "C" fn settle_claim(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
+  let key = hint as usize;
+  let done = {
+    let mut claims = claims();
+    match claims.get_mut(&key) {
+      Some(claim) if claim.pending > 1 => {
+        claim.pending -= 1;
+        None
+      }
+      Some(_) => claims.remove(&key),
+      None => None,
+    }
+  };
+  drop(done); // outside the lock: may unmap
+}
+
+/// The claim no longer keeps its region (the handle closed); the pin stays.
+fn release_region(key: usize) {
+  let region = claims().get_mut(&key).and_then(|claim| claim.region.take());
+  drop(region); // outside the lock: may blank or unmap
+}
+
+/// Drops a claim whose buffer was never made.
+fn drop_claim(key: usize) {
+  let claim = claims().remove(&key);
+  drop(claim);
+}
+
+/// Tokens from `share()` not yet redeemed, by their random id.
+static TOKENS: Mutex<BTreeMap<u128, (Arc<Region>, bool)>> = Mutex::new(BTreeMap::new());
 
 /// Options for `anonymous`, `devZero` and `memfd`.
 #[napi(object, js_name = "MapOptions")]
@@ -29,6 +86,10 @@ pub struct JsMapOptions {
   /// `true` maps `MAP_PRIVATE` (copy-on-write): after a `fork`, the parent's and the child's
   /// writes stay their own. Default `false` (`MAP_SHARED`).
   pub private: Option<bool>,
+  /// `memfd` only: leave the object growable. A memfd is sealed against shrinking once sized
+  /// (`F_SEAL_SHRINK`), so a process it is shared with cannot truncate it under this mapping,
+  /// and against growing too unless this is `true`. Default `false`.
+  pub growable: Option<bool>,
 }
 
 /// Options for `create` and `openOrCreate`.
@@ -45,6 +106,12 @@ pub struct CreateOptions {
   /// `true` maps `MAP_PRIVATE` (copy-on-write): this process's writes stay its own.
   /// Default `false`. Not available on macOS.
   pub private: Option<bool>,
+  /// Whose object to accept when opening an existing one: a user id, or `'any'`. Default:
+  /// only objects owned by this process's user; one created by another user (who could
+  /// squat the name in the world-writable `/dev/shm`) is refused with
+  /// `ERR_SHM_FOREIGN_OWNER`, whose `owner` property is that user's id.
+  #[napi(ts_type = "number | 'any'")]
+  pub owner: Option<Either<u32, String>>,
 }
 
 /// Options for `open` and `fromFd`.
@@ -56,6 +123,12 @@ pub struct OpenOptions {
   pub read_only: Option<bool>,
   /// `true` maps `MAP_PRIVATE` (copy-on-write). Default `false`. Not available on macOS.
   pub private: Option<bool>,
+  /// Whose object to accept (`open` only): a user id, or `'any'`. Default:
+  /// only objects owned by this process's user; one created by another user (who could
+  /// squat the name in the world-writable `/dev/shm`) is refused with
+  /// `ERR_SHM_FOREIGN_OWNER`, whose `owner` property is that user's id.
+  #[napi(ts_type = "number | 'any'")]
+  pub owner: Option<Either<u32, String>>,
 }
 
 /// Options for `file`.
@@ -88,7 +161,7 @@ pub struct FileOptions {
 #[napi(custom_finalize)]
 pub struct SharedMemory {
   region: Option<Arc<Region>>,
-  slot: Slot,
+  claim: usize,
   buffer: Option<sys::napi_ref>,
   kind: shmkit::Kind,
   name: Option<String>,
@@ -97,18 +170,13 @@ pub struct SharedMemory {
   read_only: bool,
 }
 
-/// The `ArrayBuffer` finalizer: drops the slot, and with it (if still there) the last
-/// reference to the region, which unmaps it.
-unsafe extern "C" fn release_slot(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
-  // SAFETY: `hint` is the `Box<Slot>` leaked in `new_buffer`, released exactly once here.
-  drop(unsafe { Box::from_raw(hint.cast::<Slot>()) });
-}
-
 impl SharedMemory {
   pub(crate) fn wrap(env: &Env, region: Region, read_only: bool) -> Result<Self> {
-    let region = Arc::new(region);
-    let slot: Slot = Arc::new(Mutex::new(Some(region.clone())));
-    let buffer = new_buffer(env, &region, &slot)?;
+    Self::wrap_shared(env, Arc::new(region), read_only)
+  }
+
+  fn wrap_shared(env: &Env, region: Arc<Region>, read_only: bool) -> Result<Self> {
+    let (buffer, claim) = new_buffer(env, &region)?;
     Ok(Self {
       kind: region.kind(),
       name: region.name().map(str::to_owned),
@@ -116,7 +184,7 @@ impl SharedMemory {
       private: region.is_private(),
       read_only,
       region: Some(region),
-      slot,
+      claim,
       buffer: Some(buffer),
     })
   }
@@ -131,25 +199,96 @@ impl SharedMemory {
   }
 }
 
-/// Creates the one external `ArrayBuffer` over `region` and a strong reference to it.
-fn new_buffer(env: &Env, region: &Arc<Region>, slot: &Slot) -> Result<sys::napi_ref> {
-  let hint = Box::into_raw(Box::new(slot.clone()));
+/// The largest `ArrayBuffer` this runtime makes over external memory: Node's
+/// `buffer.constants.MAX_LENGTH` (2**32 on Node 20, whose external buffers go through
+/// `Buffer`; 2**53 - 1 from Node 22).
+fn buffer_limit(env: &Env) -> f64 {
+  static LIMIT: OnceLock<f64> = OnceLock::new();
+  *LIMIT.get_or_init(|| query_buffer_limit(env).unwrap_or_else(|| fallback_buffer_limit(env)))
+}
+
+fn query_buffer_limit(env: &Env) -> Option<f64> {
+  let process = crate::js::global(env, "process").ok()?;
+  let get: Unknown = process.get_named_property("getBuiltinModule").ok()?;
+  if get.get_type().ok()? != napi::ValueType::Function {
+    return None;
+  }
+  let name = env.create_string("buffer").ok()?.to_unknown();
+  let buffer = crate::js::call(env, process.to_unknown(), get, &[name]).ok()?;
+  // SAFETY: the module is an object (checked by the property reads, which fail otherwise).
+  let buffer: Object = unsafe { buffer.cast() }.ok()?;
+  let constants: Object = buffer.get_named_property("constants").ok()?;
+  let limit: f64 = constants.get_named_property("MAX_LENGTH").ok()?;
+  (limit > 0.0).then_some(limit)
+}
+
+fn fallback_buffer_limit(env: &Env) -> f64 {
+  let mut version = ptr::null();
+  // SAFETY: a valid out-pointer; Node owns the returned struct for the life of the process.
+  let status = unsafe { sys::napi_get_node_version(env.raw(), &raw mut version) };
+  // SAFETY: on success `version` points to Node's static version struct.
+  if status == sys::Status::napi_ok && !version.is_null() && unsafe { (*version).major } < 22 {
+    4_294_967_296.0
+  } else {
+    args::MAX_SIZE
+  }
+}
+
+/// `ERR_SHM_TOO_LARGE` unless this runtime can make a buffer of `size` bytes.
+pub(crate) fn check_buffer_size(env: &Env, size: usize) -> Result<()> {
+  let limit = buffer_limit(env);
+  #[expect(clippy::cast_precision_loss, reason = "sizes are at most 2**47")]
+  let wanted = size as f64;
+  if wanted <= limit {
+    return Ok(());
+  }
+  let node22 = if limit <= 4_294_967_296.0 {
+    "; Node.js 22 and later lift this limit"
+  } else {
+    ""
+  };
+  Err(js_error(
+    env,
+    Class::RangeError,
+    ERR_SHM_TOO_LARGE,
+    &format!(
+      "a region of {size} bytes cannot be exposed: this runtime's largest ArrayBuffer over external memory is {limit} bytes (buffer.constants.MAX_LENGTH){node22}"
+    ),
+    &[("size", Prop::Num(wanted)), ("limit", Prop::Num(limit))],
+  ))
+}
+
+/// Creates the handle's external `ArrayBuffer` over `region`, a strong reference to it, and
+/// its claim.
+fn new_buffer(env: &Env, region: &Arc<Region>) -> Result<(sys::napi_ref, usize)> {
+  check_buffer_size(env, region.len())?;
+  let key = NEXT_CLAIM.fetch_add(1, Ordering::Relaxed);
+  claims().insert(
+    key,
+    Claim {
+      region: Some(region.clone()),
+      _pin: region.pin(),
+      pending: 1,
+    },
+  );
   let mut value = ptr::null_mut();
-  // SAFETY: the pointer and length describe the live mapping, which `slot` keeps alive
-  // until `release_slot` runs; `hint` is a leaked Box that `release_slot` reclaims.
+  // SAFETY: the pointer and length describe the live mapping, which the claim keeps mapped
+  // until `settle_claim` runs for it; the hint is a number, not a pointer.
   let status = unsafe {
     sys::napi_create_external_arraybuffer(
       env.raw(),
       region.as_ptr().cast(),
       region.len(),
-      Some(release_slot),
-      hint.cast(),
+      Some(settle_claim),
+      key as *mut c_void,
       &raw mut value,
     )
   };
   if status != sys::Status::napi_ok {
-    // SAFETY: napi did not take the hint (creation failed), so it is still ours to free.
-    drop(unsafe { Box::from_raw(hint) });
+    // Some runtimes (Node 20 past 4 GiB) ran the finalizer already; dropping by key is safe
+    // either way.
+    drop_claim(key);
+    clear_pending_exception(env);
     if status == sys::Status::napi_no_external_buffers_allowed {
       // Electron's V8 sandbox: a copy would not be shared memory, so refuse rather than copy.
       return Err(js_error(
@@ -162,24 +301,108 @@ fn new_buffer(env: &Env, region: &Arc<Region>, slot: &Slot) -> Result<sys::napi_
     }
     return Err(Error::from_status(Status::from(status)));
   }
+  // The buffer object may outlive its backing store (a detached buffer still held by native
+  // work in flight): the claim also waits for the object.
+  if let Some(claim) = claims().get_mut(&key) {
+    claim.pending += 1;
+  }
+  // SAFETY: `value` was just created in this env; the finalizer gets the same number.
+  let status = unsafe {
+    sys::napi_add_finalizer(
+      env.raw(),
+      value,
+      ptr::null_mut(),
+      Some(settle_claim),
+      key as *mut c_void,
+      ptr::null_mut(),
+    )
+  };
+  if status != sys::Status::napi_ok {
+    // SAFETY: as above; the object finalizer will never run, so count it as done.
+    unsafe { settle_claim(env.raw(), ptr::null_mut(), key as *mut c_void) };
+    return Err(Error::from_status(Status::from(status)));
+  }
   let mut reference = ptr::null_mut();
   // SAFETY: `value` was just created in this env; `reference` is a valid out-pointer.
   let status = unsafe { sys::napi_create_reference(env.raw(), value, 1, &raw mut reference) };
   if status != sys::Status::napi_ok {
     return Err(Error::from_status(Status::from(status)));
   }
-  Ok(reference)
+  Ok((reference, key))
+}
+
+fn clear_pending_exception(env: &Env) {
+  let mut pending = ptr::null_mut();
+  // SAFETY: valid env and out-pointer; clearing when nothing is pending is a no-op.
+  unsafe { sys::napi_get_and_clear_last_exception(env.raw(), &raw mut pending) };
+}
+
+/// 128 random bits from the kernel, for share tokens.
+fn random_id() -> u128 {
+  let mut bytes = [0u8; 16];
+  #[cfg(target_os = "linux")]
+  {
+    let mut filled = 0;
+    while filled < bytes.len() {
+      // SAFETY: writes at most the remaining bytes of `bytes`.
+      let n = unsafe { libc::getrandom(bytes[filled..].as_mut_ptr().cast(), bytes.len() - filled, 0) };
+      if let Ok(n) = usize::try_from(n) {
+        filled += n;
+      }
+    }
+  }
+  #[cfg(not(target_os = "linux"))]
+  // SAFETY: fills exactly `bytes`.
+  unsafe {
+    libc::arc4random_buf(bytes.as_mut_ptr().cast(), bytes.len());
+  }
+  u128::from_ne_bytes(bytes)
+}
+
+/// What `share()` returns: a plain object to post to a worker thread of this process, where
+/// `SharedMemory.from(token)` turns it into a handle over the same mapping.
+#[napi(object)]
+pub struct SharedMemoryToken {
+  /// A random id naming the shared region in this process; redeemable once.
+  pub id: String,
+  /// The region's kind.
+  #[napi(ts_type = "RegionKind")]
+  pub kind: String,
+  /// The region's size in bytes.
+  pub size: f64,
+  /// The region's name or path, or `null`.
+  pub name: Option<String>,
+}
+
+/// The `owner` option as the options object holds it.
+fn owner_field(owner: shmkit::Owner) -> Option<Either<u32, String>> {
+  match owner {
+    shmkit::Owner::Me => None,
+    shmkit::Owner::Uid(uid) => Some(Either::A(uid)),
+    shmkit::Owner::Any => Some(Either::B("any".to_owned())),
+  }
+}
+
+fn core_owner(owner: Option<&Either<u32, String>>) -> shmkit::Owner {
+  match owner {
+    None => shmkit::Owner::Me,
+    Some(Either::A(uid)) => shmkit::Owner::Uid(*uid),
+    Some(Either::B(_)) => shmkit::Owner::Any,
+  }
 }
 
 impl JsMapOptions {
   fn parse(env: &Env, options: Option<&Object<'_>>) -> Result<Self> {
     Ok(Self {
       private: args::bool_option(env, options, "private", "options")?,
+      growable: args::bool_option(env, options, "growable", "options")?,
     })
   }
 
   fn to_core(&self) -> MapOptions {
-    MapOptions::new().private(self.private.unwrap_or(false))
+    MapOptions::new()
+      .private(self.private.unwrap_or(false))
+      .growable(self.growable.unwrap_or(false))
   }
 }
 
@@ -188,6 +411,7 @@ impl OpenOptions {
     Ok(Self {
       read_only: args::bool_option(env, options, "readOnly", "options")?,
       private: args::bool_option(env, options, "private", "options")?,
+      owner: owner_field(args::owner_option(env, options, "options")?),
     })
   }
 
@@ -199,7 +423,10 @@ impl OpenOptions {
     // A read-only view is copy-on-write, never PROT_READ: a JS write to PROT_READ memory
     // would kill the process with SIGSEGV.
     let private = self.private.unwrap_or(false) || self.is_read_only();
-    MapOptions::new().read_only(self.is_read_only()).private(private)
+    MapOptions::new()
+      .read_only(self.is_read_only())
+      .private(private)
+      .owner(core_owner(self.owner.as_ref()))
   }
 }
 
@@ -209,6 +436,7 @@ impl CreateOptions {
       mode: Some(args::mode_option(env, options, "options")?),
       reserve: args::bool_option(env, options, "reserve", "options")?,
       private: args::bool_option(env, options, "private", "options")?,
+      owner: owner_field(args::owner_option(env, options, "options")?),
     })
   }
 
@@ -217,6 +445,7 @@ impl CreateOptions {
       .mode(self.mode.unwrap_or(0o600))
       .reserve(self.reserve.unwrap_or(false))
       .private(self.private.unwrap_or(false))
+      .owner(core_owner(self.owner.as_ref()))
   }
 }
 
@@ -252,6 +481,7 @@ impl SharedMemory {
     let size = args::size(&env, size, "size")?;
     let options = args::options(&env, options, "options")?;
     let opts = JsMapOptions::parse(&env, options.as_ref())?.to_core();
+    check_buffer_size(&env, size)?;
     Self::wrap(&env, Region::anonymous_with(size, &opts).js(&env)?, false)
   }
 
@@ -262,6 +492,7 @@ impl SharedMemory {
     let size = args::size(&env, size, "size")?;
     let options = args::options(&env, options, "options")?;
     let opts = JsMapOptions::parse(&env, options.as_ref())?.to_core();
+    check_buffer_size(&env, size)?;
     Self::wrap(&env, Region::dev_zero_with(size, &opts).js(&env)?, false)
   }
 
@@ -277,7 +508,12 @@ impl SharedMemory {
     let size = args::size(&env, size, "size")?;
     let options = args::options(&env, options, "options")?;
     let opts = CreateOptions::parse(&env, options.as_ref())?.to_core();
-    Self::wrap(&env, Region::create_with(&name, size, &opts).js(&env)?, false)
+    // No size pre-check: the OS says ENOSPC first when /dev/shm is too small, and a buffer the
+    // runtime cannot make fails below, after which the name is removed.
+    Self::wrap(&env, Region::create_with(&name, size, &opts).js(&env)?, false).inspect_err(|_| {
+      // Ours since O_EXCL succeeded: leave nothing behind.
+      let _ = shmkit::unlink(&name);
+    })
   }
 
   /// Opens the existing named object `name` and maps all of it (`size` comes from the
@@ -306,6 +542,7 @@ impl SharedMemory {
     let size = args::size(&env, size, "size")?;
     let options = args::options(&env, options, "options")?;
     let opts = CreateOptions::parse(&env, options.as_ref())?.to_core();
+    check_buffer_size(&env, size)?;
     Self::wrap(&env, Region::open_or_create_with(&name, size, &opts).js(&env)?, false)
   }
 
@@ -342,6 +579,9 @@ impl SharedMemory {
     };
     let options = args::options(&env, options, "options")?;
     let options = FileOptions::parse(&env, options.as_ref())?;
+    if let Some(size) = size {
+      check_buffer_size(&env, size)?;
+    }
     Self::wrap(
       &env,
       Region::file_with(&path, size, &options.to_core()).js(&env)?,
@@ -356,6 +596,7 @@ impl SharedMemory {
     let size = args::size(&env, size, "size")?;
     let options = args::options(&env, options, "options")?;
     let opts = JsMapOptions::parse(&env, options.as_ref())?.to_core();
+    check_buffer_size(&env, size)?;
     Self::wrap(&env, Region::memfd_with(size, &opts).js(&env)?, false)
   }
 
@@ -443,11 +684,32 @@ impl SharedMemory {
     self.region.is_none()
   }
 
-  /// The descriptor of a `memfd`/`fromFd` region, to pass to a spawned child (for example
-  /// in its `stdio` array); `null` for other kinds. Throws `ERR_SHM_CLOSED` after `close()`.
+  /// A duplicate of the descriptor of a `memfd`/`fromFd` region, to pass to a spawned child
+  /// (for example in its `stdio` array); `null` for other kinds. Every read makes a new
+  /// descriptor (close-on-exec) that the caller owns: close it with `fs.closeSync(fd)` when
+  /// done. The region's own descriptor is never handed out. Throws `ERR_SHM_CLOSED` after
+  /// `close()`.
   #[napi(getter)]
   pub fn fd(&self, env: Env) -> Result<Option<i32>> {
-    Ok(self.live(&env)?.fd().map(|fd| fd.as_raw_fd()))
+    let Some(fd) = self.live(&env)?.fd() else {
+      return Ok(None);
+    };
+    // SAFETY: F_DUPFD_CLOEXEC on a descriptor the region owns; the result is a new descriptor.
+    let dup = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+      let e = shmkit::Error::os(shmkit::Errno::last(), "fcntl");
+      return Err(crate::error::to_js(&env, &e));
+    }
+    Ok(Some(dup))
+  }
+
+  /// `true` when the region's descriptor is sealed against shrinking (`F_SEAL_SHRINK`), so no
+  /// process it is shared with can truncate the memory under this mapping. Always `true` for
+  /// `memfd()` regions on Linux; for `fromFd()` it depends on who made the object; `false`
+  /// for other kinds. Throws `ERR_SHM_CLOSED` after `close()`.
+  #[napi(getter)]
+  pub fn sealed(&self, env: Env) -> Result<bool> {
+    Ok(self.live(&env)?.is_sealed())
   }
 
   /// Writes changes back to the backing object and waits (`msync(MS_SYNC)`): for files this
@@ -475,51 +737,109 @@ impl SharedMemory {
     }
   }
 
-  /// Detaches `buffer` (every view now has length 0), then unmaps. Idempotent. The name, if
-  /// any, stays until `unlink()`.
+  /// Detaches `buffer` (every view now has length 0) and lets go of the memory. Idempotent.
+  /// The name, if any, stays until `unlink()`.
+  ///
+  /// Native work handed a view before `close()` (an `fs.write`, a `zlib` or `crypto` job, a
+  /// socket write in flight) never faults: if this handle was the region's last user, its
+  /// memory is replaced in place by zero pages, so such work reads zeros and its writes go
+  /// nowhere; the addresses are released once the buffer is garbage-collected. Handles made
+  /// with `share()`/`from()` in other threads, and semaphores in the region, keep the memory
+  /// itself alive until they close too.
   #[napi]
   pub fn close(&mut self, env: Env) {
     let Some(region) = self.region.take() else {
       return;
     };
-    let we_detached = match self.buffer.take() {
-      Some(reference) => detach_and_release(&env, reference),
-      None => false,
-    };
-    if we_detached {
-      // No view can reach the bytes any more, so the buffer no longer needs the region:
-      // unmap now (unless a native user, such as a semaphore in the region, still holds it).
-      self.slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+    if let Some(reference) = self.buffer.take() {
+      detach_and_release(&env, reference);
     }
-    // Otherwise someone else detached the buffer first (`ArrayBuffer.prototype.transfer`), and
-    // a new buffer may own the bytes: the mapping then lives until V8 frees that one.
+    // No view of ours reaches the bytes any more: the claim keeps only the addresses.
+    release_region(self.claim);
     drop(region);
+  }
+
+  /// A token that hands this region to a worker thread of this process without copying:
+  /// post it (`worker.postMessage(region.share())`) and call `SharedMemory.from(token)` there.
+  /// The new handle maps nothing new; it shares this mapping, which stays until every handle
+  /// over it is closed or collected. Each token is redeemable once; one never redeemed keeps
+  /// the memory mapped until the process ends. (Posting `region.buffer` itself copies the
+  /// bytes: the copy is not shared memory.) Throws `ERR_SHM_CLOSED` after `close()`.
+  #[napi]
+  pub fn share(&self, env: Env) -> Result<SharedMemoryToken> {
+    let region = self.live(&env)?.clone();
+    let id = loop {
+      let id = random_id();
+      let mut tokens = TOKENS.lock().unwrap_or_else(PoisonError::into_inner);
+      if let std::collections::btree_map::Entry::Vacant(slot) = tokens.entry(id) {
+        slot.insert((region.clone(), self.read_only));
+        break id;
+      }
+    };
+    Ok(SharedMemoryToken {
+      id: format!("{id:032x}"),
+      kind: self.kind.as_str().to_owned(),
+      size: self.size(),
+      name: self.name.clone(),
+    })
+  }
+
+  /// Turns a token from `share()` (made in any thread of this process) into a handle over the
+  /// same mapping. A token that is not from `share()` in this process, or was already
+  /// redeemed, throws `ERR_SHM_INVALID_TOKEN`.
+  #[napi(factory, js_name = "from", ts_args_type = "token: SharedMemoryToken")]
+  pub fn from_token(env: Env, token: Unknown) -> Result<Self> {
+    let invalid = |why: &str| {
+      js_error(
+        &env,
+        Class::TypeError,
+        ERR_SHM_INVALID_TOKEN,
+        &format!("not a live token from share() in this process: {why}"),
+        &[],
+      )
+    };
+    let Some(object) = args::options(&env, Some(token), "token")? else {
+      return Err(args::invalid_type(&env, "token", "of type object", token));
+    };
+    let id = match args::property(&object, "id")? {
+      Some(id) if id.get_type()? == napi::ValueType::String => {
+        // SAFETY: the type was just checked to be String.
+        unsafe { id.cast::<String>() }?
+      }
+      _ => return Err(invalid("it has no string id")),
+    };
+    let Some(id) = (id.len() == 32).then(|| u128::from_str_radix(&id, 16).ok()).flatten() else {
+      return Err(invalid("its id is not 32 hexadecimal digits"));
+    };
+    let taken = TOKENS.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+    let Some((region, read_only)) = taken else {
+      return Err(invalid("unknown or already redeemed id"));
+    };
+    Self::wrap_shared(&env, region, read_only)
   }
 }
 
-/// Detaches the referenced buffer and deletes the reference. Returns whether this call did
-/// the detaching (false if the buffer was already detached by someone else).
-fn detach_and_release(env: &Env, reference: sys::napi_ref) -> bool {
+/// Detaches the referenced buffer (unless someone else did, with `transfer()`) and deletes
+/// the reference.
+fn detach_and_release(env: &Env, reference: sys::napi_ref) {
   let raw = env.raw();
   let mut value = ptr::null_mut();
-  let mut detached_here = false;
   // SAFETY: `reference` is a live reference created in this env; each call gets valid
   // out-pointers, and the value handle lives in the current scope.
   unsafe {
     if sys::napi_get_reference_value(raw, reference, &raw mut value) == sys::Status::napi_ok && !value.is_null() {
       let mut already = false;
       if sys::napi_is_detached_arraybuffer(raw, value, &raw mut already) == sys::Status::napi_ok && !already {
-        detached_here = sys::napi_detach_arraybuffer(raw, value) == sys::Status::napi_ok;
+        sys::napi_detach_arraybuffer(raw, value);
       }
     }
     sys::napi_delete_reference(raw, reference);
   }
-  detached_here
 }
 
 impl ObjectFinalize for SharedMemory {
-  /// GC of a handle that was never closed: release our reference to the buffer. The mapping
-  /// lives on while any view of the buffer does, and is unmapped when V8 frees the buffer.
+  /// GC of a handle that was never closed: release our reference to the buffer. The buffer's
+  /// claim keeps the region while any view of the buffer lives; it goes when V8 frees it.
   fn finalize(mut self, env: Env) -> Result<()> {
     if let Some(reference) = self.buffer.take() {
       // SAFETY: `reference` is a live reference created in this env; deleting references

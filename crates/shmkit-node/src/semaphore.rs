@@ -66,6 +66,21 @@ pub struct SemaphoreOptions {
   /// them; on macOS it does). An integer from `0` to `0o777`. Default `0o600`: only the
   /// owner may open it.
   pub mode: Option<u32>,
+  /// Whose semaphore to accept when opening an existing one: a user id, or `'any'`. Default:
+  /// only this process's user's; one another user created is refused with
+  /// `ERR_SHM_FOREIGN_OWNER` (checked on Linux).
+  #[napi(ts_type = "number | 'any'")]
+  pub owner: Option<u32>,
+}
+
+/// Options for `Semaphore.open`.
+#[napi(object, object_to_js = false, object_from_js = false)]
+#[allow(dead_code, reason = "declares the TypeScript type; options are parsed by hand")]
+pub struct SemaphoreOpenOptions {
+  /// Whose semaphore to accept: a user id, or `'any'`. Default: only this process's user's;
+  /// one another user created is refused with `ERR_SHM_FOREIGN_OWNER` (checked on Linux).
+  #[napi(ts_type = "number | 'any'")]
+  pub owner: Option<u32>,
 }
 
 /// Options for `waitSync`.
@@ -408,7 +423,8 @@ fn create_options(env: &Env, options: Option<Unknown>) -> Result<(u32, shmkit::S
     "options.initial",
   )?;
   let mode = args::mode_option(env, options.as_ref(), "options")?;
-  Ok((initial, shmkit::SemOptions::new().mode(mode)))
+  let owner = args::owner_option(env, options.as_ref(), "options")?;
+  Ok((initial, shmkit::SemOptions::new().mode(mode).owner(owner)))
 }
 
 fn initial_value(env: &Env, value: Option<Unknown>, arg: &str) -> Result<u32> {
@@ -484,10 +500,16 @@ impl Semaphore {
   }
 
   /// Opens the existing named semaphore `name`. Fails with `ENOENT` if there is none.
-  #[napi(factory, ts_args_type = "name: string")]
-  pub fn open(env: Env, name: Unknown) -> Result<Self> {
+  #[napi(
+    factory,
+    ts_args_type = "name: string, options?: SemaphoreOpenOptions | undefined | null"
+  )]
+  pub fn open(env: Env, name: Unknown, options: Option<Unknown>) -> Result<Self> {
     let name = args::object_name(&env, name, "name")?;
-    Self::wrap(&env, shmkit::Semaphore::open(&name).js(&env)?)
+    let options = args::options(&env, options, "options")?;
+    let owner = args::owner_option(&env, options.as_ref(), "options")?;
+    let opts = shmkit::SemOptions::new().owner(owner);
+    Self::wrap(&env, shmkit::Semaphore::open_with(&name, &opts).js(&env)?)
   }
 
   /// Opens `name` if it exists (keeping its value and mode) or creates it with

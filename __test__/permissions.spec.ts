@@ -48,42 +48,45 @@ asOtherUser('a default 0600 named semaphore cannot be opened by another user (EA
   t.is(allowed.stdout.trim(), 'ok 3', allowed.stderr)
 })
 
-asOtherUser('squatting: objects another user made first (mode 0666) are refused unless their owner is accepted', async (t) => {
-  const shmName = uniqueName(t)
-  const semName = uniqueSemName(t)
-  t.teardown(() => {
-    for (const unlink of [() => SharedMemory.unlink(shmName), () => Semaphore.unlink(semName)]) {
-      try {
-        unlink()
-      } catch {
-        // already gone
+asOtherUser(
+  'squatting: objects another user made first (mode 0666) are refused unless their owner is accepted',
+  async (t) => {
+    const shmName = uniqueName(t)
+    const semName = uniqueSemName(t)
+    t.teardown(() => {
+      for (const unlink of [() => SharedMemory.unlink(shmName), () => Semaphore.unlink(semName)]) {
+        try {
+          unlink()
+        } catch {
+          // already gone
+        }
+      }
+    })
+    const squat = await runNode(fixture('squat.mjs'), [shmName, semName], { uid: nobody, gid: nobody })
+    t.is(squat.stdout.trim(), 'squatted', squat.stderr)
+    t.is(statSync(`/dev/shm/${shmName}`).uid, nobody)
+
+    for (const open of [
+      (options?: object) => SharedMemory.open(shmName, options),
+      (options?: object) => SharedMemory.openOrCreate(shmName, 4096, options),
+      (options?: object) => Semaphore.open(semName, options),
+      (options?: object) => Semaphore.openOrCreate(semName, options),
+    ]) {
+      const error = t.throws(() => open(), { code: 'ERR_SHM_FOREIGN_OWNER' }) as Error & { owner: number }
+      t.is(error.owner, nobody)
+      t.regex(error.message, /owned by uid 65534/)
+      t.throws(() => open({ owner: 12345 }), { code: 'ERR_SHM_FOREIGN_OWNER' })
+      for (const owner of [nobody, 'any']) {
+        const handle = open({ owner })
+        t.false(handle.closed)
+        handle.close()
       }
     }
-  })
-  const squat = await runNode(fixture('squat.mjs'), [shmName, semName], { uid: nobody, gid: nobody })
-  t.is(squat.stdout.trim(), 'squatted', squat.stderr)
-  t.is(statSync(`/dev/shm/${shmName}`).uid, nobody)
-
-  for (const open of [
-    (options?: object) => SharedMemory.open(shmName, options),
-    (options?: object) => SharedMemory.openOrCreate(shmName, 4096, options),
-    (options?: object) => Semaphore.open(semName, options),
-    (options?: object) => Semaphore.openOrCreate(semName, options),
-  ]) {
-    const error = t.throws(() => open(), { code: 'ERR_SHM_FOREIGN_OWNER' }) as Error & { owner: number }
-    t.is(error.owner, nobody)
-    t.regex(error.message, /owned by uid 65534/)
-    t.throws(() => open({ owner: 12345 }), { code: 'ERR_SHM_FOREIGN_OWNER' })
-    for (const owner of [nobody, 'any']) {
-      const handle = open({ owner })
-      t.false(handle.closed)
-      handle.close()
-    }
-  }
-  // Refusing never removed the other user's objects.
-  t.is(statSync(`/dev/shm/${shmName}`).uid, nobody)
-  t.is(statSync(`/dev/shm/sem.${semName}`).uid, nobody)
-})
+    // Refusing never removed the other user's objects.
+    t.is(statSync(`/dev/shm/${shmName}`).uid, nobody)
+    t.is(statSync(`/dev/shm/sem.${semName}`).uid, nobody)
+  },
+)
 
 test('the owner option is checked like other arguments', (t) => {
   const cases: [unknown, string][] = [

@@ -49,11 +49,17 @@ export interface Ran {
 export function runNode(
   script: string,
   args: string[],
-  options: SpawnOptions & { timeoutMs?: number; execArgv?: string[] } = {},
+  options: SpawnOptions & { timeoutMs?: number; execArgv?: string[]; node?: string } = {},
 ): Promise<Ran> {
-  const { timeoutMs = 60_000, execArgv = [], stdio = ['ignore', 'pipe', 'pipe'], ...spawnOptions } = options
+  const {
+    timeoutMs = 60_000,
+    execArgv = [],
+    stdio = ['ignore', 'pipe', 'pipe'],
+    node = process.execPath,
+    ...spawnOptions
+  } = options
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...execArgv, script, ...args], { ...spawnOptions, stdio })
+    const child = spawn(node, [...execArgv, script, ...args], { ...spawnOptions, stdio })
     let stdout = ''
     let stderr = ''
     child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d))

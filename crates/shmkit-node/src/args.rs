@@ -254,7 +254,12 @@ pub fn owner_option(env: &Env, object: Option<&Object<'_>>, arg: &str) -> Result
       if text == "any" {
         Ok(shmkit::Owner::Any)
       } else {
-        Err(invalid_value(env, &key, "must be a user id or 'any'", &format!("'{text}'")))
+        Err(invalid_value(
+          env,
+          &key,
+          "must be a user id or 'any'",
+          &format!("'{text}'"),
+        ))
       }
     }
     ValueType::Number => {

@@ -20,6 +20,9 @@ use crate::args;
 use crate::error::{js_error, Class, IntoJs};
 use crate::js::{call, global};
 
+/// How long `fork()` waits for thread-pool work in flight to finish before refusing.
+const POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// `ERR_SHM_FORK_UNSAFE`: a precondition of `fork()` does not hold.
 pub const ERR_SHM_FORK_UNSAFE: &str = "ERR_SHM_FORK_UNSAFE";
 /// Node's code for a signal name it does not know.
@@ -666,11 +669,19 @@ pub fn fork(env: Env, callback: Unknown) -> Result<ForkedChild> {
     return Err(js_error(&env, Class::Error, ERR_SHM_FORK_UNSAFE, &message, &[]));
   };
   install_exit_hook(&env)?;
+  // Every thread-pool thread parked in our barrier: none is inside async work whose locks the
+  // child would inherit held. Released when `parked` drops, right after the fork.
+  let parked = crate::pool::park_all(&env, POOL_WAIT).map_err(|reason| {
+    let message = format!("fork() refused, no child was created: {reason}");
+    js_error(&env, Class::Error, ERR_SHM_FORK_UNSAFE, &message, &[])
+  })?;
   let (raw_env, raw_callback) = (env.raw(), callback.raw());
   // SAFETY: the preconditions above hold: main thread, --single-threaded V8, no worker
   // isolate; the remaining threads (V8's idle platform workers, libuv's pool) hold nothing
   // the child needs once the condvar slots are redirected, which HostFork does.
-  let child = unsafe { host.fork(|| run_in_child(raw_env, raw_callback)) }.js(&env)?;
+  let child = unsafe { host.fork(|| run_in_child(raw_env, raw_callback)) };
+  drop(parked);
+  let child = child.js(&env)?;
   let state = Arc::new(ChildState {
     pid: child.pid(),
     child: Mutex::new(child),

@@ -24,6 +24,14 @@ mod inventory;
 mod js;
 mod memory;
 mod mutex;
+#[cfg_attr(
+  test,
+  allow(
+    dead_code,
+    reason = "used by fork(), which napi-derive registers only outside cfg(test)"
+  )
+)]
+mod pool;
 mod semaphore;
 #[cfg_attr(
   test,

@@ -811,8 +811,8 @@ impl SharedMemory {
     let Some(id) = (id.len() == 32).then(|| u128::from_str_radix(&id, 16).ok()).flatten() else {
       return Err(invalid("its id is not 32 hexadecimal digits"));
     };
-    let taken = TOKENS.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
-    let Some((region, read_only)) = taken else {
+    let redeemed = TOKENS.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+    let Some((region, read_only)) = redeemed else {
       return Err(invalid("unknown or already redeemed id"));
     };
     Self::wrap_shared(&env, region, read_only)

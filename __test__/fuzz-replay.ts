@@ -11,6 +11,7 @@ const s: State = {
   mutexes: [],
   semaphores: [],
   waits: [],
+  tokens: [],
 }
 for (const line of readFileSync(process.argv[2], 'utf8').split('\n').filter(Boolean)) {
   console.log(line.slice(0, 120))

@@ -1,10 +1,12 @@
 // The actions of the property test (fuzz.spec.ts), kept apart so a failing sequence can be
 // replayed on its own: FUZZ_TRACE=1 prints every action, and fuzz-replay.ts runs a list of them.
-import { closeSync, writeSync } from 'node:fs'
+import { randomFill } from 'node:crypto'
+import { closeSync, openSync, read, write, writeSync } from 'node:fs'
+import { deflate } from 'node:zlib'
 
 import fc from 'fast-check'
 
-import { fork, inherited, RobustMutex, Semaphore, SharedMemory, shareWith } from '../index.js'
+import { fork, inherited, RobustMutex, Semaphore, SharedMemory, shareWith, type SharedMemoryToken } from '../index.js'
 
 const junk = fc.oneof(
   fc.constantFrom(undefined, null, 0, -1, 1.5, NaN, Infinity, -Infinity, 2 ** 53, '', '/', '//x', 'a/b', true),
@@ -13,7 +15,16 @@ const junk = fc.oneof(
   fc.object({ maxDepth: 1 }),
   fc.integer(),
 )
-const size = fc.oneof(fc.integer({ min: 1, max: 3 * 4096 }), fc.constantFrom(1, 4096, 65536), junk)
+/** Sizes at the ArrayBuffer limits: 2**32 is Node 20's largest, beyond it a typed refusal. */
+export const limitSize = fc.constantFrom(2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, 2 ** 33)
+const size = fc.oneof(
+  { weight: 8, arbitrary: fc.integer({ min: 1, max: 3 * 4096 }) },
+  { weight: 2, arbitrary: fc.constantFrom(1, 4096, 65536) },
+  { weight: 1, arbitrary: limitSize },
+  { weight: 2, arbitrary: junk },
+)
+/** Native work that keeps using a view after it was started: thread-pool jobs and the kernel. */
+export const inflightWork = fc.constantFrom('zlib', 'randomFill', 'fs.write', 'fs.read')
 const index = fc.nat({ max: 1_000_000 })
 const pick = fc.nat({ max: 1_000 })
 
@@ -78,6 +89,10 @@ export const action = fc.oneof(
     junkItem: fc.option(junk, { freq: 3 }),
   }),
   fc.record({ op: fc.constant('inherited' as const) }),
+  // close() while native work still uses one of the handle's views.
+  fc.record({ op: fc.constant('closeInFlight' as const), pick, work: inflightWork, offset: fc.nat({ max: 9000 }) }),
+  fc.record({ op: fc.constant('share' as const), pick }),
+  fc.record({ op: fc.constant('redeem' as const), pick, junkToken: fc.option(junk, { freq: 3 }) }),
   fc.record({
     op: fc.constantFrom('semCreate' as const, 'semOpenOrCreate' as const, 'semOpen' as const, 'semUnlinkName' as const),
     pick,
@@ -119,6 +134,41 @@ export interface State {
   semaphores: Semaphore[]
   /** Promises of pending async waits: each must settle (resolve or reject with a typed error). */
   waits: Promise<unknown>[]
+  /** Tokens from share() not redeemed yet (each keeps its region mapped until redeemed). */
+  tokens: SharedMemoryToken[]
+}
+
+/** Starts `work` on `view` (at most 256 KiB of it); resolves when its callback ran, with or without error. */
+function startWork(work: string, view: Uint8Array): Promise<unknown> {
+  const part = view.subarray(0, 1 << 18)
+  return new Promise((resolve) => {
+    switch (work) {
+      case 'zlib':
+        deflate(part, resolve)
+        break
+      case 'randomFill':
+        randomFill(part, resolve)
+        break
+      case 'fs.write': {
+        const fd = openSync('/dev/null', 'w')
+        write(fd, part, 0, part.length, null, (error) => {
+          closeSync(fd)
+          resolve(error)
+        })
+        break
+      }
+      default: {
+        const fd = openSync('/dev/zero', 'r')
+        read(fd, part, 0, part.length, null, (error) => {
+          closeSync(fd)
+          resolve(error)
+        })
+      }
+    }
+  }).then((error) => {
+    // The work must complete normally: never EFAULT, never a crash.
+    if (error) throw new Error(`${work} on a view closed in flight failed: ${String(error)}`)
+  })
 }
 
 const at = <T>(list: T[], n: number): T | undefined => (list.length ? list[n % list.length] : undefined)
@@ -184,6 +234,31 @@ export function step(s: State, a: Action) {
     case 'close':
       at(s.handles, a.pick)?.close()
       break
+    case 'closeInFlight': {
+      const h = at(s.handles, a.pick)
+      if (!h) break
+      const buffer = h.buffer // ERR_SHM_CLOSED once closed
+      const view = new Uint8Array(buffer, Math.min(a.offset, buffer.byteLength))
+      s.waits.push(startWork(a.work, view))
+      h.close()
+      break
+    }
+    case 'share': {
+      const h = at(s.handles, a.pick)
+      if (h) s.tokens.push(h.share())
+      break
+    }
+    case 'redeem': {
+      if (a.junkToken !== null) {
+        s.handles.push(SharedMemory.from(a.junkToken as never))
+        break
+      }
+      const i = s.tokens.length ? a.pick % s.tokens.length : -1
+      if (i < 0) break
+      const [token] = s.tokens.splice(i, 1)
+      s.handles.push(SharedMemory.from(token))
+      break
+    }
     case 'unlink':
       at(s.handles, a.pick)?.unlink()
       break

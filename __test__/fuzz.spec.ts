@@ -28,6 +28,7 @@ test.serial('thousands of random calls: no crash, only typed errors, nothing lef
         mutexes: [],
         semaphores: [],
         waits: [],
+        tokens: [],
       }
       try {
         for (const a of actions) {
@@ -55,6 +56,8 @@ test.serial('thousands of random calls: no crash, only typed errors, nothing lef
           new Promise((_, reject) => setTimeout(() => reject(new Error('an async wait never settled')), 30_000)),
         ])
       } finally {
+        // A token keeps its region mapped until redeemed: redeem the rest, then close all.
+        for (const token of s.tokens.splice(0)) s.handles.push(SharedMemory.from(token))
         for (const sem of s.semaphores) sem.close()
         await Promise.allSettled(s.waits)
         for (const m of s.mutexes) m.close()
@@ -94,6 +97,9 @@ test.serial('thousands of random calls: no crash, only typed errors, nothing lef
     'semWait',
     'shareWith',
     'list',
+    'closeInFlight',
+    'share',
+    'redeem',
   ]) {
     t.true((succeeded.get(op) ?? 0) > 0, `${op} never succeeded`)
   }

@@ -4,11 +4,13 @@
 //   node scripts/fork-stress.mjs [--versions 20,22,24] [--forks 200]
 //
 // For each version it starts `node --single-threaded scripts/fork-stress.mjs --run`, which
-// holds a few hundred MB of live heap, keeps fs.promises reads in flight, and forks children
-// one after another; each child allocates ~50 MB of short-lived objects and writes a checksum
-// into shared memory. Every wait is bounded: a child that does not end within the limit is
+// holds a few hundred MB of live heap, keeps fs.promises reads, async pbkdf2 and dns.lookup in
+// flight, and forks children one after another; each child allocates ~50 MB of short-lived
+// objects and writes a checksum into shared memory. Every wait is bounded: a child that does not end within the limit is
 // counted as a hang and killed. The run fails on any hang, crash, wrong result or failed read.
 import { spawnSync } from 'node:child_process'
+import { pbkdf2 } from 'node:crypto'
+import { lookup } from 'node:dns'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
@@ -93,6 +95,18 @@ async function run() {
     }
   })
 
+  // Async crypto and dns.lookup in flight too, on the same pool: fork() parks the pool first.
+  let pooled = 0
+  const pool = [
+    (done) => pbkdf2('secret', 'salt', 20_000, 32, 'sha256', done),
+    (done) => lookup('localhost', done),
+  ].map(async (job) => {
+    while (reading) {
+      await new Promise((resolve) => job(resolve))
+      pooled++
+    }
+  })
+
   const area = SharedMemory.anonymous(FORKS * 8)
   const results = new Float64Array(area.buffer)
   const counts = { ok: 0, hang: 0, crash: 0, wrong: 0, signals: {} }
@@ -137,7 +151,7 @@ async function run() {
     if ((i + 1) % 50 === 0) console.log(`${i + 1}/${FORKS} forks: ${JSON.stringify(counts)}`)
   }
   reading = false
-  await Promise.all(readers)
+  await Promise.all([...readers, ...pool])
   rmSync(dir, { recursive: true })
   childMs.sort((a, b) => a - b)
   const summary = {
@@ -147,6 +161,7 @@ async function run() {
     parentHeapMb: heapMb,
     fsReads: reads,
     fsReadErrors: readErrors,
+    cryptoAndDnsJobs: pooled,
     childMsMedian: Math.round(childMs[childMs.length >> 1] ?? 0),
     seconds: Math.round((Date.now() - started) / 100) / 10,
   }

@@ -184,7 +184,9 @@
 //! ## Safety model
 //!
 //! - **A [`Region`] owns its mapping** and unmaps it exactly once, on drop or
-//!   [`Region::close`]. It is `Send` and `Sync`.
+//!   [`Region::close`]. It is `Send` and `Sync`. Code that handed raw pointers to other
+//!   threads takes an [`AddressPin`] first: dropping the region then replaces its memory with
+//!   zero pages in place, and the addresses are unmapped when the last pin goes.
 //! - **Other processes may change the bytes at any time.** The safe accessors copy
 //!   ([`Region::read_at`], [`Region::write_at`], bounds-checked); the slice views
 //!   ([`Region::as_slice`], [`Region::as_mut_slice`]) are `unsafe`, because a Rust reference
@@ -201,8 +203,12 @@
 //!   new objects get mode `0o600`, applied exactly (the umask does not narrow it).
 //! - **No `SIGBUS` surprises from `/dev/shm`**: creating a named region larger than its free
 //!   space fails with `ENOSPC` up front, and [`MapOptions::reserve`] allocates every page.
-//!   A *file* truncated by another process while mapped still faults on access: keep files you
-//!   map under your control.
+//!   A memfd is sealed against shrinking ([`Region::is_sealed`]); a *named segment or file*
+//!   truncated by another process while mapped still faults (`SIGBUS`) on access: keep them
+//!   under your control.
+//! - **Opening checks the owner**: a named segment or semaphore another user created is refused
+//!   ([`ErrorKind::ForeignOwner`]) unless [`MapOptions::owner`] / [`SemOptions::owner`] accepts
+//!   that user ([`Owner`]).
 //!
 //! ## Errors
 //!

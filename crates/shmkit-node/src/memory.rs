@@ -344,8 +344,17 @@ fn random_id() -> u128 {
   {
     let mut filled = 0;
     while filled < bytes.len() {
+      // The raw syscall, not libc's wrapper: prebuilt binaries target glibc 2.17, which predates
+      // getrandom(3).
       // SAFETY: writes at most the remaining bytes of `bytes`.
-      let n = unsafe { libc::getrandom(bytes[filled..].as_mut_ptr().cast(), bytes.len() - filled, 0) };
+      let n = unsafe {
+        libc::syscall(
+          libc::SYS_getrandom,
+          bytes[filled..].as_mut_ptr(),
+          bytes.len() - filled,
+          0,
+        )
+      };
       if let Ok(n) = usize::try_from(n) {
         filled += n;
       }

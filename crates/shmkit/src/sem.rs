@@ -770,14 +770,14 @@ mod imp {
     }
   }
 
-  /// XNU applies the umask to a new semaphore and offers no way to change its mode later.
-  #[expect(clippy::unnecessary_wraps, reason = "same signature as the Linux version")]
   /// macOS keeps named semaphores in the kernel, with no file whose owner could be read.
   #[expect(clippy::unnecessary_wraps, reason = "same signature as the Linux check")]
   pub(super) fn check_owner(_name: &ObjectName, _owner: crate::Owner) -> Result<()> {
     Ok(())
   }
 
+  /// XNU applies the umask to a new semaphore and offers no way to change its mode later.
+  #[expect(clippy::unnecessary_wraps, reason = "same signature as the Linux version")]
   pub(super) fn exact_mode(_name: &ObjectName, _mode: u32) -> Result<()> {
     Ok(())
   }

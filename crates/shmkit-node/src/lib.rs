@@ -24,12 +24,19 @@ mod inventory;
 mod js;
 mod memory;
 mod mutex;
+mod promise;
 mod semaphore;
 #[cfg_attr(
   test,
   allow(dead_code, reason = "napi-derive registers #[napi] functions only outside cfg(test)")
 )]
 mod share;
+mod waiter;
+#[cfg_attr(
+  test,
+  allow(dead_code, reason = "napi-derive registers #[napi] functions only outside cfg(test)")
+)]
+mod word;
 
 use napi::bindgen_prelude::*;
 

@@ -162,6 +162,9 @@ fn new_buffer(env: &Env, region: &Arc<Region>, slot: &Slot) -> Result<sys::napi_
     }
     return Err(Error::from_status(Status::from(status)));
   }
+  // So that `wait`/`notify` accept views of it. Best effort: a runtime that cannot tag an
+  // ArrayBuffer still gets the memory, and those calls refuse its views.
+  let _ = crate::word::mark_buffer(env, value, slot);
   let mut reference = ptr::null_mut();
   // SAFETY: `value` was just created in this env; `reference` is a valid out-pointer.
   let status = unsafe { sys::napi_create_reference(env.raw(), value, 1, &raw mut reference) };

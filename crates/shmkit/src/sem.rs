@@ -412,7 +412,7 @@ impl Semaphore {
     let sem = Semaphore {
       backing: Backing::Region { region, offset },
     };
-    sem.with_words(|w| w.value()).map_err(|e| sem.err(e, "sem_init"))?;
+    sem.raw_value().map_err(|e| sem.err(e, "sem_init"))?;
     Ok(sem)
   }
 
@@ -431,11 +431,15 @@ impl Semaphore {
     Some(unsafe { words_at(ptr) })
   }
 
-  fn with_words<T>(&self, f: impl FnOnce(&Words<'_>) -> Result<T, Errno>) -> Result<T, Errno> {
+  fn with_words<'s, T>(&'s self, f: impl FnOnce(&Words<'s>) -> Result<T, Errno>) -> Result<T, Errno> {
     match self.words() {
       Some(words) => f(&words),
       None => Err(Errno::ENOSYS),
     }
+  }
+
+  fn raw_value(&self) -> Result<u32, Errno> {
+    self.with_words(Words::value)
   }
 
   /// Adds one to the value, waking one waiter. Async-signal-safe (atomics and one futex
@@ -446,7 +450,7 @@ impl Semaphore {
   pub fn post(&self) -> Result<()> {
     match &self.backing {
       Backing::Named { map, .. } if map.words().is_none() => map.post(),
-      _ => self.with_words(|w| w.post()),
+      _ => self.with_words(Words::post),
     }
     .map_err(|e| self.err(e, "sem_post"))
   }
@@ -513,7 +517,7 @@ impl Semaphore {
   /// # Errors
   /// [`ErrorKind::Unsupported`] for a named semaphore on macOS; `EINVAL` for damaged bytes.
   pub fn value(&self) -> Result<u32> {
-    match self.with_words(|w| w.value()) {
+    match self.raw_value() {
       Err(Errno::ENOSYS) => Err(Error::new(
         ErrorKind::Unsupported,
         "macOS does not report a named semaphore's value",
@@ -607,7 +611,7 @@ impl Semaphore {
         "named semaphores are removed with unlink, not destroyed",
       )),
       Backing::Region { .. } => self
-        .with_words(|w| w.value())
+        .raw_value()
         .map(drop)
         .map_err(|e| self.err(e, "sem_destroy")),
     }
@@ -795,7 +799,7 @@ mod named {
         Err(e) => return Err(fail(e)),
       }
     };
-    let made = (|| {
+    let linked = (|| {
       let bits = nix::libc::mode_t::try_from(mode).expect("at most 0o777");
       nix::sys::stat::fchmod(fd.as_fd(), Mode::from_bits_truncate(bits))?;
       let mut bytes = [0u8; Semaphore::SIZE];
@@ -816,7 +820,7 @@ mod named {
       Ok(map)
     })();
     let _ = nix::unistd::unlink(temp.as_str());
-    made.map_err(fail)
+    linked.map_err(fail)
   }
 
   pub(super) fn unlink(name: &ObjectName) -> Result<(), Errno> {
@@ -836,17 +840,17 @@ mod named {
     }
 
     // Only macOS named semaphores take these paths (`words` is never `None` here).
-    #[expect(clippy::unused_self, clippy::unnecessary_wraps, reason = "never called on Linux")]
+    #[expect(clippy::unused_self, reason = "never called on Linux")]
     pub(super) fn post(&self) -> Result<(), Errno> {
       Err(Errno::ENOSYS)
     }
 
-    #[expect(clippy::unused_self, clippy::unnecessary_wraps, reason = "never called on Linux")]
+    #[expect(clippy::unused_self, reason = "never called on Linux")]
     pub(super) fn try_wait(&self) -> Result<bool, Errno> {
       Err(Errno::ENOSYS)
     }
 
-    #[expect(clippy::unused_self, clippy::unnecessary_wraps, reason = "never called on Linux")]
+    #[expect(clippy::unused_self, reason = "never called on Linux")]
     pub(super) fn wait_until(&self, _deadline: Option<Instant>) -> Result<bool, Errno> {
       Err(Errno::ENOSYS)
     }

@@ -272,7 +272,10 @@ pub struct Semaphore {
 }
 
 impl Semaphore {
-  #[expect(clippy::unnecessary_wraps, reason = "one signature for every maker, share.rs included")]
+  #[expect(
+    clippy::unnecessary_wraps,
+    reason = "one signature for every maker, share.rs included"
+  )]
   pub(crate) fn wrap(_env: &Env, sem: shmkit::Semaphore) -> Result<Self> {
     let name = sem.name().map(str::to_owned);
     let offset = sem.offset();
@@ -594,4 +597,3 @@ impl Semaphore {
     }
   }
 }
-

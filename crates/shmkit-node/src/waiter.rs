@@ -324,7 +324,7 @@ fn io_uring_disabled() -> bool {
 mod uring {
   //! `io_uring` futex waits whose completions land in libuv through an eventfd.
   use std::cell::{Cell, RefCell};
-  use std::collections::HashSet;
+  use std::collections::HashMap;
   use std::ffi::{c_int, c_void, CStr};
   use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
   use std::ptr;
@@ -336,7 +336,7 @@ mod uring {
   use napi::sys;
   use shmkit::Errno;
 
-  use super::{find_loop, in_callback_scope, Word, WaitOutcome};
+  use super::{find_loop, in_callback_scope, WaitOutcome, Word};
 
   const SETUP_CQSIZE: u32 = 1 << 3;
   const SETUP_SINGLE_ISSUER: u32 = 1 << 12;
@@ -504,8 +504,9 @@ mod uring {
     cqes: *const Cqe,
     /// Entries filled but not yet handed to the kernel.
     unsubmitted: Cell<u32>,
-    /// Waits with a deadline: each has a timeout request beside its futex wait.
-    timed: RefCell<HashSet<u64>>,
+    /// Waits with a deadline: each has a timeout request beside its futex wait, whose
+    /// timespec lives here (boxed, so it stays put) until the timeout is done with.
+    timed: RefCell<HashMap<u64, Box<KernelTimespec>>>,
     defer: bool,
     poll: Cell<*mut c_void>,
     pid: u32,
@@ -535,7 +536,10 @@ mod uring {
       return Err(Errno::last());
     }
     // SAFETY: a new fd that nothing else owns.
-    Ok((unsafe { OwnedFd::from_raw_fd(c_int::try_from(fd).map_err(|_| Errno::EBADF)?) }, params))
+    Ok((
+      unsafe { OwnedFd::from_raw_fd(c_int::try_from(fd).map_err(|_| Errno::EBADF)?) },
+      params,
+    ))
   }
 
   fn map(fd: &OwnedFd, len: usize, offset: i64) -> std::result::Result<Mapping, Errno> {
@@ -792,7 +796,13 @@ mod uring {
       Err(Errno::EBUSY)
     }
 
-    pub(super) fn arm(&self, word: &Word, expected: u32, id: u64, deadline: Option<Instant>) -> std::result::Result<(), Errno> {
+    pub(super) fn arm(
+      &self,
+      word: &Word,
+      expected: u32,
+      id: u64,
+      deadline: Option<Instant>,
+    ) -> std::result::Result<(), Errno> {
       if std::process::id() != self.pid {
         // A forked child: the ring is the parent's.
         return Err(Errno::EEXIST);
@@ -808,21 +818,21 @@ mod uring {
       };
       self.push(&mut wait)?;
       // A timer beside the wait (a linked timeout does not cancel a futex wait): when it
-      // fires first, the wait is cancelled. The timespec only has to live until the
-      // submission below, which reads it.
-      let ts = deadline.map(monotonic);
-      if let Some(ts) = &ts {
+      // fires first, the wait is cancelled. Its timespec stays in `timed` until the timer is
+      // done, in case the submission is only completed by a later `io_uring_enter`.
+      if let Some(deadline) = deadline {
+        let ts = Box::new(monotonic(deadline));
         let mut timeout = Sqe {
           opcode: OP_TIMEOUT,
           fd: -1,
-          addr: ptr::from_ref(ts) as u64,
+          addr: ptr::from_ref(&*ts) as u64,
           len: 1,
           op_flags: TIMEOUT_ABS,
           user_data: id << 2 | TAG_TIMEOUT,
           ..Sqe::default()
         };
+        self.timed.borrow_mut().insert(id, ts);
         self.push(&mut timeout)?;
-        self.timed.borrow_mut().insert(id);
       }
       self.submit(0)
     }
@@ -850,7 +860,9 @@ mod uring {
         };
         let _ = self.push(&mut sqe);
       }
-      if self.timed.borrow_mut().remove(&id) {
+      if let Some(ts) = self.timed.borrow_mut().remove(&id) {
+        // The kernel read the timespec when it took the timeout request in.
+        drop(ts);
         let mut sqe = Sqe {
           opcode: OP_TIMEOUT_REMOVE,
           fd: -1,
@@ -923,7 +935,9 @@ mod uring {
     }
 
     pub(super) fn hold_loop(&self, hold: bool) {
-      let (Some(uv), handle) = (uv(), self.poll.get()) else { return };
+      let (Some(uv), handle) = (uv(), self.poll.get()) else {
+        return;
+      };
       if handle.is_null() {
         return;
       }
@@ -995,7 +1009,9 @@ mod uring {
     // SAFETY: a live handle whose data is the env it serves.
     let env: sys::napi_env = unsafe { (uv.get_data)(handle) }.cast();
     let Some(lp) = find_loop(env) else { return };
-    let super::Backend::Uring(ring) = &lp.backend else { return };
+    let super::Backend::Uring(ring) = &lp.backend else {
+      return;
+    };
     let done = ring.reap();
     if done.is_empty() {
       return;
@@ -1195,7 +1211,13 @@ pub mod pool {
   static THREADS: Mutex<Vec<Arc<Thread>>> = Mutex::new(Vec::new());
 
   /// Watches `word` for `sink`'s wait `id`.
-  pub(super) fn add(word: Word, expected: u32, sink: &Arc<Sink>, id: u64, deadline: Option<Instant>) -> std::result::Result<(), Errno> {
+  pub(super) fn add(
+    word: Word,
+    expected: u32,
+    sink: &Arc<Sink>,
+    id: u64,
+    deadline: Option<Instant>,
+  ) -> std::result::Result<(), Errno> {
     let sub = Sub {
       sink: sink.clone(),
       id,
@@ -1277,7 +1299,11 @@ pub mod pool {
           deadline = Some(deadline.map_or(poll, |d| d.min(poll)));
         }
         let words: Vec<(Word, u32)> = if multi {
-          entries.iter().take(SLOTS).map(|e| (e.word.clone(), e.expected)).collect()
+          entries
+            .iter()
+            .take(SLOTS)
+            .map(|e| (e.word.clone(), e.expected))
+            .collect()
         } else {
           Vec::new()
         };
@@ -1316,15 +1342,15 @@ pub mod pool {
       let mut entries = lock(&thread.entries);
       let mut kept = Vec::with_capacity(entries.len());
       for mut entry in entries.drain(..) {
-        let changed =
-          woken == Some(entry.word.addr()) || entry.word.get().load(Ordering::Acquire) != entry.expected;
+        let changed = woken == Some(entry.word.addr()) || entry.word.get().load(Ordering::Acquire) != entry.expected;
         if changed {
           for sub in entry.subs.drain(..) {
             fire(sub, WaitOutcome::Woken);
           }
           continue;
         }
-        let (due, waiting): (Vec<Sub>, Vec<Sub>) = entry.subs.drain(..).partition(|s| s.deadline.is_some_and(|d| d <= now));
+        let (due, waiting): (Vec<Sub>, Vec<Sub>) =
+          entry.subs.drain(..).partition(|s| s.deadline.is_some_and(|d| d <= now));
         for sub in due {
           fire(sub, WaitOutcome::TimedOut);
         }
@@ -1344,7 +1370,12 @@ pub mod pool {
   /// by `shmkit::futex::wake`, which is shared: a private wait would never see it), with an
   /// absolute monotonic deadline. Returns the index of the word woken.
   #[cfg(target_os = "linux")]
-  fn waitv(control: &AtomicU32, seen: u32, words: &[(Word, u32)], deadline: Option<Instant>) -> std::result::Result<usize, Errno> {
+  fn waitv(
+    control: &AtomicU32,
+    seen: u32,
+    words: &[(Word, u32)],
+    deadline: Option<Instant>,
+  ) -> std::result::Result<usize, Errno> {
     #[repr(C)]
     struct FutexWaitv {
       val: u64,
@@ -1404,7 +1435,12 @@ pub mod pool {
   }
 
   #[cfg(not(target_os = "linux"))]
-  fn waitv(_control: &AtomicU32, _seen: u32, _words: &[(Word, u32)], _deadline: Option<Instant>) -> std::result::Result<usize, Errno> {
+  fn waitv(
+    _control: &AtomicU32,
+    _seen: u32,
+    _words: &[(Word, u32)],
+    _deadline: Option<Instant>,
+  ) -> std::result::Result<usize, Errno> {
     Err(Errno::ENOSYS)
   }
 }

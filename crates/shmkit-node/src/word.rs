@@ -47,8 +47,16 @@ pub fn mark_buffer(env: &Env, buffer: sys::napi_value, slot: &Slot) -> Result<()
   let data = Box::into_raw(Box::new(slot.clone()));
   // SAFETY: `buffer` is a fresh object nothing else wraps; `drop_slot` frees `data` when V8
   // collects the buffer.
-  let status =
-    unsafe { sys::napi_wrap(env.raw(), buffer, data.cast(), Some(drop_slot), ptr::null_mut(), ptr::null_mut()) };
+  let status = unsafe {
+    sys::napi_wrap(
+      env.raw(),
+      buffer,
+      data.cast(),
+      Some(drop_slot),
+      ptr::null_mut(),
+      ptr::null_mut(),
+    )
+  };
   if status != sys::Status::napi_ok {
     // SAFETY: not wrapped, so still ours.
     drop(unsafe { Box::from_raw(data) });
@@ -118,7 +126,12 @@ fn word_at(env: &Env, view: Unknown<'_>, index: Unknown<'_>) -> Result<Word> {
   #[expect(clippy::cast_precision_loss, reason = "view lengths are far below 2**53")]
   let last = length as f64 - 1.0;
   if length == 0 {
-    return Err(args::out_of_range(env, "index", "a valid index of the view", "an empty view"));
+    return Err(args::out_of_range(
+      env,
+      "index",
+      "a valid index of the view",
+      "an empty view",
+    ));
   }
   let i = args::integer(env, index, "index", 0.0, last)?;
   #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "0..length")]
@@ -174,7 +187,13 @@ fn outcome_str(outcome: WaitOutcome) -> &'static str {
   ts_args_type = "typedArray: Int32Array, index: number, value: number, timeout?: number | undefined | null",
   ts_return_type = "'ok' | 'not-equal' | 'timed-out'"
 )]
-pub fn wait(env: Env, typed_array: Unknown, index: Unknown, value: Unknown, timeout: Option<Unknown>) -> Result<&'static str> {
+pub fn wait(
+  env: Env,
+  typed_array: Unknown,
+  index: Unknown,
+  value: Unknown,
+  timeout: Option<Unknown>,
+) -> Result<&'static str> {
   let word = word_at(&env, typed_array, index)?;
   let expected = expected_value(&env, value)?;
   let timeout = timeout_ms(&env, timeout, "timeout")?;
@@ -220,7 +239,12 @@ pub fn wait_async<'e>(
   let (timeout, signal) = match options {
     Some(o) if o.get_type()? == ValueType::Object => {
       let options = args::options(env, Some(o), "options")?;
-      let timeout = match options.as_ref().map(|o| args::property(o, "timeout")).transpose()?.flatten() {
+      let timeout = match options
+        .as_ref()
+        .map(|o| args::property(o, "timeout"))
+        .transpose()?
+        .flatten()
+      {
         Some(t) => timeout_ms(env, Some(t), "options.timeout")?,
         None => None,
       };

@@ -178,7 +178,9 @@ impl Words<'_> {
       if Self::checked_value(data)? == 0 {
         return Ok(false);
       }
-      let next = data.wrapping_sub(1).wrapping_sub(if as_waiter { ONE_WAITER } else { 0 });
+      let next = data
+        .wrapping_sub(1)
+        .wrapping_sub(if as_waiter { ONE_WAITER } else { 0 });
       match self
         .data
         .compare_exchange_weak(data, next, Ordering::Acquire, Ordering::Relaxed)
@@ -217,7 +219,10 @@ impl Words<'_> {
   /// Removes a waiter that leaves without a permit. If permits are left and others wait, a
   /// wake meant for this waiter may have been spent on it: pass one on.
   fn remove_waiter(&self) {
-    let data = self.data.fetch_sub(ONE_WAITER, Ordering::Relaxed).wrapping_sub(ONE_WAITER);
+    let data = self
+      .data
+      .fetch_sub(ONE_WAITER, Ordering::Relaxed)
+      .wrapping_sub(ONE_WAITER);
     if Self::value_of(data) > 0 && data >> 32 != 0 {
       let _ = futex::wake(self.value, 1);
     }
@@ -473,10 +478,7 @@ impl Semaphore {
   /// # Errors
   /// `EINVAL` for damaged bytes.
   pub fn wait(&self) -> Result<()> {
-    self
-      .wait_deadline(None)
-      .map(drop)
-      .map_err(|e| self.err(e, "sem_wait"))
+    self.wait_deadline(None).map(drop).map_err(|e| self.err(e, "sem_wait"))
   }
 
   /// Like [`Semaphore::wait`], but gives up after `timeout`: returns `true` when it took one,
@@ -610,10 +612,7 @@ impl Semaphore {
         ErrorKind::InvalidArgument,
         "named semaphores are removed with unlink, not destroyed",
       )),
-      Backing::Region { .. } => self
-        .raw_value()
-        .map(drop)
-        .map_err(|e| self.err(e, "sem_destroy")),
+      Backing::Region { .. } => self.raw_value().map(drop).map_err(|e| self.err(e, "sem_destroy")),
     }
   }
 

@@ -197,6 +197,10 @@ pub fn wait(
   let word = word_at(&env, typed_array, index)?;
   let expected = expected_value(&env, value)?;
   let timeout = timeout_ms(&env, timeout, "timeout")?;
+  // The value first, as Atomics.wait: a zero timeout still tells 'not-equal'.
+  if word.get().load(Ordering::SeqCst) != expected {
+    return Ok(WaitOutcome::NotEqual.as_str());
+  }
   shmkit::futex::wait(word.get(), expected, timeout)
     .map(outcome_str)
     .js(&env)

@@ -11,6 +11,16 @@ import test, { type ExecutionContext } from 'ava'
 import { notify, Semaphore, SharedMemory, wait, waitAsync, waitMechanism } from '../index.js'
 import { fixture, here, runNode, uniqueName, uniqueSemName } from './helpers.js'
 
+/**
+ * What `notify` reports for one waiting `waitAsync`: exactly 1 with io_uring (each wait is a
+ * kernel wait); with the waiter threads, 0 or 1 (the thread may not sleep on the word yet;
+ * the wait still ends, since the word changed).
+ */
+function oneWoken(t: ExecutionContext, woken: number, what: string) {
+  if (waitMechanism() === 'io_uring') t.is(woken, 1, what)
+  else t.true(woken === 0 || woken === 1, what)
+}
+
 test('wait and waitAsync answer like Atomics: not-equal, timed-out, ok', async (t) => {
   using shm = SharedMemory.anonymous(4096)
   const words = new Int32Array(shm.buffer)
@@ -25,7 +35,7 @@ test('wait and waitAsync answer like Atomics: not-equal, timed-out, ok', async (
   const pending = waitAsync(words, 3, 0)
   t.is(notify(words, 2), 0, 'nobody waits on another word')
   Atomics.store(words, 3, 1)
-  t.is(notify(words, 3), 1, 'one waiter woken')
+  oneWoken(t, notify(words, 3), 'one waiter woken')
   t.is(await pending, 'ok')
   t.is(wait(words, 4, -1, 0), 'not-equal', 'values are compared as 32 bits')
   Atomics.store(words, 4, -1)
@@ -52,7 +62,7 @@ test('bad arguments and other buffers are refused with Node codes; a closed regi
   const tail = new Int32Array(shm.buffer, 4092, 1)
   const pending = waitAsync(tail, 0, 0)
   words[1023] = 1
-  t.is(notify(words, 1023), 1)
+  oneWoken(t, notify(words, 1023), 'the waiter on the last word')
   t.is(await pending, 'ok')
   shm.close()
   t.throws(() => wait(words, 0, 0), { code: 'ERR_SHM_CLOSED' })
@@ -80,7 +90,7 @@ test('a pending waitAsync keeps its memory mapped after close(), and a notify th
   a.close()
   const other = new Int32Array(b.buffer)
   Atomics.store(other, 5, 1)
-  t.is(notify(other, 5), 1, 'the same word, mapped at another address')
+  oneWoken(t, notify(other, 5), 'the same word, mapped at another address')
   t.is(await pending, 'ok')
 })
 
@@ -178,7 +188,7 @@ for (const mode of ['lock', 'sem-region', 'sem-named'] as const) {
 
 test('without a lock the same count comes out wrong (so the tests above can fail)', async (t) => {
   // More rounds, so that the unlocked loops surely overlap (each takes a few milliseconds).
-  const rounds = 50 * ROUNDS
+  const rounds = 250 * ROUNDS
   const total = await count(t, 'none', rounds)
   if (total === null) return t.pass()
   t.log(`no lock: ${total} of ${4 * rounds}`)

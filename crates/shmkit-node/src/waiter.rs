@@ -291,6 +291,7 @@ unsafe extern "C" fn teardown(handle: sys::napi_async_cleanup_hook_handle, arg: 
   }
 }
 
+#[cfg_attr(not(target_os = "linux"), allow(dead_code, reason = "the io_uring path only"))]
 /// Runs `f` with a handle scope and a callback scope open, as libuv callbacks must before
 /// they touch JS (closing the callback scope runs the microtasks, so promises settle).
 fn in_callback_scope(lp: &Loop, f: impl FnOnce(&Env)) {
@@ -315,6 +316,7 @@ fn in_callback_scope(lp: &Loop, f: impl FnOnce(&Env)) {
   unsafe { sys::napi_close_handle_scope(env, handles) };
 }
 
+#[cfg_attr(not(target_os = "linux"), allow(dead_code, reason = "the io_uring path only"))]
 /// Whether `SHMKIT_IO_URING=0` turned `io_uring` off.
 fn io_uring_disabled() -> bool {
   std::env::var_os("SHMKIT_IO_URING").is_some_and(|v| v == "0")
@@ -1410,7 +1412,7 @@ pub mod pool {
       let mut ts = now;
       ts.tv_sec = (i128::from(now.tv_sec) + i128::from(left.as_secs()) + nanos / 1_000_000_000)
         .try_into()
-        .unwrap_or(libc::time_t::MAX);
+        .unwrap_or(i64::MAX);
       ts.tv_nsec = (nanos % 1_000_000_000).try_into().unwrap_or(0);
       ts
     });

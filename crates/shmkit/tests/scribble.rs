@@ -46,8 +46,8 @@ fn act(region: &Arc<Region>, seed: u64) -> (Duration, u32) {
     let start = Instant::now();
     match rng.below(5) {
       0 => {
-        let seen = word.load(Ordering::SeqCst);
-        check(futex::wait(word, seen, Some(timeout)).map(drop));
+        let current = word.load(Ordering::SeqCst);
+        check(futex::wait(word, current, Some(timeout)).map(drop));
       }
       1 => {
         word.fetch_add(1, Ordering::SeqCst);

@@ -182,15 +182,14 @@ export declare class Semaphore {
    * The `SEMAPHORE_SIZE` bytes at `offset` belong to the semaphore: do not write over them
    * through `buffer` (operations on a damaged semaphore throw `EINVAL`). `offset` must be a
    * multiple of `SEMAPHORE_ALIGNMENT`, and the region shared and writable. The semaphore
-   * keeps the mapping alive: closing `memory` does not affect it. Linux only
-   * (`ERR_SHM_UNSUPPORTED` on macOS).
+   * keeps the mapping alive: closing `memory` does not affect it. The bytes are glibc's
+   * `sem_t`, so on glibc C programs use it with `sem_post`/`sem_wait` too.
    */
   static initIn(memory: SharedMemory, offset: number, initial?: number | undefined | null): Semaphore
   /**
    * Uses the semaphore that `Semaphore.initIn` (in this or another process) placed at byte
-   * `offset` of `memory`, without initialising anything. Throws `EINVAL` when the bytes
-   * there visibly hold no semaphore (checked with glibc, whose semaphores would otherwise
-   * abort the process).
+   * `offset` of `memory` (or a C program's `sem_init(pshared = 1)` on glibc), without
+   * initialising anything. Throws `EINVAL` when the bytes there hold no semaphore.
    */
   static at(memory: SharedMemory, offset: number): Semaphore
   /**

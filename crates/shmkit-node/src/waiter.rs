@@ -894,19 +894,23 @@ mod uring {
     }
 
     /// Every completion ready now, as (wait id, outcome).
+    ///
+    /// The eventfd is read **first**, then deferred task work is run (`GETEVENTS`, which
+    /// posts the completions and signals the eventfd again), then the queue drained; again
+    /// until a read finds the eventfd quiet. Work queued after the last read signals the
+    /// eventfd anew, so the poll handle fires again: no wake is lost between the steps.
     fn reap(&self) -> Vec<(u64, shmkit::Result<WaitOutcome>)> {
       let mut out = Vec::new();
       loop {
-        if self.defer {
-          // Posts completions queued as deferred task work (the eventfd fired already).
-          let _ = enter(&self.fd, 0, ENTER_GETEVENTS);
-        }
         let mut count = [0u8; 8];
         // SAFETY: a nonblocking read of our eventfd into an 8-byte buffer.
-        unsafe { libc::read(self.eventfd.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
+        let signalled = unsafe { libc::read(self.eventfd.as_raw_fd(), count.as_mut_ptr().cast(), 8) } == 8;
+        if self.defer {
+          let _ = enter(&self.fd, 0, ENTER_GETEVENTS);
+        }
         let mut cqes = Vec::new();
         self.drain(|user_data, res| cqes.push((user_data, res)));
-        if cqes.is_empty() {
+        if cqes.is_empty() && !signalled {
           break;
         }
         for (user_data, res) in cqes {

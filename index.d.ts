@@ -650,7 +650,7 @@ export interface WaitAsyncOptions {
  * land in the event loop) or `'threads'` (a few shared waiter threads). For diagnostics
  * and benchmarks.
  */
-export declare function waitMechanism(): string
+export declare function waitMechanism(): 'io_uring' | 'threads'
 
 /** Options for `wait`. */
 export interface WaitOptions {

@@ -341,7 +341,7 @@ pub fn notify(env: Env, typed_array: Unknown, index: Unknown, count: Option<Unkn
 /// Which mechanism serves this thread's async waits: `'io_uring'` (Linux ≥ 6.7: completions
 /// land in the event loop) or `'threads'` (a few shared waiter threads). For diagnostics
 /// and benchmarks.
-#[napi]
+#[napi(ts_return_type = "'io_uring' | 'threads'")]
 pub fn wait_mechanism(env: Env) -> Result<&'static str> {
   waiter::mechanism(&env)
 }

@@ -1,6 +1,7 @@
 // wait/waitAsync/notify on Int32Array views of shared memory, across processes, and the
-// exactness of counting under each primitive with Node, forked and C processes taking part.
-import { execFileSync, spawn } from 'node:child_process'
+// exactness of counting under each primitive with Node, forked Node, C and Rust processes
+// taking part.
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -141,14 +142,36 @@ function cProgram(t: ExecutionContext): string | null {
 
 const ROUNDS = 20_000
 
-/** Four processes (Node sync, Node async, a child of shmkit's fork, C) add ROUNDS each. */
+/** The Rust participant (`examples/word_counter.rs`), built by cargo; null (skip) without cargo. */
+let rustCounter: string | null | undefined
+function rustProgram(t: ExecutionContext): string | null {
+  if (rustCounter === undefined) {
+    const built = spawnSync(
+      'cargo',
+      ['build', '--release', '-p', 'shmkit', '--example', 'word_counter', '--message-format=json-render-diagnostics'],
+      { cwd: join(here, '..'), encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
+    )
+    rustCounter = null
+    for (const line of (built.stdout ?? '').split('\n')) {
+      if (!line.startsWith('{')) continue
+      const message = JSON.parse(line)
+      if (message.reason === 'compiler-artifact' && message.target.name === 'word_counter')
+        rustCounter = message.executable
+    }
+  }
+  if (!rustCounter) t.log('skipped: no cargo to build the Rust participant')
+  return rustCounter
+}
+
+/** Four processes (Node async, a Node child of shmkit's fork, C, Rust) add `rounds` each. */
 async function count(
   t: ExecutionContext,
   mode: 'lock' | 'sem-region' | 'sem-named' | 'none',
   rounds = ROUNDS,
 ): Promise<number | null> {
   const binary = cProgram(t)
-  if (!binary) return null
+  const rust = rustProgram(t)
+  if (!binary || !rust) return null
   const name = uniqueName(t)
   using shm = SharedMemory.create(name, 4096)
   const semName = uniqueSemName(t)
@@ -160,16 +183,20 @@ async function count(
       timeoutMs: 300_000,
       execArgv,
     })
-  const c = spawn(binary, [`/${name}`, String(rounds), mode, `/${semName}`], { stdio: ['ignore', 'pipe', 'inherit'] })
-  t.teardown(() => c.kill('SIGKILL'))
-  const [sync, async, forked, [code]] = await Promise.all([
-    node('sync'),
+  const native = (program: string, args: string[]) => {
+    const child = spawn(program, args, { stdio: ['ignore', 'pipe', 'inherit'] })
+    t.teardown(() => child.kill('SIGKILL'))
+    return once(child, 'exit').then(([code]) => code as number)
+  }
+  const [async, forked, c, r] = await Promise.all([
     node('async'),
     node('sync', ['fork'], ['--single-threaded']),
-    once(c, 'exit'),
+    native(binary, [`/${name}`, String(rounds), mode, `/${semName}`]),
+    native(rust, [`/${name}`, String(rounds), mode, `/${semName}`]),
   ])
-  for (const run of [sync, async, forked]) t.is(run.code, 0, run.stderr)
-  t.is(code, 0, 'the C program')
+  for (const run of [async, forked]) t.is(run.code, 0, run.stderr)
+  t.is(c, 0, 'the C program')
+  t.is(r, 0, 'the Rust program')
   return new Int32Array(shm.buffer)[0]
 }
 
@@ -179,7 +206,7 @@ for (const mode of ['lock', 'sem-region', 'sem-named'] as const) {
     'sem-region': 'an in-region semaphore',
     'sem-named': 'a named semaphore',
   }[mode]
-  test(`exact: Node (sync, async, forked) and C processes add 4 x 20,000 under ${what}`, async (t) => {
+  test(`exact: Node (async, forked), C and Rust processes add 4 x 20,000 under ${what}`, async (t) => {
     const total = await count(t, mode)
     if (total === null) return t.pass()
     t.is(total, 4 * ROUNDS)

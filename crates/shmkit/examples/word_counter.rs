@@ -45,7 +45,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
   let region = Arc::new(Region::open(segment.as_str())?);
   let sem = match mode.as_str() {
     "sem-region" => Some(Semaphore::at(region.clone(), 256)?),
-    "sem-named" => Some(Semaphore::open(rest.first().ok_or("sem-named needs a SEMAPHORE")?.as_str())?),
+    "sem-named" => Some(Semaphore::open(
+      rest.first().ok_or("sem-named needs a SEMAPHORE")?.as_str(),
+    )?),
     _ => None,
   };
   let word = region.atomic_u32(64)?;

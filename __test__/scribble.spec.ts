@@ -1,17 +1,18 @@
 // Must-show 1 of the synchronisation issue: while processes (spawned Node, a child of
-// shmkit's fork) wait, post and notify on wait/notify words, in-region semaphores and a
-// named semaphore, another process writes random bytes over all of them at random moments.
-// No process may abort or crash, every error must be typed, and no wait may last much
-// past its timeout. (The Rust side is crates/shmkit/tests/scribble.rs.)
+// shmkit's fork, a Rust program) wait, post and notify on wait/notify words, in-region
+// semaphores and a named semaphore, another process writes random bytes over all of them at
+// random moments. No process may abort or crash, every error must be typed, and no wait may
+// last much past its timeout. (crates/shmkit/tests/scribble.rs does the same with forked
+// Rust processes only.)
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 
 import test from 'ava'
 
 import { Semaphore, SharedMemory, waitMechanism } from '../index.js'
-import { fixture, runNode, uniqueName, uniqueSemName } from './helpers.js'
+import { cargoExample, fixture, runNode, uniqueName, uniqueSemName } from './helpers.js'
 
-const ROUNDS = 1000 // per actor; three actors
+const ROUNDS = 1000 // per actor; three Node actors and a Rust one
 
 interface Summary {
   rounds: number
@@ -39,7 +40,21 @@ test('random bytes over words and semaphores: no abort, no crash, typed errors, 
       timeoutMs: 300_000,
       execArgv,
     })
-  const runs = await Promise.all([actor([]), actor([]), actor(['fork'], ['--single-threaded'])])
+  const rust = cargoExample('scribble_actor')
+  if (!rust) t.log('no cargo: the Rust actor is left out')
+  const rustRun = async () => {
+    if (!rust) return null
+    const child = spawn(rust, [`/${name}`, `/${semName}`, String(ROUNDS)], { stdio: ['ignore', 'pipe', 'pipe'] })
+    t.teardown(() => child.kill('SIGKILL'))
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+    const [code, signal] = await once(child, 'exit')
+    return { code, signal, stdout, stderr }
+  }
+  const all = await Promise.all([actor([]), actor([]), actor(['fork'], ['--single-threaded']), rustRun()])
+  const runs = all.filter((run) => run !== null)
   scribbler.stdin.end()
   const [code] = await once(scribbler, 'exit')
   t.is(code, 0)

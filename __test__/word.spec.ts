@@ -1,7 +1,7 @@
 // wait/waitAsync/notify on Int32Array views of shared memory, across processes, and the
 // exactness of counting under each primitive with Node, forked Node, C and Rust processes
 // taking part.
-import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import test, { type ExecutionContext } from 'ava'
 
 import { notify, Semaphore, SharedMemory, wait, waitAsync, waitMechanism } from '../index.js'
-import { fixture, here, runNode, uniqueName, uniqueSemName } from './helpers.js'
+import { cargoExample, fixture, here, runNode, uniqueName, uniqueSemName } from './helpers.js'
 
 /**
  * What `notify` reports for one waiting `waitAsync`: exactly 1 with io_uring (each wait is a
@@ -49,7 +49,7 @@ test('bad arguments and other buffers are refused with Node codes; a closed regi
   const words = new Int32Array(shm.buffer)
   t.throws(() => wait(new Int32Array(4), 0, 0), { code: 'ERR_INVALID_ARG_VALUE' })
   t.throws(() => wait(new Int32Array(new SharedArrayBuffer(16)), 0, 0), { code: 'ERR_INVALID_ARG_VALUE' })
-  t.throws(() => wait(new Uint32Array(shm.buffer), 0, 0), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.throws(() => wait(new Uint32Array(shm.buffer) as unknown as Int32Array, 0, 0), { code: 'ERR_INVALID_ARG_TYPE' })
   t.throws(() => wait({} as Int32Array, 0, 0), { code: 'ERR_INVALID_ARG_TYPE' })
   t.throws(() => wait(words, 1024, 0), { code: 'ERR_OUT_OF_RANGE' })
   t.throws(() => wait(words, 1.5, 0), { code: 'ERR_OUT_OF_RANGE' })
@@ -142,25 +142,11 @@ function cProgram(t: ExecutionContext): string | null {
 
 const ROUNDS = 20_000
 
-/** The Rust participant (`examples/word_counter.rs`), built by cargo; null (skip) without cargo. */
-let rustCounter: string | null | undefined
+/** The Rust participant (`examples/word_counter.rs`); null (skip, with the reason) without cargo. */
 function rustProgram(t: ExecutionContext): string | null {
-  if (rustCounter === undefined) {
-    const built = spawnSync(
-      'cargo',
-      ['build', '--release', '-p', 'shmkit', '--example', 'word_counter', '--message-format=json-render-diagnostics'],
-      { cwd: join(here, '..'), encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
-    )
-    rustCounter = null
-    for (const line of (built.stdout ?? '').split('\n')) {
-      if (!line.startsWith('{')) continue
-      const message = JSON.parse(line)
-      if (message.reason === 'compiler-artifact' && message.target.name === 'word_counter')
-        rustCounter = message.executable
-    }
-  }
-  if (!rustCounter) t.log('skipped: no cargo to build the Rust participant')
-  return rustCounter
+  const program = cargoExample('word_counter')
+  if (!program) t.log('skipped: no cargo to build the Rust participant')
+  return program
 }
 
 /** Four processes (Node async, a Node child of shmkit's fork, C, Rust) add `rounds` each. */

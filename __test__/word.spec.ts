@@ -200,10 +200,14 @@ for (const mode of ['lock', 'sem-region', 'sem-named'] as const) {
 }
 
 test('without a lock the same count comes out wrong (so the tests above can fail)', async (t) => {
-  // More rounds, so that the unlocked loops surely overlap (each takes a few milliseconds).
+  // More rounds, so that the unlocked loops overlap (each takes milliseconds); the scheduler
+  // may still run them one after another now and then, so a few attempts are allowed.
   const rounds = 250 * ROUNDS
-  const total = await count(t, 'none', rounds)
-  if (total === null) return t.pass()
-  t.log(`no lock: ${total} of ${4 * rounds}`)
-  t.true(total < 4 * rounds)
+  for (let attempt = 1; attempt <= 5; attempt++) {
+    const total = await count(t, 'none', rounds)
+    if (total === null) return t.pass()
+    t.log(`no lock, attempt ${attempt}: ${total} of ${4 * rounds}`)
+    if (total < 4 * rounds) return t.pass()
+  }
+  t.fail('five unlocked runs all counted exactly: the processes never overlapped')
 })

@@ -352,7 +352,6 @@ mod uring {
   const OP_TIMEOUT_REMOVE: u8 = 12;
   const OP_ASYNC_CANCEL: u8 = 14;
   const OP_FUTEX_WAIT: u8 = 51;
-  const SQE_CQE_SKIP_SUCCESS: u8 = 1 << 6;
   const TIMEOUT_ABS: u32 = 1;
   /// futex2 flags: a 32-bit word, shared (no `FUTEX2_PRIVATE`, which would never see
   /// another process's wake).
@@ -857,7 +856,6 @@ mod uring {
           fd: -1,
           addr: id << 2 | TAG_WAIT,
           user_data: id << 2 | TAG_CANCEL,
-          flags: SQE_CQE_SKIP_SUCCESS,
           ..Sqe::default()
         };
         let _ = self.push(&mut sqe);
@@ -870,7 +868,6 @@ mod uring {
           fd: -1,
           addr: id << 2 | TAG_TIMEOUT,
           user_data: id << 2 | TAG_CANCEL,
-          flags: SQE_CQE_SKIP_SUCCESS,
           ..Sqe::default()
         };
         let _ = self.push(&mut sqe);
@@ -896,23 +893,23 @@ mod uring {
     /// Every completion ready now, as (wait id, outcome).
     ///
     /// The eventfd is read **first**, then deferred task work is run (`GETEVENTS`, which
-    /// posts the completions and signals the eventfd again), then the queue drained; again
-    /// until a read finds the eventfd quiet. Work queued after the last read signals the
-    /// eventfd anew, so the poll handle fires again: no wake is lost between the steps.
+    /// posts the completions), then the queue drained; again until a round posts nothing
+    /// (the kernel runs deferred work in bounded batches, and every request here posts a
+    /// completion, so an empty round means none was left). The eventfd is never cleared
+    /// without a `GETEVENTS` after it, so work queued later leaves it signalled and the
+    /// level-triggered poll handle fires again: no wake is lost between the steps.
     fn reap(&self) -> Vec<(u64, shmkit::Result<WaitOutcome>)> {
       let mut out = Vec::new();
       loop {
         let mut count = [0u8; 8];
         // SAFETY: a nonblocking read of our eventfd into an 8-byte buffer.
-        let signalled = unsafe { libc::read(self.eventfd.as_raw_fd(), count.as_mut_ptr().cast(), 8) } == 8;
+        unsafe { libc::read(self.eventfd.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
         if self.defer {
           let _ = enter(&self.fd, 0, ENTER_GETEVENTS);
         }
         let mut cqes = Vec::new();
         self.drain(|user_data, res| cqes.push((user_data, res)));
-        if cqes.is_empty() && !signalled {
-          break;
-        }
+        let again = !cqes.is_empty();
         for (user_data, res) in cqes {
           let id = user_data >> 2;
           let outcome = match (user_data & 3, res) {
@@ -932,6 +929,9 @@ mod uring {
           };
           self.forget(id, false);
           out.push((id, outcome));
+        }
+        if !again {
+          break;
         }
       }
       if self.unsubmitted.get() > 0 {

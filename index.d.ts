@@ -185,15 +185,14 @@ export declare class Semaphore {
    * The `SEMAPHORE_SIZE` bytes at `offset` belong to the semaphore: do not write over them
    * through `buffer` (operations on a damaged semaphore throw `EINVAL`). `offset` must be a
    * multiple of `SEMAPHORE_ALIGNMENT`, and the region shared and writable. The semaphore
-   * keeps the mapping alive: closing `memory` does not affect it. Linux only
-   * (`ERR_SHM_UNSUPPORTED` on macOS).
+   * keeps the mapping alive: closing `memory` does not affect it. The bytes are glibc's
+   * `sem_t`, so on glibc C programs use it with `sem_post`/`sem_wait` too.
    */
   static initIn(memory: SharedMemory, offset: number, initial?: number | undefined | null): Semaphore
   /**
    * Uses the semaphore that `Semaphore.initIn` (in this or another process) placed at byte
-   * `offset` of `memory`, without initialising anything. Throws `EINVAL` when the bytes
-   * there visibly hold no semaphore (checked with glibc, whose semaphores would otherwise
-   * abort the process).
+   * `offset` of `memory` (or a C program's `sem_init(pshared = 1)` on glibc), without
+   * initialising anything. Throws `EINVAL` when the bytes there hold no semaphore.
    */
   static at(memory: SharedMemory, offset: number): Semaphore
   /**
@@ -218,8 +217,9 @@ export declare class Semaphore {
    * `options.timeout` milliseconds passed first. Rejects with an `AbortError`
    * (`code: 'ABORT_ERR'`) when `options.signal` aborts first, and with `ERR_SHM_CLOSED`
    * when `close()` is called first. Pending waits of one semaphore object are served in
-   * the order they were made, by one dispatcher thread (never a libuv threadpool thread);
-   * a pending wait keeps the process alive.
+   * the order they were made; they use no thread of their own and none of the libuv pool
+   * (on Linux ≥ 6.7 a post from any process completes straight into the event loop). A
+   * pending wait keeps the process alive.
    */
   wait(options?: WaitOptions | undefined | null): Promise<boolean>
   /**
@@ -577,6 +577,14 @@ export interface NamedObjectInfo {
   inUse?: boolean
 }
 
+/**
+ * Wakes up to `count` waiters (default: all) blocked on `typedArray[index]` in `wait` or
+ * `waitAsync`, in any process, and C or Rust threads in a futex wait on the same word.
+ * Returns how many were woken (on macOS, at most what was asked). Change the word before
+ * notifying: waiters re-check it.
+ */
+export declare function notify(typedArray: Int32Array, index: number, count?: number | undefined | null): number
+
 /** Options for `open` and `fromFd`. */
 export interface OpenOptions {
   /**
@@ -681,12 +689,60 @@ export interface SharedMemoryToken {
  */
 export declare function shareWith<T extends object = {}>(regions: Array<SharedMemory | Semaphore>, options?: T): Omit<T, 'stdio' | 'env'> & { stdio: Array<'pipe' | 'overlapped' | 'ignore' | 'inherit' | 'ipc' | number | null | undefined>; env: Record<string, string | undefined> }
 
+/**
+ * Waits, blocking this thread, while `typedArray[index]` holds `value`, until a `notify` on
+ * it from any process or until `timeout` milliseconds pass (absent, `NaN` or `Infinity`:
+ * no limit). Returns `'ok'` (woken; re-check the word, as wake-ups may be spurious),
+ * `'not-equal'` (the word did not hold `value`) or `'timed-out'`, like `Atomics.wait`.
+ * `typedArray` must be an `Int32Array` over a `SharedMemory`'s `buffer`.
+ *
+ * ```ts
+ * import { wait, notify, SharedMemory } from 'shmkit'
+ * const words = new Int32Array(SharedMemory.open('jobs').buffer)
+ * while (Atomics.load(words, 0) === 0) wait(words, 0, 0, 1000)
+ * ```
+ */
+export declare function wait(typedArray: Int32Array, index: number, value: number, timeout?: number | undefined | null): 'ok' | 'not-equal' | 'timed-out'
+
+/**
+ * Waits without blocking while `typedArray[index]` holds `value`: the promise resolves
+ * `'ok'` once a `notify` from any process wakes it (re-check the word), `'not-equal'` at
+ * once if the word does not hold `value`, or `'timed-out'`. Like `Atomics.waitAsync`, but
+ * the promise is returned directly. `options` is a timeout in milliseconds or
+ * `{ timeout, signal }`. A pending wait keeps the process alive and the memory mapped (even
+ * if the `SharedMemory` is closed), and takes no thread of the libuv pool: on Linux ≥ 6.7
+ * the kernel completes it straight into the event loop (`io_uring`), elsewhere a few shared
+ * waiter threads watch the words.
+ */
+export declare function waitAsync(typedArray: Int32Array, index: number, value: number, options?: number | WaitAsyncOptions | undefined | null): Promise<'ok' | 'not-equal' | 'timed-out'>
+
+/** Options for `waitAsync`. */
+export interface WaitAsyncOptions {
+  /**
+   * The longest to wait, in milliseconds (fractions allowed; absent, `NaN` or `Infinity`:
+   * no limit). The promise then resolves `'timed-out'`, within a few milliseconds of it.
+   */
+  timeout?: number
+  /**
+   * Aborting it rejects the pending wait with an `AbortError` (`code` `'ABORT_ERR'`,
+   * `cause` the signal's reason).
+   */
+  signal?: AbortSignal
+}
+
+/**
+ * Which mechanism serves this thread's async waits: `'io_uring'` (Linux ≥ 6.7: completions
+ * land in the event loop) or `'threads'` (a few shared waiter threads). For diagnostics
+ * and benchmarks.
+ */
+export declare function waitMechanism(): 'io_uring' | 'threads'
+
 /** Options for `wait`. */
 export interface WaitOptions {
   /**
    * The longest to wait, in milliseconds (fractions allowed). `0` tries once; `Infinity`
    * or absent waits as long as it takes. When it runs out, the promise resolves `false`.
-   * The deadline is checked at least every 100 ms, so it may fire that much late.
+   * It fires within a few milliseconds of the deadline.
    */
   timeout?: number
   /**

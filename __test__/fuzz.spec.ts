@@ -6,12 +6,15 @@ import { writeSync } from 'node:fs'
 import fc from 'fast-check'
 import test from 'ava'
 
-import { Semaphore, SharedMemory } from '../index.js'
+import { Semaphore, SharedMemory, waitMechanism } from '../index.js'
 import { action, type State, step, typedCode } from './fuzz-steps.js'
 import { fdTargets, newFds, sharedMappingCount, shmEntries, turn, uniqueName } from './helpers.js'
 
 test.serial('thousands of random calls: no crash, only typed errors, nothing left behind', async (t) => {
   const prefix = uniqueName(t, 'z').slice(0, 9)
+  // This thread's async-wait mechanism (an io_uring and its eventfd, or a threadsafe
+  // function) lives as long as the thread: make it before counting descriptors.
+  t.log(`async waits: ${waitMechanism()}`)
   const fds = fdTargets()
   const shared = sharedMappingCount()
   let steps = 0

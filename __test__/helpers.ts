@@ -1,5 +1,5 @@
 // Shared test helpers: unique names that are always cleaned up, and real child processes.
-import { spawn, type SpawnOptions } from 'node:child_process'
+import { spawn, spawnSync, type SpawnOptions } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -153,3 +153,26 @@ export const shmEntries = () => (existsSync('/dev/shm') ? readdirSync('/dev/shm'
 
 /** Lets pending finalizers (the ArrayBuffer release callbacks) run. */
 export const turn = () => new Promise<void>((resolve) => setImmediate(resolve))
+
+const builtExamples = new Map<string, string | null>()
+/**
+ * The executable of the core crate's example `name`, built by cargo in release mode (a no-op
+ * after `npm test`'s Rust tests); null when cargo is missing or the build fails.
+ */
+export function cargoExample(name: string): string | null {
+  if (!builtExamples.has(name)) {
+    const built = spawnSync(
+      'cargo',
+      ['build', '--release', '-p', 'shmkit', '--example', name, '--message-format=json-render-diagnostics'],
+      { cwd: join(here, '..'), encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
+    )
+    let found: string | null = null
+    for (const line of (built.stdout ?? '').split('\n')) {
+      if (!line.startsWith('{')) continue
+      const message = JSON.parse(line)
+      if (message.reason === 'compiler-artifact' && message.target.name === name) found = message.executable
+    }
+    builtExamples.set(name, found)
+  }
+  return builtExamples.get(name) ?? null
+}

@@ -11,6 +11,11 @@
 //   uds             a Unix domain socket (node:net), one byte each way
 //   worker_atomics  two worker_threads in one process, Atomics.wait/notify on a
 //                   SharedArrayBuffer (same CPU only: threads cannot be pinned apart)
+//   word_sync       shmkit wait/notify on two words of the region, both sides blocking
+//   word_async      the same with `await waitAsync()` on both sides
+//   worker_word     two worker_threads, shmkit wait/notify on a named region each opens
+//   *_threads       sem_async, word_async with SHMKIT_IO_URING=0: the waiter threads
+//                   instead of io_uring
 //
 // `same` pins both processes to CPU 0, `diff` the parent to CPU 0 and the child to CPU 1
 // (taskset), `none` leaves placement to the scheduler. Prints RESULT pp.<impl>.<case>.<placement>.
@@ -25,14 +30,24 @@ import { Worker } from 'node:worker_threads'
 
 import { PLACEMENTS, exited, pinSelf, result, shmkit, spawnNode, usPerOp } from './lib.mjs'
 
-const { Semaphore, SharedMemory, inherited, shareWith } = shmkit
+const { Semaphore, SharedMemory, inherited, notify, shareWith, wait, waitAsync } = shmkit
 const self = fileURLToPath(import.meta.url)
 // Layout of the shared control region.
 const PING = 0
 const PONG = 64
 const TURN = 128
 
+/** One side of the wait/notify ping-pong: word `mine` is raised to k + 1 by the peer. */
+async function wordSide(words, mine, theirs, k, async) {
+  Atomics.store(words, theirs, k + 1)
+  notify(words, theirs, 1)
+  if (async) while (Atomics.load(words, mine) !== k + 1) await waitAsync(words, mine, k)
+  else while (Atomics.load(words, mine) !== k + 1) wait(words, mine, k)
+}
+
 async function child(kase, total) {
+  if (kase.endsWith('_threads')) process.env.SHMKIT_IO_URING = '0'
+  kase = kase.replace(/_threads$/, '')
   if (kase === 'ipc') {
     process.on('message', (m) => {
       if (m === -1) process.disconnect()
@@ -52,6 +67,17 @@ async function child(kase, total) {
     for (let k = 0; k < total; k++) {
       while (Atomics.load(turn, 0) !== 2 * k + 1);
       Atomics.store(turn, 0, 2 * k + 2)
+    }
+    shm.close()
+    return
+  }
+  if (kase === 'word_sync' || kase === 'word_async') {
+    const words = new Int32Array(shm.buffer, 0, 64)
+    for (let k = 0; k < total; k++) {
+      if (kase === 'word_sync') while (Atomics.load(words, PING / 4) !== k + 1) wait(words, PING / 4, k)
+      else while (Atomics.load(words, PING / 4) !== k + 1) await waitAsync(words, PING / 4, k)
+      Atomics.store(words, PONG / 4, k + 1)
+      notify(words, PONG / 4, 1)
     }
     shm.close()
     return
@@ -76,6 +102,8 @@ async function child(kase, total) {
 
 /** Round trips through a memfd region shared with a spawned child. */
 async function shared(kase, childCpu, iters, warm) {
+  if (kase.endsWith('_threads')) process.env.SHMKIT_IO_URING = '0'
+  const base = kase.replace(/_threads$/, '')
   const shm = SharedMemory.memfd(4096)
   const ping = Semaphore.initIn(shm, PING, 0)
   const pong = Semaphore.initIn(shm, PONG, 0)
@@ -84,13 +112,19 @@ async function shared(kase, childCpu, iters, warm) {
   const peer = spawnNode(childCpu, self, ['child', kase, String(total)], shareWith([shm], { stdio: 'inherit' }))
   const done = exited(peer, kase)
   let start = 0n
-  if (kase === 'sem_sync') {
+  if (base === 'word_sync' || base === 'word_async') {
+    const words = new Int32Array(shm.buffer, 0, 64)
+    for (let k = 0; k < total; k++) {
+      if (k === warm) start = process.hrtime.bigint()
+      await wordSide(words, PONG / 4, PING / 4, k, base === 'word_async')
+    }
+  } else if (base === 'sem_sync') {
     for (let k = 0; k < total; k++) {
       if (k === warm) start = process.hrtime.bigint()
       ping.post()
       pong.waitSync()
     }
-  } else if (kase === 'sem_async') {
+  } else if (base === 'sem_async') {
     for (let k = 0; k < total; k++) {
       if (k === warm) start = process.hrtime.bigint()
       ping.post()
@@ -168,10 +202,10 @@ async function uds(childCpu, iters, warm) {
   return usPerOp(start, end, iters)
 }
 
-async function workerAtomics(iters, warm) {
+async function workerAtomics(iters, warm, segment = null) {
   const sab = new SharedArrayBuffer(64)
   const script = new URL('./pingpong-worker.mjs', import.meta.url)
-  const make = (side) => new Worker(script, { workerData: { sab, side, iters, warm } })
+  const make = (side) => new Worker(script, { workerData: { sab, side, iters, warm, segment } })
   const b = make(1)
   const a = make(0)
   const [us] = await once(a, 'message')
@@ -192,7 +226,27 @@ if (kase === 'child') {
   if (kase === 'ipc') [impl, us] = ['node', await ipc(childCpu, iters, warm)]
   else if (kase === 'uds') [impl, us] = ['node', await uds(childCpu, iters, warm)]
   else if (kase === 'worker_atomics') [impl, us] = ['node', await workerAtomics(iters, warm)]
-  else if (['sem_sync', 'sem_async', 'atomics_spin'].includes(kase)) us = await shared(kase, childCpu, iters, warm)
+  else if (kase === 'worker_word') {
+    const segment = `/ppw${process.pid}`
+    const shm = SharedMemory.create(segment, 4096)
+    try {
+      us = await workerAtomics(iters, warm, segment)
+    } finally {
+      shm.close()
+      SharedMemory.unlink(segment)
+    }
+  } else if (
+    [
+      'sem_sync',
+      'sem_async',
+      'atomics_spin',
+      'word_sync',
+      'word_async',
+      'sem_async_threads',
+      'word_async_threads',
+    ].includes(kase)
+  )
+    us = await shared(kase, childCpu, iters, warm)
   else throw new Error(`unknown case ${kase}`)
   result(`pp.${impl}.${kase}.${placement}`, us, 'us')
 }

@@ -74,7 +74,11 @@ function plan() {
       ['pingpong', String(size.ppIters), String(size.ppWarm), placement === 'none' ? 'same' : placement],
     ])
     for (const kase of ['sem_sync', 'sem_async', 'ipc', 'uds']) steps.push(pp(kase, placement))
-    if (placement !== 'diff') steps.push(pp('worker_atomics', placement))
+    // wait/notify on words; the async cases again on the waiter threads (SHMKIT_IO_URING=0).
+    for (const kase of ['word_sync', 'word_async', 'word_async_threads', 'sem_async_threads']) {
+      steps.push(pp(kase, placement))
+    }
+    if (placement !== 'diff') steps.push(pp('worker_atomics', placement), pp('worker_word', placement))
   }
   if (pinned) {
     steps.push(['pp', 'native spin', native, ['pingpong', String(size.ppIters), String(size.ppWarm), 'spin']])
@@ -154,6 +158,12 @@ const TARGETS = [
   ['P1-stretch', `pp.shmkit.sem_sync.${pp('same')}`, `pp.native.sem.${pp('same')}`, '<=', 1.5],
   ['P1a', `pp.shmkit.sem_async.${pp('same')}`, `pp.native.sem.${pp('same')}`, '<=', 3.0],
   ['P1a-uds', `pp.shmkit.sem_async.${pp('same')}`, `pp.node.uds.${pp('same')}`, '<', 1.0],
+  // wait/notify (issue 11): the async round trip on one CPU (io_uring) against the Rust
+  // core's blocking one and a Unix socket; the blocking wait against the Rust core.
+  ['W1', `pp.shmkit.word_async.${pp('same')}`, `pp.native.sem.${pp('same')}`, '<=', 2.0],
+  ['W1-uds', `pp.shmkit.word_async.${pp('same')}`, `pp.node.uds.${pp('same')}`, '<', 1.0],
+  ['W1-sem', `pp.shmkit.sem_async.${pp('same')}`, `pp.native.sem.${pp('same')}`, '<=', 2.0],
+  ['W2', `pp.shmkit.word_sync.${pp('same')}`, `pp.native.sem.${pp('same')}`, '<=', 1.5],
   ['P3', `pp.shmkit.atomics_spin.${spinPlacement}`, `pp.native.spin.${spinPlacement}`, '<=', 4.0],
   ['P3-ipc', `pp.shmkit.atomics_spin.${spinPlacement}`, `pp.node.ipc.${pp('diff')}`, '<=', 0.01],
   ['B1', 'bulk.shmkit.copyout', 'bulk.native.memcpy', '>=', 0.85],

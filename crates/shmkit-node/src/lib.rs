@@ -32,12 +32,19 @@ mod mutex;
   )
 )]
 mod pool;
+mod promise;
 mod semaphore;
 #[cfg_attr(
   test,
   allow(dead_code, reason = "napi-derive registers #[napi] functions only outside cfg(test)")
 )]
 mod share;
+mod waiter;
+#[cfg_attr(
+  test,
+  allow(dead_code, reason = "napi-derive registers #[napi] functions only outside cfg(test)")
+)]
+mod word;
 
 use napi::bindgen_prelude::*;
 

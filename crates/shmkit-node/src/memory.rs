@@ -71,6 +71,11 @@ fn release_region(key: usize) {
   drop(region); // outside the lock: may blank or unmap
 }
 
+/// The region behind a buffer's claim, while the handle that made the buffer is open.
+pub(crate) fn claimed_region(key: usize) -> Option<Arc<Region>> {
+  claims().get(&key).and_then(|claim| claim.region.clone())
+}
+
 /// Drops a claim whose buffer was never made.
 fn drop_claim(key: usize) {
   let claim = claims().remove(&key);
@@ -322,6 +327,9 @@ fn new_buffer(env: &Env, region: &Arc<Region>) -> Result<(sys::napi_ref, usize)>
     unsafe { settle_claim(env.raw(), ptr::null_mut(), key as *mut c_void) };
     return Err(Error::from_status(Status::from(status)));
   }
+  // So that `wait`/`notify` accept views of it. Best effort: a runtime that cannot tag an
+  // ArrayBuffer still gets the memory, and those calls refuse its views.
+  let _ = crate::word::mark_buffer(env, value, key);
   let mut reference = ptr::null_mut();
   // SAFETY: `value` was just created in this env; `reference` is a valid out-pointer.
   let status = unsafe { sys::napi_create_reference(env.raw(), value, 1, &raw mut reference) };

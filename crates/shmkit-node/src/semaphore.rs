@@ -1,39 +1,36 @@
 //! `Semaphore`: a `shmkit::Semaphore` seen from JavaScript, with blocking and async waits.
 //!
-//! How `wait()` avoids the libuv threadpool (why this file looks the way it does):
+//! How `wait()` works (why this file looks the way it does):
 //! - When a permit is there and no wait is queued, `wait()` takes it on the JS thread and
 //!   returns a promise that is already settled.
-//! - Otherwise the wait is queued. Each semaphore object with queued waits has one
-//!   dispatcher thread of its own (64 KiB stack), started on demand; it lingers one slice
-//!   after the queue empties, then exits. It waits on the semaphore in bounded slices
-//!   (`sem_timedwait`, at most [`SLICE`]) and hands each permit it takes to the oldest queued
-//!   wait (FIFO), settling that wait's `JsDeferred` (a threadsafe function, so the promise
-//!   settles on the JS thread).
-//! - A permit is never lost: if the wait it was taken for went away meanwhile (aborted,
-//!   closed), the dispatcher gives the next one the permit or posts it back.
-//! - Timeouts are deadlines the dispatcher checks between slices; an `AbortSignal` settles
-//!   its wait at once on the JS thread, which removes it from the queue first.
-//! - `close()` rejects pending waits with `ERR_SHM_CLOSED`; the dispatcher notices within a
-//!   slice, gives back any permit it took for nobody, and exits. Env teardown (a worker
-//!   ending) does the same for every semaphore of that env and joins the dispatchers.
-//! - The dispatcher holds the core semaphore through an `Arc`, so a named semaphore is only
-//!   `sem_close`d, and a region only unmapped, once the dispatcher is done with it.
+//! - Otherwise the wait is queued on this object (FIFO), and the object has one async wait
+//!   (`crate::waiter`) armed on the semaphore's value word while its queue is not empty,
+//!   counting itself once among the semaphore's waiters (so posts from any process wake the
+//!   word). When that wait ends, on the JS thread, permits are taken for the queued waits,
+//!   oldest first, each settled in the same step it was taken: a permit is never held for a
+//!   wait that could go away. Waits past their deadline resolve `false`; the wait is armed
+//!   again with the earliest deadline left.
+//! - An `AbortSignal`, `close()` and env teardown take waits off the queue; the last one to
+//!   go cancels the armed wait, and the waiter count is given back when the armed wait's
+//!   closure drops (settled, cancelled, or dropped by env teardown).
+//! - No thread of its own: `io_uring` or the few shared waiter threads (see `waiter.rs`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::ptr;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
-use std::thread::JoinHandle;
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use napi::bindgen_prelude::*;
-use napi::{sys, JsDeferred, ValueType};
+use napi::ValueType;
 
 use crate::args;
 use crate::error::{abort_error, closed, js_error, Class, IntoJs, ERR_SHM_UNSUPPORTED};
+use crate::promise::{abort_reason, settled, signal_option, AbortHook, Deferred};
+use crate::waiter::{self, WaitId, Word};
 
-/// The longest a dispatcher sleeps before it looks at timeouts and `close()` again.
-const SLICE: Duration = Duration::from_millis(100);
+/// How often a semaphore without a wait word (a macOS named one) is looked at.
+const POLL: Duration = Duration::from_millis(5);
 
 /// Bytes an in-region semaphore occupies (`sizeof(sem_t)`: 32 on 64-bit Linux). Lay out
 /// shared memory so that each semaphore gets this many bytes at an offset that is a
@@ -98,7 +95,7 @@ pub struct WaitSyncOptions {
 pub struct WaitOptions {
   /// The longest to wait, in milliseconds (fractions allowed). `0` tries once; `Infinity`
   /// or absent waits as long as it takes. When it runs out, the promise resolves `false`.
-  /// The deadline is checked at least every 100 ms, so it may fire that much late.
+  /// It fires within a few milliseconds of the deadline.
   pub timeout: Option<f64>,
   /// Aborting it rejects the pending wait with an `AbortError` (`code` `'ABORT_ERR'`,
   /// `cause` the signal's reason), unless the wait already got its permit.
@@ -106,261 +103,162 @@ pub struct WaitOptions {
   pub signal: Option<()>,
 }
 
-type Resolver = Box<dyn FnOnce(Env) -> Result<bool> + Send>;
-
-/// The references an `AbortSignal` listener needs: the signal and the listener function.
-struct AbortHook {
-  signal: sys::napi_ref,
-  listener: sys::napi_ref,
-}
-
-// SAFETY: napi references are plain pointers. This type only carries them between threads
-// inside a waiter; they are used (and deleted) only on the JS thread that made them: in a
-// settle closure, in `close()`, or in the listener itself.
-unsafe impl Send for AbortHook {}
-
-impl AbortHook {
-  /// Removes the listener from the signal and deletes both references. JS thread only.
-  fn release(self, env: &Env) {
-    if let (Some(signal), Some(listener)) = (reference_value(env, self.signal), reference_value(env, self.listener)) {
-      let removed = (|| -> Result<()> {
-        // SAFETY: `signal` came from a live reference, so it is an object of this env.
-        let signal = unsafe { Object::from_napi_value(env.raw(), signal) }?;
-        let remove: Function<'_, FnArgs<(&str, Unknown<'_>)>, Unknown<'_>> =
-          signal.get_named_property("removeEventListener")?;
-        // SAFETY: `listener` came from a live reference in this env.
-        let listener = unsafe { Unknown::from_raw_unchecked(env.raw(), listener) };
-        remove.apply(signal, ("abort", listener).into()).map(drop)
-      })();
-      // A signal whose removeEventListener throws keeps a listener that will find nothing
-      // to abort; that is harmless, so the error is dropped (with any pending exception).
-      if removed.is_err() {
-        clear_exception(env);
-      }
-    }
-    for reference in [self.signal, self.listener] {
-      // SAFETY: each reference was created in this env and is deleted exactly once, here.
-      unsafe { sys::napi_delete_reference(env.raw(), reference) };
-    }
-  }
-}
-
-fn reference_value(env: &Env, reference: sys::napi_ref) -> Option<sys::napi_value> {
-  let mut value = ptr::null_mut();
-  // SAFETY: `reference` is a live reference of this env; `value` is a valid out-pointer.
-  let status = unsafe { sys::napi_get_reference_value(env.raw(), reference, &raw mut value) };
-  (status == sys::Status::napi_ok && !value.is_null()).then_some(value)
-}
-
-fn clear_exception(env: &Env) {
-  let mut exception = ptr::null_mut();
-  // SAFETY: valid env and out-pointer; clearing when nothing is pending is a no-op.
-  unsafe { sys::napi_get_and_clear_last_exception(env.raw(), &raw mut exception) };
-}
-
 /// One pending `wait()`.
 struct Waiter {
   id: u64,
-  deferred: JsDeferred<bool, Resolver>,
+  deferred: Deferred,
   deadline: Option<Instant>,
   abort: Option<AbortHook>,
 }
 
 impl Waiter {
-  /// Settles from any thread. The outcome reaches JS on its thread, which also removes the
-  /// abort listener there.
-  fn settle(self, outcome: shmkit::Result<bool>) {
-    let abort = self.abort;
-    self.deferred.resolve(Box::new(move |env| {
-      if let Some(hook) = abort {
-        hook.release(&env);
-      }
-      outcome.js(&env)
-    }));
-  }
-
-  /// Rejects with an error made now, on the JS thread.
-  fn reject(self, env: &Env, error: Error) {
+  fn settle(self, env: &Env, outcome: Result<bool>) {
     if let Some(hook) = self.abort {
       hook.release(env);
     }
-    self.deferred.reject(error);
+    self.deferred.settle(env, outcome);
   }
 }
 
-#[derive(Default)]
-struct State {
-  waiters: VecDeque<Waiter>,
-  closed: bool,
-  running: bool,
-  dispatcher: Option<JoinHandle<()>>,
-  next_id: u64,
+/// This object's count among the semaphore's waiters, given back when dropped.
+struct Counted(Arc<shmkit::Semaphore>);
+
+impl Counted {
+  fn new(sem: &Arc<shmkit::Semaphore>) -> Self {
+    sem.add_waiter();
+    Self(sem.clone())
+  }
 }
 
-/// What the JS object, its dispatcher thread and the env registry share.
+impl Drop for Counted {
+  fn drop(&mut self) {
+    self.0.remove_waiter();
+  }
+}
+
+/// What the JS object and its armed wait share (JS thread only).
 struct Shared {
-  sem: shmkit::Semaphore,
-  state: Mutex<State>,
-  /// Wakes an idle dispatcher: a wait was queued, or the semaphore closed.
-  wake: Condvar,
+  sem: Arc<shmkit::Semaphore>,
+  queue: RefCell<VecDeque<Waiter>>,
+  /// The armed wait and its deadline, while the queue is not empty.
+  armed: Cell<Option<(WaitId, Option<Instant>)>>,
+  next_id: Cell<u64>,
 }
 
 impl Shared {
-  fn lock(&self) -> MutexGuard<'_, State> {
-    // A panic while holding the lock cannot leave the queue inconsistent (every change is
-    // one push or pop), so a poisoned lock is still usable.
-    self.state.lock().unwrap_or_else(PoisonError::into_inner)
-  }
-
-  /// Marks the semaphore closed and hands back the waits that were pending.
-  fn shut(&self) -> (Vec<Waiter>, Option<JoinHandle<()>>) {
-    let mut state = self.lock();
-    state.closed = true;
-    self.wake.notify_all();
-    (state.waiters.drain(..).collect(), state.dispatcher.take())
-  }
-
-  /// Queues a waiter and makes sure a dispatcher is running. Gives the waiter back if the
-  /// semaphore was closed meanwhile or no thread could be started.
-  fn enqueue(self: &Arc<Self>, waiter: Waiter) -> std::result::Result<(), (Waiter, Option<std::io::Error>)> {
-    let mut state = self.lock();
-    if state.closed {
-      return Err((waiter, None));
+  /// The word to wait on: the semaphore's value word, or (macOS named semaphores) a timer.
+  fn word(&self) -> (Word, Option<Instant>) {
+    match Word::of_semaphore(self.sem.clone()) {
+      Some(word) => (word, None),
+      None => (Word::timer(), Some(Instant::now() + POLL)),
     }
-    state.waiters.push_back(waiter);
-    if state.running {
-      self.wake.notify_one();
-    } else {
-      let shared = self.clone();
-      let spawned = std::thread::Builder::new()
-        .name("shmkit-semaphore".to_owned())
-        .stack_size(64 * 1024)
-        .spawn(move || dispatch(&shared));
-      match spawned {
-        Ok(handle) => {
-          state.running = true;
-          // An earlier dispatcher, if any, has already left its loop; dropping its handle
-          // detaches it.
-          state.dispatcher = Some(handle);
-        }
-        Err(e) => {
-          let waiter = state.waiters.pop_back().expect("pushed above");
-          return Err((waiter, Some(e)));
-        }
-      }
+  }
+
+  fn earliest(&self) -> Option<Instant> {
+    self.queue.borrow().iter().filter_map(|w| w.deadline).min()
+  }
+
+  /// Arms the wait for the queue (replacing one armed with a later deadline).
+  fn arm(self: &Rc<Self>, env: &Env, counted: Option<Counted>) -> Result<()> {
+    let deadline = self.earliest();
+    let (word, tick) = self.word();
+    let at = match (deadline, tick) {
+      (Some(d), Some(t)) => Some(d.min(t)),
+      (d, t) => d.or(t),
+    };
+    let counted = counted.unwrap_or_else(|| Counted::new(&self.sem));
+    let shared = self.clone();
+    let id = waiter::arm(
+      env,
+      word,
+      0,
+      at,
+      Box::new(move |env, outcome| {
+        shared.armed.set(None);
+        shared.serve(env, outcome.err(), counted);
+      }),
+    )?;
+    if let Some((old, _)) = self.armed.replace(Some((id, deadline))) {
+      waiter::cancel(env, old);
     }
     Ok(())
   }
 
-  /// Removes a pending waiter by id (it was aborted).
-  fn remove(&self, id: u64) -> Option<Waiter> {
-    let mut state = self.lock();
-    let index = state.waiters.iter().position(|w| w.id == id)?;
-    state.waiters.remove(index)
-  }
-}
-
-/// The dispatcher thread: takes permits for the queued waiters, oldest first. With nothing
-/// queued it lingers for one slice, so a steady stream of waits does not start a thread
-/// each.
-fn dispatch(shared: &Shared) {
-  loop {
-    let (expired, until) = {
-      let mut state = shared.lock();
-      if !state.closed && state.waiters.is_empty() {
-        state = shared
-          .wake
-          .wait_timeout_while(state, SLICE, |s| !s.closed && s.waiters.is_empty())
-          .unwrap_or_else(PoisonError::into_inner)
-          .0;
+  /// The armed wait ended: take permits for the queued waits, oldest first; expire the
+  /// ones past their deadline; arm again if any are left.
+  fn serve(self: &Rc<Self>, env: &Env, failed: Option<shmkit::Error>, counted: Counted) {
+    if let Some(error) = failed {
+      return self.fail_all(env, &error);
+    }
+    loop {
+      if self.queue.borrow().is_empty() {
+        break;
       }
-      let now = Instant::now();
-      let (expired, kept) = state
-        .waiters
-        .drain(..)
-        .partition::<VecDeque<_>, _>(|w| w.deadline.is_some_and(|d| d <= now));
-      state.waiters = kept;
-      if state.closed || state.waiters.is_empty() {
-        state.running = false;
-        drop(state);
-        for waiter in expired {
-          waiter.settle(Ok(false));
+      match self.sem.try_wait() {
+        Ok(true) => {
+          let front = self.queue.borrow_mut().pop_front();
+          match front {
+            Some(waiter) => waiter.settle(env, Ok(true)),
+            None => drop(self.sem.post()),
+          }
         }
-        return;
+        Ok(false) => break,
+        Err(error) => return self.fail_all(env, &error),
       }
-      let earliest = state.waiters.iter().filter_map(|w| w.deadline).min();
-      let until = earliest.map_or(now + SLICE, |d| d.min(now + SLICE));
-      (expired, until)
+    }
+    let now = Instant::now();
+    let expired: Vec<Waiter> = {
+      let mut queue = self.queue.borrow_mut();
+      let (gone, kept) = queue.drain(..).partition(|w| w.deadline.is_some_and(|d| d <= now));
+      *queue = kept;
+      gone.into()
     };
     for waiter in expired {
-      waiter.settle(Ok(false));
+      waiter.settle(env, Ok(false));
     }
-    match shared.sem.wait_until(until) {
-      Ok(true) => {
-        let mut state = shared.lock();
-        let next = if state.closed { None } else { state.waiters.pop_front() };
-        drop(state);
-        match next {
-          Some(waiter) => waiter.settle(Ok(true)),
-          // Taken for a wait that is gone (aborted, or the semaphore closed): give it back.
-          None => drop(shared.sem.post()),
-        }
-      }
-      Ok(false) => {}
-      Err(e) => {
-        // The semaphore is broken (a damaged in-region one, say): fail every pending wait.
-        let mut state = shared.lock();
-        state.running = false;
-        let failed: Vec<_> = state.waiters.drain(..).collect();
-        drop(state);
-        for waiter in failed {
-          waiter.settle(Err(e.clone()));
-        }
-        return;
+    if self.queue.borrow().is_empty() {
+      return; // `counted` drops: no longer a waiter
+    }
+    if let Err(error) = self.arm(env, Some(counted)) {
+      for waiter in self.take_all() {
+        waiter.settle(env, Err(Error::new(error.status, error.reason.clone())));
       }
     }
   }
-}
 
-thread_local! {
-  /// The semaphores of the env running on this thread (one env per JS thread), for the env
-  /// cleanup hook. `usize` is the env the hook was installed for.
-  static REGISTRY: RefCell<(usize, Vec<Weak<Shared>>)> = const { RefCell::new((0, Vec::new())) };
-}
-
-/// Remembers `shared` for env teardown, installing the cleanup hook on first use per env.
-fn register(env: &Env, shared: &Arc<Shared>) -> Result<()> {
-  let key = env.raw() as usize;
-  let install = REGISTRY.with_borrow_mut(|(owner, list)| {
-    list.retain(|w| w.strong_count() > 0);
-    list.push(Arc::downgrade(shared));
-    let install = *owner != key;
-    *owner = key;
-    install
-  });
-  if install {
-    env.add_env_cleanup_hook((), |()| teardown())?;
+  fn fail_all(&self, env: &Env, error: &shmkit::Error) {
+    for waiter in self.take_all() {
+      waiter.settle(env, Err(crate::error::to_js(env, error)));
+    }
   }
-  Ok(())
-}
 
-/// Env cleanup hook: close every semaphore of this env and stop its dispatcher. The
-/// pending promises die with the env (napi-rs aborts their threadsafe functions), so they
-/// are dropped rather than settled.
-fn teardown() {
-  let list = REGISTRY.with_borrow_mut(|(owner, list)| {
-    *owner = 0;
-    std::mem::take(list)
-  });
-  let mut threads = Vec::new();
-  for shared in list.iter().filter_map(Weak::upgrade) {
-    let (waiters, thread) = shared.shut();
-    drop(waiters);
-    threads.extend(thread);
+  fn take_all(&self) -> Vec<Waiter> {
+    self.queue.borrow_mut().drain(..).collect()
   }
-  // Each dispatcher sees `closed` within one slice and exits.
-  for thread in threads {
-    let _ = thread.join();
+
+  /// Removes waiter `id` (aborted). The last one to go cancels the armed wait.
+  fn remove(&self, env: &Env, id: u64) -> Option<Waiter> {
+    let waiter = {
+      let mut queue = self.queue.borrow_mut();
+      let index = queue.iter().position(|w| w.id == id)?;
+      queue.remove(index)
+    };
+    if self.queue.borrow().is_empty() {
+      if let Some((armed, _)) = self.armed.take() {
+        waiter::cancel(env, armed);
+      }
+    }
+    waiter
+  }
+
+  /// Ends every pending wait with `ERR_SHM_CLOSED` and cancels the armed wait.
+  fn shut(&self, env: &Env) {
+    if let Some((armed, _)) = self.armed.take() {
+      waiter::cancel(env, armed);
+    }
+    for waiter in self.take_all() {
+      waiter.settle(env, Err(closed(env, "Semaphore")));
+    }
   }
 }
 
@@ -383,21 +281,25 @@ fn teardown() {
 /// ```
 #[napi]
 pub struct Semaphore {
-  shared: Option<Arc<Shared>>,
+  shared: Option<Rc<Shared>>,
   name: Option<String>,
   offset: Option<usize>,
 }
 
 impl Semaphore {
-  pub(crate) fn wrap(env: &Env, sem: shmkit::Semaphore) -> Result<Self> {
+  #[expect(
+    clippy::unnecessary_wraps,
+    reason = "one signature for every maker, share.rs included"
+  )]
+  pub(crate) fn wrap(_env: &Env, sem: shmkit::Semaphore) -> Result<Self> {
     let name = sem.name().map(str::to_owned);
     let offset = sem.offset();
-    let shared = Arc::new(Shared {
-      sem,
-      state: Mutex::new(State::default()),
-      wake: Condvar::new(),
+    let shared = Rc::new(Shared {
+      sem: Arc::new(sem),
+      queue: RefCell::default(),
+      armed: Cell::new(None),
+      next_id: Cell::new(0),
     });
-    register(env, &shared)?;
     Ok(Self {
       shared: Some(shared),
       name,
@@ -405,7 +307,7 @@ impl Semaphore {
     })
   }
 
-  fn live(&self, env: &Env) -> Result<&Arc<Shared>> {
+  fn live(&self, env: &Env) -> Result<&Rc<Shared>> {
     self.shared.as_ref().ok_or_else(|| closed(env, "Semaphore"))
   }
 }
@@ -439,35 +341,6 @@ fn initial_value(env: &Env, value: Option<Unknown>, arg: &str) -> Result<u32> {
     reason = "an integer in 0..=VALUE_MAX"
   )]
   Ok(n as u32)
-}
-
-/// Reads `options.signal`: an `AbortSignal` or absent.
-fn signal_option<'e>(env: &Env, options: Option<&Object<'e>>) -> Result<Option<Object<'e>>> {
-  let Some(options) = options else { return Ok(None) };
-  let Some(value) = args::property(options, "signal")? else {
-    return Ok(None);
-  };
-  let constructor: Function<'_, Unknown<'_>, Unknown<'_>> = env.get_global()?.get_named_property("AbortSignal")?;
-  if value.get_type()? != ValueType::Object || !value.instanceof(constructor)? {
-    return Err(args::invalid_type(
-      env,
-      "options.signal",
-      "an instance of AbortSignal",
-      value,
-    ));
-  }
-  // SAFETY: the type was just checked to be Object.
-  Ok(Some(unsafe { value.cast::<Object>() }?))
-}
-
-fn aborted(signal: &Object<'_>) -> Result<bool> {
-  let aborted: Unknown = signal.get_named_property("aborted")?;
-  Ok(
-    aborted.get_type()? == ValueType::Boolean && {
-      // SAFETY: the type was just checked to be Boolean.
-      unsafe { aborted.cast::<bool>() }?
-    },
-  )
 }
 
 /// Borrows the region of a `SharedMemory` argument, which must be a shared mapping.
@@ -542,8 +415,8 @@ impl Semaphore {
   /// The `SEMAPHORE_SIZE` bytes at `offset` belong to the semaphore: do not write over them
   /// through `buffer` (operations on a damaged semaphore throw `EINVAL`). `offset` must be a
   /// multiple of `SEMAPHORE_ALIGNMENT`, and the region shared and writable. The semaphore
-  /// keeps the mapping alive: closing `memory` does not affect it. Linux only
-  /// (`ERR_SHM_UNSUPPORTED` on macOS).
+  /// keeps the mapping alive: closing `memory` does not affect it. The bytes are glibc's
+  /// `sem_t`, so on glibc C programs use it with `sem_post`/`sem_wait` too.
   #[napi(
     factory,
     ts_args_type = "memory: SharedMemory, offset: number, initial?: number | undefined | null"
@@ -559,9 +432,8 @@ impl Semaphore {
   }
 
   /// Uses the semaphore that `Semaphore.initIn` (in this or another process) placed at byte
-  /// `offset` of `memory`, without initialising anything. Throws `EINVAL` when the bytes
-  /// there visibly hold no semaphore (checked with glibc, whose semaphores would otherwise
-  /// abort the process).
+  /// `offset` of `memory` (or a C program's `sem_init(pshared = 1)` on glibc), without
+  /// initialising anything. Throws `EINVAL` when the bytes there hold no semaphore.
   #[napi(factory, ts_args_type = "memory: SharedMemory, offset: number")]
   pub fn at(env: Env, memory: Unknown, offset: Unknown) -> Result<Self> {
     let offset = args::offset(&env, offset, "offset")?;
@@ -603,8 +475,9 @@ impl Semaphore {
   /// `options.timeout` milliseconds passed first. Rejects with an `AbortError`
   /// (`code: 'ABORT_ERR'`) when `options.signal` aborts first, and with `ERR_SHM_CLOSED`
   /// when `close()` is called first. Pending waits of one semaphore object are served in
-  /// the order they were made, by one dispatcher thread (never a libuv threadpool thread);
-  /// a pending wait keeps the process alive.
+  /// the order they were made; they use no thread of their own and none of the libuv pool
+  /// (on Linux ≥ 6.7 a post from any process completes straight into the event loop). A
+  /// pending wait keeps the process alive.
   #[napi(
     ts_args_type = "options?: WaitOptions | undefined | null",
     ts_return_type = "Promise<boolean>"
@@ -612,64 +485,59 @@ impl Semaphore {
   pub fn wait<'e>(&self, env: &'e Env, options: Option<Unknown>) -> Result<Object<'e>> {
     let options = args::options(env, options, "options")?;
     let timeout = args::timeout_option(env, options.as_ref(), "options")?;
-    let signal = signal_option(env, options.as_ref())?;
+    let signal = signal_option(env, options.as_ref(), "options")?;
     let shared = self.live(env)?.clone();
     if let Some(signal) = &signal {
-      if aborted(signal)? {
-        let reason: Unknown = signal.get_named_property("reason")?;
-        return settled_promise(env, Err(abort_error(env, Some(reason))));
+      if let Some(reason) = abort_reason(signal)? {
+        return settled::<bool>(env, Err(abort_error(env, Some(reason))));
       }
     }
-    // The fast path, only when no wait is queued (so it never jumps the queue): the outcome
-    // is known now, so the promise is settled here, without a threadsafe function.
-    let idle = shared.lock().waiters.is_empty();
-    let now = if idle { shared.sem.try_wait() } else { Ok(false) };
-    match now {
+    // The fast path, only when no wait is queued (so it never jumps the queue).
+    let idle = shared.queue.borrow().is_empty();
+    match if idle { shared.sem.try_wait() } else { Ok(false) } {
       Ok(true) => {
-        return settled_promise(env, Ok(true)).inspect_err(|_| {
+        return settled(env, Ok(true)).inspect_err(|_| {
           // No promise carries the permit: give it back.
           let _ = shared.sem.post();
         });
       }
-      Ok(false) if timeout == Some(Duration::ZERO) => return settled_promise(env, Ok(false)),
+      Ok(false) if timeout == Some(Duration::ZERO) => return settled(env, Ok(false)),
       Ok(false) => {}
-      Err(e) => return settled_promise(env, Err(crate::error::to_js(env, &e))),
+      Err(e) => return settled::<bool>(env, Err(crate::error::to_js(env, &e))),
     }
-    // Everything that can fail comes before the deferred exists: a deferred that is never
-    // settled would keep the process alive forever.
-    let id = {
-      let mut state = shared.lock();
-      state.next_id += 1;
-      state.next_id
-    };
+    let id = shared.next_id.get() + 1;
+    shared.next_id.set(id);
     let abort = match &signal {
-      Some(signal) => Some(listen(env, signal, Arc::downgrade(&shared), id)?),
+      Some(signal) => {
+        let on_abort = Rc::downgrade(&shared);
+        Some(AbortHook::listen(env, signal, move |env, reason| {
+          let Some(shared) = on_abort.upgrade() else { return };
+          if let Some(waiter) = shared.remove(env, id) {
+            waiter.settle(env, Err(abort_error(env, Some(reason))));
+          }
+        })?)
+      }
       None => None,
     };
-    let (deferred, promise) = match env.create_deferred::<bool, Resolver>() {
-      Ok(created) => created,
-      Err(e) => {
-        if let Some(hook) = abort {
-          hook.release(env);
-        }
-        return Err(e);
-      }
-    };
-    let waiter = Waiter {
+    let (deferred, promise) = Deferred::new(env)?;
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    shared.queue.borrow_mut().push_back(Waiter {
       id,
       deferred,
-      deadline: timeout.and_then(|t| Instant::now().checked_add(t)),
+      deadline,
       abort,
+    });
+    // Arm when nothing is armed, or when this wait's deadline comes before the armed one's.
+    let rearm = match shared.armed.get() {
+      None => true,
+      Some((_, armed)) => deadline.is_some_and(|d| armed.is_none_or(|a| d < a)),
     };
-    if let Err((waiter, spawn_error)) = shared.enqueue(waiter) {
-      let error = match spawn_error {
-        Some(e) => {
-          let errno = shmkit::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EAGAIN));
-          crate::error::to_js(env, &shmkit::Error::os(errno, "pthread_create"))
+    if rearm {
+      if let Err(error) = shared.arm(env, None) {
+        if let Some(waiter) = shared.remove(env, id) {
+          waiter.settle(env, Err(error));
         }
-        None => closed(env, "Semaphore"),
-      };
-      waiter.reject(env, error);
+      }
     }
     Ok(promise)
   }
@@ -722,15 +590,9 @@ impl Semaphore {
   /// stays (a name until `unlink()`, an in-region semaphore until `destroy()` or unmap).
   #[napi]
   pub fn close(&mut self, env: Env) {
-    let Some(shared) = self.shared.take() else {
-      return;
-    };
-    let (waiters, _dispatcher) = shared.shut();
-    for waiter in waiters {
-      waiter.reject(&env, closed(&env, "Semaphore"));
+    if let Some(shared) = self.shared.take() {
+      shared.shut(&env);
     }
-    // The dispatcher (detached here) leaves within one slice and drops the last reference,
-    // which closes a named semaphore.
   }
 
   /// Destroys an in-region semaphore (`sem_destroy`) and closes this handle. No process may
@@ -748,91 +610,11 @@ impl Semaphore {
       ));
     }
     let shared = self.shared.take().expect("checked live above");
-    let (waiters, dispatcher) = shared.shut();
-    for waiter in waiters {
-      waiter.reject(&env, closed(&env, "Semaphore"));
-    }
-    // The dispatcher must be done with the semaphore before it is destroyed: it exits within
-    // one slice of seeing `closed`.
-    if let Some(dispatcher) = dispatcher {
-      let _ = dispatcher.join();
-    }
-    match Arc::try_unwrap(shared) {
-      Ok(shared) => shared.sem.destroy().js(&env),
-      // Only the registry's weak references can remain, so this does not happen; if it did,
-      // leaving the semaphore intact is the safe side.
-      Err(_) => Ok(()),
+    shared.shut(&env);
+    // The armed wait is cancelled, so this object holds the only references.
+    match Rc::try_unwrap(shared).ok().and_then(|s| Arc::try_unwrap(s.sem).ok()) {
+      Some(sem) => sem.destroy().js(&env),
+      None => Ok(()),
     }
   }
-}
-
-/// A promise settled at once with `outcome` (no threadsafe function needed on this thread).
-fn settled_promise(env: &Env, outcome: std::result::Result<bool, Error>) -> Result<Object<'_>> {
-  let mut deferred = ptr::null_mut();
-  let mut promise = ptr::null_mut();
-  // SAFETY: valid env and out-pointers.
-  let status = unsafe { sys::napi_create_promise(env.raw(), &raw mut deferred, &raw mut promise) };
-  if status != sys::Status::napi_ok {
-    return Err(Error::from_status(Status::from(status)));
-  }
-  let status = match outcome {
-    Ok(took) => {
-      // SAFETY: valid env; a bool converts without touching JS.
-      let value = unsafe { bool::to_napi_value(env.raw(), took) }?;
-      // SAFETY: `deferred` was just created and is settled exactly once, here.
-      unsafe { sys::napi_resolve_deferred(env.raw(), deferred, value) }
-    }
-    Err(error) => {
-      // SAFETY: valid env; the error hands back the JS error object it holds.
-      let value = unsafe { Error::to_napi_value(env.raw(), error) }?;
-      // SAFETY: as above.
-      unsafe { sys::napi_reject_deferred(env.raw(), deferred, value) }
-    }
-  };
-  if status != sys::Status::napi_ok {
-    return Err(Error::from_status(Status::from(status)));
-  }
-  Ok(Object::from_raw(env.raw(), promise))
-}
-
-/// Adds an `abort` listener to `signal` that rejects waiter `id` if it is still pending.
-fn listen(env: &Env, signal: &Object<'_>, shared: Weak<Shared>, id: u64) -> Result<AbortHook> {
-  let listener = env.create_function_from_closure::<(), (), _>("onabort", move |ctx| {
-    let Some(shared) = shared.upgrade() else { return Ok(()) };
-    let Some(waiter) = shared.remove(id) else {
-      return Ok(()); // settled already (it got its permit, timed out, or was closed)
-    };
-    let reason = waiter
-      .abort
-      .as_ref()
-      .and_then(|hook| reference_value(ctx.env, hook.signal))
-      .map(|signal| {
-        // SAFETY: a live reference of this env to the signal object.
-        let signal = unsafe { Object::from_napi_value(ctx.env.raw(), signal) }?;
-        signal.get_named_property::<Unknown>("reason")
-      })
-      .transpose()?;
-    let error = abort_error(ctx.env, reason);
-    waiter.reject(ctx.env, error);
-    Ok(())
-  })?;
-  let add: Function<'_, FnArgs<(&str, Unknown<'_>, Object<'_>)>, Unknown<'_>> =
-    signal.get_named_property("addEventListener")?;
-  let mut once = Object::new(env)?;
-  once.set_named_property("once", true)?;
-  add.apply(signal, ("abort", listener.to_unknown(), once).into())?;
-  Ok(AbortHook {
-    signal: new_reference(env, signal.raw())?,
-    listener: new_reference(env, listener.raw())?,
-  })
-}
-
-fn new_reference(env: &Env, value: sys::napi_value) -> Result<sys::napi_ref> {
-  let mut reference = ptr::null_mut();
-  // SAFETY: `value` is a live handle of this env; `reference` is a valid out-pointer.
-  let status = unsafe { sys::napi_create_reference(env.raw(), value, 1, &raw mut reference) };
-  if status != sys::Status::napi_ok {
-    return Err(Error::from_status(Status::from(status)));
-  }
-  Ok(reference)
 }

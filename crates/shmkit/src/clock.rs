@@ -5,6 +5,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The wall-clock time `left` from now, as a `timespec`; `None` when it does not fit one (so
 /// far in the future that it means "no deadline").
+#[cfg_attr(
+  not(all(target_os = "linux", target_env = "gnu")),
+  allow(dead_code, reason = "only the glibc mutex takes wall-clock deadlines")
+)]
 pub(crate) fn realtime_after(left: Duration) -> Option<libc::timespec> {
   let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
   let at = now.checked_add(left)?;

@@ -23,8 +23,9 @@
 //! read-only, the mode of new objects (default `0o600`), and `reserve` (allocate every page up
 //! front).
 //!
-//! To take turns: [`Semaphore`], named (`sem_open`) or placed inside a region
-//! (`sem_init(pshared = 1)`); [`RobustMutex`], a `pthread_mutex_t` inside a region that reports
+//! To take turns: [`Semaphore`], named or placed inside a region, on glibc's `sem_t` bytes
+//! with shmkit's own wait/wake ([`futex`] on a shared word, which any protocol can use);
+//! [`RobustMutex`], a `pthread_mutex_t` inside a region that reports
 //! a holder that died ([`Lock::OwnerDied`]). [`fork`] runs a closure in a child process and
 //! returns a [`Child`] to wait for. [`list`] and [`remove_unused`] find and remove stale names.
 //!
@@ -79,7 +80,7 @@
 //! # Ok::<(), shmkit::Error>(())
 //! ```
 //!
-//! A semaphore inside the memory it guards (Linux; macOS has no `sem_init`), used as a lock by
+//! A semaphore inside the memory it guards, used as a lock by
 //! forked children that add to a counter:
 //!
 //! ```
@@ -194,8 +195,8 @@
 //!   accesses for lock-free protocols, and a [`Semaphore`] or [`RobustMutex`] to take turns.
 //! - **In-region objects own their bytes.** A semaphore or mutex placed at an offset keeps its
 //!   region mapped (it holds an `Arc<Region>`) for as long as it exists. Writing over its bytes
-//!   breaks it; on glibc, shmkit detects the damage that would make glibc abort the process
-//!   and returns `EINVAL` instead.
+//!   breaks it, but never crashes or hangs a process: semaphores return `EINVAL` for damaged
+//!   bytes, and waits end at their deadline.
 //! - **[`fork`] is `unsafe`**: in a multi-threaded process the child may only call
 //!   async-signal-safe functions (see its `# Safety`). The child always ends with `_exit`.
 //! - **Names are never removed implicitly**, not on drop, not on exit: [`unlink`] and
@@ -242,8 +243,9 @@
 //! |---|---|---|
 //! | anonymous, named, file, memfd regions | yes | yes (memfd: an immediately unlinked `shm_open` object; named: size page-rounded, no `MAP_PRIVATE`) |
 //! | `/dev/zero` regions | yes | [`ErrorKind::Unsupported`] |
-//! | named semaphores | yes | yes (timed waits poll; the umask narrows the mode) |
-//! | semaphores in a region | yes | [`ErrorKind::Unsupported`] |
+//! | named semaphores | yes (`/dev/shm/sem.NAME`, also with musl) | yes (kernel `sem_open`: timed waits poll; the umask narrows the mode) |
+//! | semaphores in a region | yes | yes |
+//! | [`futex`] wait/wake on a shared word | yes | yes (`os_sync_wait_on_address`, else `__ulock`) |
 //! | [`RobustMutex`] | glibc, 64-bit | [`ErrorKind::Unsupported`] |
 //! | [`list`], [`remove_unused`] | yes (`/dev/shm`) | [`ErrorKind::Unsupported`] |
 //!

@@ -1,41 +1,57 @@
-//! POSIX semaphores, named and in a region: see `sem_overview(7)`, `sem_open(3)`,
-//! `sem_init(3)`, `sem_wait(3)`, `sem_post(3)`.
+//! Semaphores shared between processes, named and in a region, on shmkit's own wait/wake
+//! protocol over two shared words: see `docs/layout.md` ("Semaphores") and
+//! `sem_overview(7)`.
 //!
-//! nix wraps no semaphore call, so this module wraps libc's the nix way: `Errno::result` on
-//! every return, a `NonNull<sem_t>` that is never null, and errors tagged with the call and
-//! the semaphore's name.
+//! The bytes are glibc's 64-bit `struct new_sem`, so on glibc C programs (`sem_post`,
+//! `sem_wait`) and Python (`posix_ipc`) share the same objects:
 //!
-//! Two kinds, one type:
-//! - **named** ([`Semaphore::create`], [`Semaphore::open`], [`Semaphore::open_or_create`]):
-//!   any process that knows the name (on Linux the file `/dev/shm/sem.NAME` with glibc,
-//!   `/dev/shm/NAME` with musl); removed by
-//!   [`Semaphore::unlink`] only.
-//! - **in a region** ([`Semaphore::init_in`], [`Semaphore::at`]): `sem_init(pshared = 1)` at
-//!   an offset of a shared [`Region`], used by every process that maps the region (forked
-//!   children, or processes that map the same named or memfd region). The semaphore keeps an
-//!   `Arc<Region>`, so the memory outlives every handle to it.
+//! | bytes | meaning |
+//! |---|---|
+//! | 0–7 | `data`, a 64-bit word: the value in the low 32 bits (bytes 0–3, the futex word), the number of waiters in the high 32 bits (bytes 4–7) |
+//! | 8–11 | `private`: `128` (glibc's `FUTEX_SHARED`) for a process-shared semaphore |
+//! | 12–31 | unused, zero |
 //!
-//! `EINTR` is retried everywhere; timed waits recompute the time left after each
-//! interruption, against the monotonic clock.
+//! shmkit never calls the C library's `sem_*` on these bytes: glibc re-reads them inside its
+//! calls and aborts the process (or hangs) on bytes that another process scribbled over.
+//! Here every bit pattern is handled: a `private` word other than `128` or a value above
+//! [`Semaphore::VALUE_MAX`] is `EINVAL`, and no wait outlives its deadline whatever the
+//! bytes say. The protocol, glibc's:
+//! - **post**: compare-and-swap `data` to `data + 1` (`EOVERFLOW` at the maximum); if the
+//!   waiter count was not zero, wake one waiter of the value word (shared futex).
+//! - **try-wait**: compare-and-swap `data` to `data - 1` while the value is above zero.
+//! - **wait**: try-wait; else add 1 to the waiter count, and until a compare-and-swap takes
+//!   a permit and removes the waiter in one step, futex-wait on the value word while it is 0.
+//!   A timeout removes the waiter again.
 //!
-//! # Platforms
-//! Linux (glibc, musl): everything. macOS has named semaphores only: `init_in`/`at` and
-//! [`Semaphore::value`] return [`ErrorKind::Unsupported`], and [`Semaphore::wait_timeout`] is
-//! emulated by polling `sem_trywait` with a growing pause (at most 10 ms), because macOS has
-//! no `sem_timedwait`. There, the umask also narrows the mode of a new named semaphore
-//! (macOS gives no way to change it afterwards).
+//! Named semaphores are the files `/dev/shm/sem.NAME` (glibc's place, on glibc and musl
+//! builds alike), opened and created by shmkit itself the way glibc does (a temporary file
+//! with the initial bytes and the exact mode, then `link` to the name, so `O_EXCL` holds and
+//! nobody sees a half-made semaphore), and mapped shared. On macOS named semaphores are the
+//! kernel's (`sem_open`): timed waits poll there.
+//!
+//! `EINTR` is retried everywhere; timed waits keep their deadline on the monotonic clock.
 
-use std::ffi::c_uint;
-use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::futex::{self, WaitOutcome};
 use crate::name::ObjectName;
 use crate::owner::Owner;
 use crate::region::Region;
+
+/// The `private` word of a process-shared semaphore (glibc's `FUTEX_SHARED`).
+const SHARED: u32 = 128;
+/// One waiter, in the 64-bit `data` word.
+const ONE_WAITER: u64 = 1 << 32;
+/// Where the 32-bit value sits inside `data` (the low half).
+#[cfg(target_endian = "little")]
+const VALUE_OFFSET: usize = 0;
+#[cfg(target_endian = "big")]
+const VALUE_OFFSET: usize = 4;
 
 /// Options for creating a named semaphore.
 ///
@@ -95,16 +111,17 @@ impl SemOptions {
   }
 }
 
-/// What owns the `sem_t`.
+/// What keeps the semaphore's bytes mapped.
 #[derive(Debug)]
 enum Backing {
-  /// From `sem_open`: released with `sem_close`.
-  Named(ObjectName),
+  /// A named semaphore: its own mapping of `/dev/shm/sem.NAME` (or, on macOS, a `sem_t`
+  /// from `sem_open`).
+  Named { name: ObjectName, map: named::Map },
   /// Inside a region, which stays mapped while the semaphore exists.
   Region { region: Arc<Region>, offset: usize },
 }
 
-/// A POSIX semaphore shared between processes.
+/// A semaphore shared between processes.
 ///
 /// ```
 /// use shmkit::{unique_name, Semaphore};
@@ -131,25 +148,154 @@ enum Backing {
 /// ```
 #[derive(Debug)]
 pub struct Semaphore {
-  raw: NonNull<libc::sem_t>,
   backing: Backing,
 }
 
-// SAFETY: POSIX semaphore operations are thread-safe; the pointer stays valid for the life of
-// the handle (a named semaphore until sem_close in Drop, an in-region one while the Arc keeps
-// the region mapped).
+/// The protocol's words at one address. Every access is atomic: other processes read and
+/// write them at any moment.
+struct Words<'a> {
+  data: &'a AtomicU64,
+  value: &'a AtomicU32,
+  private: &'a AtomicU32,
+}
+
+impl Words<'_> {
+  fn value_of(data: u64) -> u32 {
+    #[expect(clippy::cast_possible_truncation, reason = "the value is the low half")]
+    let value = data as u32;
+    value
+  }
+
+  /// `EINVAL` unless the bytes look like a process-shared semaphore.
+  fn check(&self) -> Result<(), Errno> {
+    if self.private.load(Ordering::Relaxed) == SHARED {
+      Ok(())
+    } else {
+      Err(Errno::EINVAL)
+    }
+  }
+
+  /// The value in `data`, or `EINVAL` when it is above the maximum (garbage).
+  fn checked_value(data: u64) -> Result<u32, Errno> {
+    let value = Self::value_of(data);
+    if value > Semaphore::VALUE_MAX {
+      Err(Errno::EINVAL)
+    } else {
+      Ok(value)
+    }
+  }
+
+  fn value(&self) -> Result<u32, Errno> {
+    self.check()?;
+    Self::checked_value(self.data.load(Ordering::Relaxed))
+  }
+
+  /// Takes a permit if there is one; with `as_waiter`, removes one waiter in the same step.
+  fn try_take(&self, as_waiter: bool) -> Result<bool, Errno> {
+    self.check()?;
+    let mut data = self.data.load(Ordering::Relaxed);
+    loop {
+      if Self::checked_value(data)? == 0 {
+        return Ok(false);
+      }
+      let next = data
+        .wrapping_sub(1)
+        .wrapping_sub(if as_waiter { ONE_WAITER } else { 0 });
+      match self
+        .data
+        .compare_exchange_weak(data, next, Ordering::Acquire, Ordering::Relaxed)
+      {
+        Ok(_) => return Ok(true),
+        Err(now) => data = now,
+      }
+    }
+  }
+
+  fn post(&self) -> Result<(), Errno> {
+    self.check()?;
+    let mut data = self.data.load(Ordering::Relaxed);
+    loop {
+      match Self::checked_value(data)? {
+        Semaphore::VALUE_MAX => return Err(Errno::EOVERFLOW),
+        _ => match self
+          .data
+          .compare_exchange_weak(data, data.wrapping_add(1), Ordering::Release, Ordering::Relaxed)
+        {
+          Ok(_) => break,
+          Err(now) => data = now,
+        },
+      }
+    }
+    if data >> 32 != 0 {
+      futex::wake(self.value, 1).map_err(|e| e.errno().unwrap_or(Errno::EINVAL))?;
+    }
+    Ok(())
+  }
+
+  fn add_waiter(&self) {
+    self.data.fetch_add(ONE_WAITER, Ordering::Relaxed);
+  }
+
+  /// Removes a waiter that leaves without a permit. If permits are left and others wait, a
+  /// wake meant for this waiter may have been spent on it: pass one on.
+  fn remove_waiter(&self) {
+    let data = self
+      .data
+      .fetch_sub(ONE_WAITER, Ordering::Relaxed)
+      .wrapping_sub(ONE_WAITER);
+    if Self::value_of(data) > 0 && data >> 32 != 0 {
+      let _ = futex::wake(self.value, 1);
+    }
+  }
+
+  /// glibc's `sem_wait`/`sem_timedwait`: returns whether it took a permit before `deadline`.
+  fn wait_until(&self, deadline: Option<Instant>) -> Result<bool, Errno> {
+    if self.try_take(false)? {
+      return Ok(true);
+    }
+    self.add_waiter();
+    loop {
+      match self.try_take(true) {
+        Ok(true) => return Ok(true),
+        Ok(false) => {}
+        Err(e) => {
+          self.remove_waiter();
+          return Err(e);
+        }
+      }
+      match futex::wait_until(self.value, 0, deadline) {
+        Ok(WaitOutcome::TimedOut) => {
+          // One last look: a permit that came with the deadline is still taken.
+          let took = self.try_take(true);
+          if !matches!(took, Ok(true)) {
+            self.remove_waiter();
+          }
+          return took;
+        }
+        Ok(WaitOutcome::Woken | WaitOutcome::NotEqual) => {}
+        Err(e) => {
+          self.remove_waiter();
+          return Err(e.errno().unwrap_or(Errno::EINVAL));
+        }
+      }
+    }
+  }
+}
+
+// SAFETY: every access to the semaphore's bytes is atomic, and the backing keeps them mapped
+// for the life of the handle.
 unsafe impl Send for Semaphore {}
-// SAFETY: see `Send`: every operation through `&Semaphore` is a thread-safe sem_* call.
+// SAFETY: see `Send`: every operation through `&Semaphore` is atomic or a futex call.
 unsafe impl Sync for Semaphore {}
 
 impl Semaphore {
-  /// The size of a `sem_t` in bytes: what an in-region semaphore occupies (32 on 64-bit
-  /// Linux).
-  pub const SIZE: usize = size_of::<libc::sem_t>();
+  /// The bytes an in-region semaphore occupies: 32, glibc's `sizeof(sem_t)` on 64-bit Linux,
+  /// on every platform (the protocol uses the first 12).
+  pub const SIZE: usize = 32;
 
   /// The alignment an in-region semaphore's offset must have, counted from the start of the
-  /// mapping (which is page-aligned). 8 on 64-bit Linux.
-  pub const ALIGN: usize = align_of::<libc::sem_t>();
+  /// mapping (which is page-aligned): 8, for the 64-bit `data` word.
+  pub const ALIGN: usize = 8;
 
   /// The largest value a semaphore can hold (`SEM_VALUE_MAX`): `i32::MAX` on Linux, 32767 on
   /// macOS. A `post` beyond it fails with `EOVERFLOW`.
@@ -190,7 +336,8 @@ impl Semaphore {
   /// unlink.
   ///
   /// # Errors
-  /// [`ErrorKind::InvalidName`]; `ENOENT` if there is no such semaphore, `EACCES`.
+  /// [`ErrorKind::InvalidName`]; `ENOENT` if there is no such semaphore, `EACCES`; `EINVAL`
+  /// if the file is too small to be one.
   pub fn open<N>(name: N) -> Result<Semaphore>
   where
     N: TryInto<ObjectName, Error = Error>,
@@ -207,7 +354,10 @@ impl Semaphore {
     N: TryInto<ObjectName, Error = Error>,
   {
     let name = name.try_into()?;
-    open_named(&name, opts.owner).map_err(|e| e.with_name(name.as_str()))
+    let map = named::open(&name, opts.owner).map_err(|e| e.with_name(name.as_str()))?;
+    Ok(Semaphore {
+      backing: Backing::Named { name, map },
+    })
   }
 
   /// Opens `name` if it exists (keeping its value and mode), or creates it with `initial`.
@@ -238,12 +388,12 @@ impl Semaphore {
         Err(e) if e.errno() == Some(Errno::EEXIST) => {}
         other => return other.map_err(|e| e.with_name(name.as_str())),
       }
-      match open_named(&name, opts.owner) {
+      match Self::open_with(&name, opts) {
         Err(e) if e.errno() == Some(Errno::ENOENT) => last = Some(e),
-        other => return other.map_err(|e| e.with_name(name.as_str())),
+        other => return other,
       }
     }
-    Err(last.expect("the loop ran").with_name(name.as_str()))
+    Err(last.expect("the loop ran"))
   }
 
   /// Removes the name `name` (`sem_unlink`). Processes that have the semaphore open keep
@@ -256,20 +406,17 @@ impl Semaphore {
     N: TryInto<ObjectName, Error = Error>,
   {
     let name = name.try_into()?;
-    // SAFETY: a NUL-terminated name; sem_unlink only reads it.
-    let ret = unsafe { libc::sem_unlink(name.as_c_str().as_ptr()) };
-    Errno::result(ret)
-      .map(drop)
-      .map_err(|e| Error::os(e, "sem_unlink").with_name(name.as_str()))
+    named::unlink(&name).map_err(|e| Error::os(e, "sem_unlink").with_name(name.as_str()))
   }
 
-  /// Initialises a process-shared semaphore (`sem_init(pshared = 1)`) with value `initial`
-  /// at byte `offset` of `region`, and returns a handle to it. Other processes that map the
-  /// same memory use it through [`Semaphore::at`] (or inherit this handle across `fork`).
+  /// Initialises a process-shared semaphore with value `initial` at byte `offset` of
+  /// `region` (the bytes glibc's `sem_init(pshared = 1)` writes), and returns a handle to it.
+  /// Other processes that map the same memory use it through [`Semaphore::at`] (or inherit
+  /// this handle across `fork`), and on glibc C programs through `sem_post`/`sem_wait`.
   ///
-  /// The bytes `offset .. offset + SIZE` belong to the semaphore from now on: writing over
-  /// them while it is in use breaks it (POSIX calls that undefined; here the operations then
-  /// fail with `EINVAL` where the damage is detectable). Initialising a semaphore that
+  /// The bytes `offset .. offset + SIZE` belong to the semaphore from now on. Writing over
+  /// them breaks it, but never this process: operations then fail with `EINVAL` where the
+  /// damage is visible, and waits still end at their deadline. Initialising a semaphore that
   /// processes are using resets it under them. The region stays mapped as long as the
   /// semaphore exists, even after every other handle to the region is gone.
   ///
@@ -277,90 +424,101 @@ impl Semaphore {
   /// [`ErrorKind::InvalidSize`] when the semaphore does not fit at `offset`;
   /// [`ErrorKind::InvalidArgument`] for a misaligned `offset` (see [`Semaphore::ALIGN`]), a
   /// `MAP_PRIVATE` or read-only region (the semaphore would not be shared), or `initial`
-  /// above [`Semaphore::VALUE_MAX`]; [`ErrorKind::Unsupported`] on macOS.
+  /// above [`Semaphore::VALUE_MAX`].
   pub fn init_in(region: Arc<Region>, offset: usize, initial: u32) -> Result<Semaphore> {
     check_value(initial)?;
-    let raw = place(&region, offset)?;
-    imp::init(raw, initial).map_err(|e| region.named(Error::os(e, "sem_init")))?;
+    let ptr = place(&region, offset)?;
+    // SAFETY: `place` checked that SIZE bytes at `ptr` are inside the shared, writable
+    // mapping and 8-aligned.
+    unsafe { init_bytes(ptr, initial) };
     Ok(Semaphore {
-      raw,
       backing: Backing::Region { region, offset },
     })
   }
 
   /// Attaches to the semaphore that [`Semaphore::init_in`] (here or in another process, or
-  /// a C program's `sem_init(pshared = 1)`) placed at byte `offset` of `region`. Nothing is
-  /// initialised.
+  /// a C program's `sem_init(pshared = 1)` on glibc) placed at byte `offset` of `region`.
+  /// Nothing is initialised.
   ///
   /// # Errors
   /// As [`Semaphore::init_in`]; `EINVAL` (syscall `sem_init`) when the bytes at `offset`
-  /// visibly hold no process-shared semaphore (checked on glibc, where such bytes would
-  /// otherwise abort the process on the first wait).
+  /// visibly hold no process-shared semaphore.
   pub fn at(region: Arc<Region>, offset: usize) -> Result<Semaphore> {
-    let raw = place(&region, offset)?;
-    imp::check_intact(raw).map_err(|e| region.named(Error::os(e, "sem_init")))?;
-    Ok(Semaphore {
-      raw,
+    place(&region, offset)?;
+    let sem = Semaphore {
       backing: Backing::Region { region, offset },
-    })
+    };
+    sem.raw_value().map_err(|e| sem.err(e, "sem_init"))?;
+    Ok(sem)
   }
 
-  /// Adds one to the value, waking one waiter (`sem_post`). Async-signal-safe, so a forked
-  /// child may call it.
+  /// Runs `f` on the protocol's words; `None` for a macOS named semaphore (a kernel object).
+  fn words(&self) -> Option<Words<'_>> {
+    let ptr = match &self.backing {
+      Backing::Region { region, offset } => {
+        // SAFETY: `place` checked offset + SIZE <= len when the handle was made, and the
+        // Arc keeps the mapping.
+        unsafe { region.as_ptr().add(*offset) }
+      }
+      Backing::Named { map, .. } => map.words()?,
+    };
+    // SAFETY: `ptr` points at SIZE bytes, 8-aligned, mapped for the life of `self`; every
+    // access through these references is atomic.
+    Some(unsafe { words_at(ptr) })
+  }
+
+  fn with_words<'s, T>(&'s self, f: impl FnOnce(&Words<'s>) -> Result<T, Errno>) -> Result<T, Errno> {
+    match self.words() {
+      Some(words) => f(&words),
+      None => Err(Errno::ENOSYS),
+    }
+  }
+
+  fn raw_value(&self) -> Result<u32, Errno> {
+    self.with_words(Words::value)
+  }
+
+  /// Adds one to the value, waking one waiter. Async-signal-safe (atomics and one futex
+  /// call), so a forked child may call it.
   ///
   /// # Errors
-  /// `EOVERFLOW` at [`Semaphore::VALUE_MAX`]; `EINVAL` for a damaged in-region semaphore.
+  /// `EOVERFLOW` at [`Semaphore::VALUE_MAX`]; `EINVAL` for damaged bytes.
   pub fn post(&self) -> Result<()> {
-    imp::check_intact(self.raw).map_err(|e| self.err(e, "sem_post"))?;
-    // SAFETY: `raw` is a live semaphore for the life of `self` (see the type's invariant).
-    let ret = unsafe { libc::sem_post(self.raw.as_ptr()) };
-    Errno::result(ret).map(drop).map_err(|e| self.err(e, "sem_post"))
+    match &self.backing {
+      Backing::Named { map, .. } if map.words().is_none() => map.post(),
+      _ => self.with_words(Words::post),
+    }
+    .map_err(|e| self.err(e, "sem_post"))
   }
 
-  /// Takes one from the value if it is above zero, without blocking (`sem_trywait`).
-  /// Returns whether it did.
+  /// Takes one from the value if it is above zero, without blocking. Returns whether it did.
   ///
   /// # Errors
-  /// `EINVAL` for a damaged in-region semaphore.
+  /// `EINVAL` for damaged bytes.
   pub fn try_wait(&self) -> Result<bool> {
-    loop {
-      imp::check_intact(self.raw).map_err(|e| self.err(e, "sem_trywait"))?;
-      // SAFETY: `raw` is a live semaphore for the life of `self`.
-      let ret = unsafe { libc::sem_trywait(self.raw.as_ptr()) };
-      match Errno::result(ret) {
-        Ok(_) => return Ok(true),
-        Err(Errno::EAGAIN) => return Ok(false),
-        Err(Errno::EINTR) => {}
-        Err(e) => return Err(self.err(e, "sem_trywait")),
-      }
+    match &self.backing {
+      Backing::Named { map, .. } if map.words().is_none() => map.try_wait(),
+      _ => self.with_words(|w| w.try_take(false)),
     }
+    .map_err(|e| self.err(e, "sem_trywait"))
   }
 
-  /// Blocks until the value is above zero, then takes one (`sem_wait`). Signals that
-  /// interrupt the wait (`EINTR`) are retried.
+  /// Blocks until the value is above zero, then takes one. Signals that interrupt the wait
+  /// are retried.
   ///
   /// # Errors
-  /// `EINVAL` for a damaged in-region semaphore.
+  /// `EINVAL` for damaged bytes.
   pub fn wait(&self) -> Result<()> {
-    loop {
-      imp::check_intact(self.raw).map_err(|e| self.err(e, "sem_wait"))?;
-      // SAFETY: `raw` is a live semaphore for the life of `self`.
-      let ret = unsafe { libc::sem_wait(self.raw.as_ptr()) };
-      match Errno::result(ret) {
-        Ok(_) => return Ok(()),
-        Err(Errno::EINTR) => {}
-        Err(e) => return Err(self.err(e, "sem_wait")),
-      }
-    }
+    self.wait_deadline(None).map(drop).map_err(|e| self.err(e, "sem_wait"))
   }
 
   /// Like [`Semaphore::wait`], but gives up after `timeout`: returns `true` when it took one,
-  /// `false` when the time ran out. A zero `timeout` tries once. Interruptions by signals
-  /// are retried with the time that is left; the deadline is kept on the monotonic clock,
-  /// so changes of the wall clock do not shorten or stretch it.
+  /// `false` when the time ran out. A zero `timeout` tries once. The deadline is kept on the
+  /// monotonic clock, so interruptions and changes of the wall clock do not shorten or
+  /// stretch it.
   ///
   /// # Errors
-  /// `EINVAL` for a damaged in-region semaphore.
+  /// `EINVAL` for damaged bytes.
   pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
     match Instant::now().checked_add(timeout) {
       Some(deadline) => self.wait_until(deadline),
@@ -374,26 +532,66 @@ impl Semaphore {
   /// # Errors
   /// As [`Semaphore::wait_timeout`].
   pub fn wait_until(&self, deadline: Instant) -> Result<bool> {
-    imp::wait_until(self.raw, deadline).map_err(|e| self.err(e, "sem_timedwait"))
+    self
+      .wait_deadline(Some(deadline))
+      .map_err(|e| self.err(e, "sem_timedwait"))
   }
 
-  /// The current value (`sem_getvalue`). Other processes may change it at any moment, so it
-  /// is a snapshot for diagnostics, never a reason to skip a wait.
+  fn wait_deadline(&self, deadline: Option<Instant>) -> Result<bool, Errno> {
+    match &self.backing {
+      Backing::Named { map, .. } if map.words().is_none() => map.wait_until(deadline),
+      _ => self.with_words(|w| w.wait_until(deadline)),
+    }
+  }
+
+  /// The current value. Other processes may change it at any moment, so it is a snapshot
+  /// for diagnostics, never a reason to skip a wait.
   ///
   /// # Errors
-  /// [`ErrorKind::Unsupported`] on macOS; `EINVAL` for a damaged in-region semaphore.
+  /// [`ErrorKind::Unsupported`] for a named semaphore on macOS; `EINVAL` for damaged bytes.
   pub fn value(&self) -> Result<u32> {
-    imp::value(self.raw).map_err(|e| match e {
-      Some(errno) => self.err(errno, "sem_getvalue"),
-      None => Error::new(ErrorKind::Unsupported, "macOS does not report a semaphore's value"),
-    })
+    match self.raw_value() {
+      Err(Errno::ENOSYS) => Err(Error::new(
+        ErrorKind::Unsupported,
+        "macOS does not report a named semaphore's value",
+      )),
+      other => other.map_err(|e| self.err(e, "sem_getvalue")),
+    }
+  }
+
+  /// The 32-bit word waiters sleep on (the value, which they wait to see leave 0), for
+  /// callers that wait on it asynchronously; `None` for a named semaphore on macOS.
+  ///
+  /// An asynchronous waiter follows the protocol in the module documentation: while it
+  /// waits it counts itself once with [`Semaphore::add_waiter`], waits on this word while it
+  /// reads 0, takes a permit with [`Semaphore::try_wait`], and leaves with
+  /// [`Semaphore::remove_waiter`].
+  #[must_use]
+  pub fn wait_word(&self) -> Option<&AtomicU32> {
+    self.words().map(|w| w.value)
+  }
+
+  /// Counts one more waiter, so that posts wake the value word (see
+  /// [`Semaphore::wait_word`]). Does nothing for a macOS named semaphore.
+  pub fn add_waiter(&self) {
+    if let Some(words) = self.words() {
+      words.add_waiter();
+    }
+  }
+
+  /// Undoes [`Semaphore::add_waiter`], passing a wake on to another waiter when permits are
+  /// left (the wake may have been meant for the one leaving).
+  pub fn remove_waiter(&self) {
+    if let Some(words) = self.words() {
+      words.remove_waiter();
+    }
   }
 
   /// The name (with its leading `/`) of a named semaphore; `None` for one in a region.
   #[must_use]
   pub fn name(&self) -> Option<&str> {
     match &self.backing {
-      Backing::Named(name) => Some(name.as_str()),
+      Backing::Named { name, .. } => Some(name.as_str()),
       Backing::Region { .. } => None,
     }
   }
@@ -402,7 +600,7 @@ impl Semaphore {
   #[must_use]
   pub fn region(&self) -> Option<&Arc<Region>> {
     match &self.backing {
-      Backing::Named(_) => None,
+      Backing::Named { .. } => None,
       Backing::Region { region, .. } => Some(region),
     }
   }
@@ -411,72 +609,80 @@ impl Semaphore {
   #[must_use]
   pub fn offset(&self) -> Option<usize> {
     match &self.backing {
-      Backing::Named(_) => None,
+      Backing::Named { .. } => None,
       Backing::Region { offset, .. } => Some(*offset),
     }
   }
 
-  /// Releases this handle now and reports a failure, which `Drop` cannot: `sem_close` for a
-  /// named semaphore (the name stays until [`Semaphore::unlink`]); for an in-region one it
-  /// drops the handle's hold on the region. The semaphore itself is untouched.
+  /// Releases this handle now and reports a failure, which `Drop` cannot: unmaps a named
+  /// semaphore (the name stays until [`Semaphore::unlink`]); for an in-region one it drops
+  /// the handle's hold on the region. The semaphore itself is untouched.
   ///
   /// # Errors
-  /// The `sem_close` failure; the handle is gone either way.
+  /// The `munmap` (`sem_close`) failure; the handle is gone either way.
   pub fn close(self) -> Result<()> {
-    let this = std::mem::ManuallyDrop::new(self);
-    // SAFETY: `this` is never dropped or used again, so the backing is moved out only once.
-    let backing = unsafe { std::ptr::read(&raw const this.backing) };
-    match backing {
-      Backing::Named(name) => {
-        // SAFETY: `raw` came from sem_open, and Drop never runs for `this`, so it is closed
-        // exactly once, here.
-        let ret = unsafe { libc::sem_close(this.raw.as_ptr()) };
-        Errno::result(ret)
-          .map(drop)
-          .map_err(|e| Error::os(e, "sem_close").with_name(name.as_str()))
-      }
+    match self.backing {
+      Backing::Named { name, map } => map
+        .close()
+        .map_err(|e| Error::os(e, "sem_close").with_name(name.as_str())),
       // Dropping the backing releases this handle's hold on the region.
       Backing::Region { .. } => Ok(()),
     }
   }
 
-  /// Destroys an in-region semaphore (`sem_destroy`), which only this explicit call ever
-  /// does. No process may use it afterwards until it is initialised again.
+  /// Ends an in-region semaphore (`sem_destroy`), which only this explicit call ever does.
+  /// Like glibc's, it changes no byte: no process may use the semaphore afterwards until it
+  /// is initialised again.
   ///
   /// # Errors
   /// [`ErrorKind::InvalidArgument`] for a named semaphore (remove those with
-  /// [`Semaphore::unlink`]); `EINVAL` for a damaged one.
+  /// [`Semaphore::unlink`]); `EINVAL` for damaged bytes.
   pub fn destroy(self) -> Result<()> {
     match &self.backing {
-      Backing::Named(_) => Err(Error::new(
+      Backing::Named { .. } => Err(Error::new(
         ErrorKind::InvalidArgument,
         "named semaphores are removed with unlink, not destroyed",
       )),
-      Backing::Region { .. } => {
-        imp::check_intact(self.raw).map_err(|e| self.err(e, "sem_destroy"))?;
-        imp::destroy(self.raw).map_err(|e| self.err(e, "sem_destroy"))
-      }
+      Backing::Region { .. } => self.raw_value().map(drop).map_err(|e| self.err(e, "sem_destroy")),
     }
   }
 
   fn err(&self, errno: Errno, syscall: &'static str) -> Error {
     let error = Error::os(errno, syscall);
     match &self.backing {
-      Backing::Named(name) => error.with_name(name.as_str()),
+      Backing::Named { name, .. } => error.with_name(name.as_str()),
       Backing::Region { region, .. } => region.named(error),
     }
   }
 }
 
-impl Drop for Semaphore {
-  fn drop(&mut self) {
-    if let Backing::Named(_) = self.backing {
-      // SAFETY: `raw` came from sem_open and is closed once, here (`close` skips Drop).
-      // sem_close fails only for an invalid pointer, which we never hold, so the result is
-      // ignored (Drop cannot report; `close` does).
-      let _ = unsafe { libc::sem_close(self.raw.as_ptr()) };
-    }
-  }
+/// The words of the semaphore at `ptr`.
+///
+/// # Safety
+/// `ptr` must point at [`Semaphore::SIZE`] bytes, 8-aligned, that stay mapped for `'a` and
+/// are only accessed atomically.
+unsafe fn words_at<'a>(ptr: *mut u8) -> Words<'a> {
+  // SAFETY: per the contract, 8 aligned bytes at `ptr`.
+  let data = unsafe { AtomicU64::from_ptr(ptr.cast()) };
+  // SAFETY: per the contract; the value is one half of `data` (4-aligned), the kernel's
+  // futex word. Both views only ever see atomic accesses.
+  let value = unsafe { AtomicU32::from_ptr(ptr.add(VALUE_OFFSET).cast()) };
+  // SAFETY: per the contract, bytes 8..12 are inside the semaphore and 4-aligned.
+  let private = unsafe { AtomicU32::from_ptr(ptr.add(8).cast()) };
+  Words { data, value, private }
+}
+
+/// Writes a fresh semaphore with value `initial`.
+///
+/// # Safety
+/// As [`words_at`], and the bytes must be writable.
+unsafe fn init_bytes(ptr: *mut u8, initial: u32) {
+  // SAFETY: per the contract.
+  let words = unsafe { words_at(ptr) };
+  words.data.store(u64::from(initial), Ordering::Relaxed);
+  // SAFETY: per the contract, bytes 12..16 are inside the semaphore and 4-aligned.
+  unsafe { AtomicU32::from_ptr(ptr.add(12).cast()) }.store(0, Ordering::Relaxed);
+  words.private.store(SHARED, Ordering::Release);
 }
 
 fn check_value(initial: u32) -> Result<()> {
@@ -493,8 +699,7 @@ fn check_value(initial: u32) -> Result<()> {
 }
 
 /// Checks that a semaphore fits at `offset` of `region` and returns its address.
-fn place(region: &Region, offset: usize) -> Result<NonNull<libc::sem_t>> {
-  imp::supported()?;
+fn place(region: &Region, offset: usize) -> Result<*mut u8> {
   if region.is_private() || !region.is_writable() {
     return Err(region.named(Error::new(
       ErrorKind::InvalidArgument,
@@ -514,9 +719,7 @@ fn place(region: &Region, offset: usize) -> Result<NonNull<libc::sem_t>> {
       )))
     }
   }
-  // SAFETY: offset + SIZE <= len (checked above), so the pointer stays inside the mapping.
-  let ptr = unsafe { region.as_ptr().add(offset) };
-  if ptr.align_offset(Semaphore::ALIGN) != 0 {
+  if !offset.is_multiple_of(Semaphore::ALIGN) {
     return Err(region.named(Error::new(
       ErrorKind::InvalidArgument,
       format!(
@@ -525,7 +728,8 @@ fn place(region: &Region, offset: usize) -> Result<NonNull<libc::sem_t>> {
       ),
     )));
   }
-  Ok(NonNull::new(ptr.cast()).expect("a mapping is never at address 0"))
+  // SAFETY: offset + SIZE <= len (checked above), so the pointer stays inside the mapping.
+  Ok(unsafe { region.as_ptr().add(offset) })
 }
 
 fn create_named(name: &ObjectName, initial: u32, opts: &SemOptions) -> Result<Semaphore> {
@@ -536,254 +740,259 @@ fn create_named(name: &ObjectName, initial: u32, opts: &SemOptions) -> Result<Se
       format!("mode {:#o} is above 0o777", opts.mode),
     ));
   }
-  let raw = sem_open(name, libc::O_CREAT | libc::O_EXCL, opts.mode, initial)?;
-  let sem = Semaphore {
-    raw,
-    backing: Backing::Named(name.clone()),
-  };
-  // The name is ours now: if the mode cannot be made exact, undo it rather than leave a
-  // semaphore with other permissions than asked.
-  if let Err(e) = imp::exact_mode(name, opts.mode) {
-    drop(sem);
-    let _ = Semaphore::unlink(name);
-    return Err(e);
-  }
-  Ok(sem)
-}
-
-fn open_named(name: &ObjectName, owner: Owner) -> Result<Semaphore> {
-  let raw = sem_open(name, 0, 0, 0)?;
-  let sem = Semaphore {
-    raw,
-    backing: Backing::Named(name.clone()),
-  };
-  imp::check_owner(name, owner)?;
-  Ok(sem)
-}
-
-/// `sem_open(3)`, with `SEM_FAILED` turned into the errno.
-fn sem_open(name: &ObjectName, oflag: libc::c_int, mode: u32, value: u32) -> Result<NonNull<libc::sem_t>> {
-  // SAFETY: a NUL-terminated name; the variadic mode and value are passed as `unsigned int`,
-  // the promoted types sem_open reads with va_arg (and ignored without O_CREAT).
-  let ptr = unsafe { libc::sem_open(name.as_c_str().as_ptr(), oflag, c_uint::from(mode), c_uint::from(value)) };
-  if ptr == libc::SEM_FAILED {
-    return Err(Error::os(Errno::last(), "sem_open"));
-  }
-  // On Linux SEM_FAILED is null, so this is never None there; on macOS it is -1.
-  NonNull::new(ptr).ok_or_else(|| Error::os(Errno::EINVAL, "sem_open"))
+  let map = named::create(name, initial, opts.mode)?;
+  Ok(Semaphore {
+    backing: Backing::Named {
+      name: name.clone(),
+      map,
+    },
+  })
 }
 
 #[cfg(not(target_vendor = "apple"))]
-mod imp {
-  use std::ffi::c_uint;
+mod named {
+  //! `/dev/shm/sem.NAME`, created, opened and mapped the way glibc's `sem_open` does it.
+  use std::ffi::c_void;
+  use std::num::NonZeroUsize;
+  use std::os::fd::{AsFd, OwnedFd};
   use std::ptr::NonNull;
   use std::time::Instant;
 
   use nix::errno::Errno;
+  use nix::fcntl::OFlag;
+  use nix::sys::mman::{MapFlags, ProtFlags};
+  use nix::sys::stat::Mode;
 
-  use crate::error::{Error, Result, SyscallExt};
+  use super::Semaphore;
+  use crate::error::{Error, Result};
   use crate::name::ObjectName;
 
-  #[expect(clippy::unnecessary_wraps, reason = "same signature as the macOS stub")]
-  pub(super) fn supported() -> Result<()> {
-    Ok(())
+  /// The mapping of one named semaphore's file.
+  #[derive(Debug)]
+  pub(super) struct Map {
+    ptr: NonNull<c_void>,
   }
 
-  pub(super) fn init(raw: NonNull<libc::sem_t>, initial: u32) -> Result<(), Errno> {
-    // SAFETY: `raw` points to SIZE writable, aligned bytes of a shared mapping (checked by
-    // `place`); pshared = 1 because other processes map the same memory.
-    let ret = unsafe { libc::sem_init(raw.as_ptr(), 1, c_uint::from(initial)) };
-    Errno::result(ret).map(drop)
+  fn path(name: &ObjectName) -> String {
+    format!("/dev/shm/sem.{}", &name.as_str()[1..])
   }
 
-  pub(super) fn destroy(raw: NonNull<libc::sem_t>) -> Result<(), Errno> {
-    // SAFETY: `raw` points to an initialised semaphore inside a live mapping.
-    let ret = unsafe { libc::sem_destroy(raw.as_ptr()) };
-    Errno::result(ret).map(drop)
+  fn len() -> NonZeroUsize {
+    NonZeroUsize::new(Semaphore::SIZE).expect("not zero")
   }
 
-  pub(super) fn value(raw: NonNull<libc::sem_t>) -> Result<u32, Option<Errno>> {
-    check_intact(raw).map_err(Some)?;
-    let mut value: libc::c_int = 0;
-    // SAFETY: `raw` is a live semaphore; `value` is a valid out-pointer.
-    let ret = unsafe { libc::sem_getvalue(raw.as_ptr(), &raw mut value) };
-    Errno::result(ret).map_err(Some)?;
-    // Linux reports 0, never a negative count, when processes are waiting.
-    Ok(u32::try_from(value).unwrap_or(0))
+  fn map(fd: &OwnedFd) -> Result<Map, Errno> {
+    // SAFETY: no address hint; a new shared mapping of the file's first SIZE bytes, owned by
+    // the returned Map, which unmaps it once.
+    let ptr = unsafe {
+      nix::sys::mman::mmap(
+        None,
+        len(),
+        ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+        MapFlags::MAP_SHARED,
+        fd.as_fd(),
+        0,
+      )
+    }?;
+    Ok(Map { ptr })
   }
 
-  pub(super) fn wait_until(raw: NonNull<libc::sem_t>, deadline: Instant) -> Result<bool, Errno> {
-    loop {
-      check_intact(raw)?;
-      // sem_timedwait wants an absolute CLOCK_REALTIME time; derive it from the time left on
-      // the monotonic clock at every round, so interruptions and wall-clock jumps do not
-      // change the deadline.
-      let left = deadline.saturating_duration_since(Instant::now());
-      let Some(abstime) = crate::clock::realtime_after(left) else {
-        // Too far in the future for a timespec: no deadline at all.
-        // SAFETY: `raw` is a live semaphore.
-        let ret = unsafe { libc::sem_wait(raw.as_ptr()) };
-        match Errno::result(ret) {
-          Ok(_) => return Ok(true),
-          Err(Errno::EINTR) => continue,
-          Err(e) => return Err(e),
-        }
-      };
-      // SAFETY: `raw` is a live semaphore; `abstime` is a valid, normalised timespec.
-      let ret = unsafe { libc::sem_timedwait(raw.as_ptr(), &raw const abstime) };
-      match Errno::result(ret) {
-        Ok(_) => return Ok(true),
-        Err(Errno::EINTR) => {}
-        Err(Errno::ETIMEDOUT) => {
-          if Instant::now() >= deadline {
-            return Ok(false);
-          }
-          // The wall clock jumped forward: wait out the rest.
-        }
-        Err(e) => return Err(e),
-      }
-    }
-  }
-
-  /// Makes a new named semaphore's mode exactly `mode`. `sem_open` applies the umask, and a
-  /// `sem_t` has no descriptor to `fchmod`; on Linux the semaphore is a file in `/dev/shm`
-  /// (glibc: `sem.NAME`; musl: `NAME`, beside the shared-memory objects), so change that.
-  /// Until then the mode can only be narrower than asked (the umask never widens), so nobody
-  /// gets in early.
-  pub(super) fn exact_mode(name: &ObjectName, mode: u32) -> Result<()> {
-    let body = &name.as_str()[1..];
-    let path = if cfg!(target_env = "musl") {
-      format!("/dev/shm/{body}")
-    } else {
-      format!("/dev/shm/sem.{body}")
-    };
-    let bits = libc::mode_t::try_from(mode).expect("at most 0o777");
-    nix::sys::stat::fchmodat(
-      nix::fcntl::AT_FDCWD,
-      path.as_str(),
-      nix::sys::stat::Mode::from_bits_truncate(bits),
-      nix::sys::stat::FchmodatFlags::FollowSymlink,
+  /// Opens and maps the file, refusing one that another user than `owner` accepts owns.
+  pub(super) fn open(name: &ObjectName, owner: crate::Owner) -> Result<Map> {
+    let fail = |e| Error::os(e, "sem_open");
+    let fd = nix::fcntl::open(
+      path(name).as_str(),
+      OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+      Mode::empty(),
     )
-    .syscall("chmod")
-    .map_err(|e: Error| e.with_name(name.as_str()))
-  }
-
-  /// Refuses a semaphore whose file in `/dev/shm` belongs to another user than `owner`
-  /// accepts. Checked after `sem_open`: only the owner of a name can remove and recreate it
-  /// (`/dev/shm` is sticky), so a file we see owned by us was not swapped in by a stranger.
-  pub(super) fn check_owner(name: &ObjectName, owner: crate::Owner) -> Result<()> {
-    if owner == crate::Owner::Any {
-      return Ok(());
+    .map_err(fail)?;
+    // A shorter file is no semaphore, and touching its missing bytes would raise SIGBUS.
+    let stat = nix::sys::stat::fstat(fd.as_fd()).map_err(fail)?;
+    owner.check(stat.st_uid)?;
+    if usize::try_from(stat.st_size).unwrap_or(0) < Semaphore::SIZE {
+      return Err(fail(Errno::EINVAL));
     }
-    let stat = nix::sys::stat::stat(file_path(name).as_str()).syscall("stat")?;
-    owner.check(stat.st_uid)
+    map(&fd).map_err(fail)
   }
 
-  /// The file behind a named semaphore (glibc: `sem.NAME`; musl: `NAME`).
-  fn file_path(name: &ObjectName) -> String {
-    let body = &name.as_str()[1..];
-    if cfg!(target_env = "musl") {
-      format!("/dev/shm/{body}")
-    } else {
-      format!("/dev/shm/sem.{body}")
+  /// A temporary file with the semaphore's bytes and exact mode, linked to the name only
+  /// when complete: `link` fails with `EEXIST` if the name exists, so `O_EXCL` holds.
+  pub(super) fn create(name: &ObjectName, initial: u32, mode: u32) -> Result<Map> {
+    let fail = |e| Error::os(e, "sem_open");
+    let (temp, fd) = loop {
+      let temp = format!("/dev/shm/sem.{}", &crate::unique_name("tmp").as_str()[1..]);
+      match nix::fcntl::open(
+        temp.as_str(),
+        OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::S_IRUSR | Mode::S_IWUSR,
+      ) {
+        Ok(fd) => break (temp, fd),
+        Err(Errno::EEXIST) => {}
+        Err(e) => return Err(fail(e)),
+      }
+    };
+    let linked = (|| {
+      let bits = nix::libc::mode_t::try_from(mode).expect("at most 0o777");
+      nix::sys::stat::fchmod(fd.as_fd(), Mode::from_bits_truncate(bits))?;
+      let mut bytes = [0u8; Semaphore::SIZE];
+      bytes[..8].copy_from_slice(&u64::from(initial).to_ne_bytes());
+      bytes[8..12].copy_from_slice(&super::SHARED.to_ne_bytes());
+      let written = nix::unistd::write(&fd, &bytes)?;
+      if written != bytes.len() {
+        return Err(Errno::ENOSPC);
+      }
+      let map = map(&fd)?;
+      nix::unistd::linkat(
+        nix::fcntl::AT_FDCWD,
+        temp.as_str(),
+        nix::fcntl::AT_FDCWD,
+        path(name).as_str(),
+        nix::fcntl::AtFlags::empty(),
+      )?;
+      Ok(map)
+    })();
+    let _ = nix::unistd::unlink(temp.as_str());
+    linked.map_err(fail)
+  }
+
+  pub(super) fn unlink(name: &ObjectName) -> Result<(), Errno> {
+    nix::unistd::unlink(path(name).as_str())
+  }
+
+  impl Map {
+    #[expect(clippy::unnecessary_wraps, reason = "same signature as the macOS kernel semaphore")]
+    pub(super) fn words(&self) -> Option<*mut u8> {
+      Some(self.ptr.as_ptr().cast())
+    }
+
+    pub(super) fn close(self) -> Result<(), Errno> {
+      let this = std::mem::ManuallyDrop::new(self);
+      // SAFETY: the mapping is ours and unmapped once: Drop never runs for `this`.
+      unsafe { nix::sys::mman::munmap(this.ptr, Semaphore::SIZE) }
+    }
+
+    // Only macOS named semaphores take these paths (`words` is never `None` here).
+    #[expect(clippy::unused_self, reason = "never called on Linux")]
+    pub(super) fn post(&self) -> Result<(), Errno> {
+      Err(Errno::ENOSYS)
+    }
+
+    #[expect(clippy::unused_self, reason = "never called on Linux")]
+    pub(super) fn try_wait(&self) -> Result<bool, Errno> {
+      Err(Errno::ENOSYS)
+    }
+
+    #[expect(clippy::unused_self, reason = "never called on Linux")]
+    pub(super) fn wait_until(&self, _deadline: Option<Instant>) -> Result<bool, Errno> {
+      Err(Errno::ENOSYS)
     }
   }
 
-  /// glibc's 64-bit `struct new_sem` is `{ u64 data; int private; int pad; }`, and `private`
-  /// is `FUTEX_SHARED` (128) for every process-shared semaphore (`sem_init(pshared = 1)` and
-  /// `sem_open`). Any other value makes glibc pass a bogus futex operation to the kernel and
-  /// then abort the whole process ("The futex facility returned an unexpected error code").
-  /// Any write over shared memory can put one there, so look before every call and report
-  /// `EINVAL`, which is what POSIX says for "not a valid semaphore".
-  #[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
-  pub(super) fn check_intact(raw: NonNull<libc::sem_t>) -> Result<(), Errno> {
-    const FUTEX_SHARED: i32 = 128;
-    // SAFETY: a sem_t is 32 bytes, so byte 8 is inside it.
-    let word = unsafe { raw.as_ptr().cast::<u8>().add(8) };
-    #[expect(clippy::cast_ptr_alignment, reason = "sem_t is 8-aligned, so byte 8 is 4-aligned")]
-    let word = word.cast::<i32>();
-    // SAFETY: `word` is valid and 4-aligned for the life of the semaphore; the read is
-    // atomic because other processes may write the word at the same time.
-    let private = unsafe { std::sync::atomic::AtomicI32::from_ptr(word) }.load(std::sync::atomic::Ordering::Relaxed);
-    if private == FUTEX_SHARED {
-      Ok(())
-    } else {
-      Err(Errno::EINVAL)
+  impl Drop for Map {
+    fn drop(&mut self) {
+      // SAFETY: the mapping is ours and unmapped once, here (`close` skips Drop). munmap of
+      // a valid mapping does not fail, so the result is ignored.
+      let _ = unsafe { nix::sys::mman::munmap(self.ptr, Semaphore::SIZE) };
     }
-  }
-
-  /// musl (and 32-bit glibc, which we do not ship) never aborts on a damaged semaphore.
-  #[cfg(not(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64")))]
-  #[expect(clippy::unnecessary_wraps, reason = "same signature as the glibc check")]
-  pub(super) fn check_intact(_raw: NonNull<libc::sem_t>) -> Result<(), Errno> {
-    Ok(())
   }
 }
 
 #[cfg(target_vendor = "apple")]
-mod imp {
+mod named {
+  //! macOS: named semaphores are kernel objects (`sem_open`), with no bytes to share.
+  use std::ffi::c_uint;
   use std::ptr::NonNull;
   use std::time::{Duration, Instant};
 
   use nix::errno::Errno;
 
-  use crate::error::{Error, ErrorKind, Result};
+  use crate::error::{Error, Result};
   use crate::name::ObjectName;
 
-  /// macOS has no unnamed semaphores: `sem_init` fails with `ENOSYS`.
-  pub(super) fn supported() -> Result<()> {
-    Err(Error::new(
-      ErrorKind::Unsupported,
-      "macOS has no process-shared unnamed semaphores (sem_init); use a named semaphore",
-    ))
+  #[derive(Debug)]
+  pub(super) struct Map {
+    raw: NonNull<libc::sem_t>,
   }
 
-  pub(super) fn init(_raw: NonNull<libc::sem_t>, _initial: u32) -> Result<(), Errno> {
-    Err(Errno::ENOSYS)
-  }
-
-  pub(super) fn destroy(_raw: NonNull<libc::sem_t>) -> Result<(), Errno> {
-    Err(Errno::ENOSYS)
-  }
-
-  pub(super) fn value(_raw: NonNull<libc::sem_t>) -> Result<u32, Option<Errno>> {
-    Err(None)
-  }
-
-  /// No `sem_timedwait` on macOS: poll `sem_trywait` with a pause that grows to 10 ms.
-  pub(super) fn wait_until(raw: NonNull<libc::sem_t>, deadline: Instant) -> Result<bool, Errno> {
-    let mut pause = Duration::from_micros(100);
-    loop {
-      // SAFETY: `raw` is a live semaphore from sem_open.
-      let ret = unsafe { libc::sem_trywait(raw.as_ptr()) };
-      match Errno::result(ret) {
-        Ok(_) => return Ok(true),
-        Err(Errno::EAGAIN | Errno::EINTR) => {}
-        Err(e) => return Err(e),
-      }
-      let now = Instant::now();
-      if now >= deadline {
-        return Ok(false);
-      }
-      std::thread::sleep(pause.min(deadline - now));
-      pause = (pause * 2).min(Duration::from_millis(10));
+  fn sem_open(name: &ObjectName, oflag: libc::c_int, mode: u32, value: u32) -> Result<Map> {
+    // SAFETY: a NUL-terminated name; the variadic mode and value are passed as `unsigned
+    // int`, the promoted types sem_open reads with va_arg (and ignored without O_CREAT).
+    let ptr = unsafe { libc::sem_open(name.as_c_str().as_ptr(), oflag, c_uint::from(mode), c_uint::from(value)) };
+    if ptr == libc::SEM_FAILED {
+      return Err(Error::os(Errno::last(), "sem_open"));
     }
+    let raw = NonNull::new(ptr).ok_or_else(|| Error::os(Errno::EINVAL, "sem_open"))?;
+    Ok(Map { raw })
   }
 
   /// macOS keeps named semaphores in the kernel, with no file whose owner could be read.
-  #[expect(clippy::unnecessary_wraps, reason = "same signature as the Linux check")]
-  pub(super) fn check_owner(_name: &ObjectName, _owner: crate::Owner) -> Result<()> {
-    Ok(())
+  pub(super) fn open(name: &ObjectName, _owner: crate::Owner) -> Result<Map> {
+    sem_open(name, 0, 0, 0)
   }
 
   /// XNU applies the umask to a new semaphore and offers no way to change its mode later.
-  #[expect(clippy::unnecessary_wraps, reason = "same signature as the Linux version")]
-  pub(super) fn exact_mode(_name: &ObjectName, _mode: u32) -> Result<()> {
-    Ok(())
+  pub(super) fn create(name: &ObjectName, initial: u32, mode: u32) -> Result<Map> {
+    sem_open(name, libc::O_CREAT | libc::O_EXCL, mode, initial)
   }
 
-  #[expect(clippy::unnecessary_wraps, reason = "same signature as the glibc check")]
-  pub(super) fn check_intact(_raw: NonNull<libc::sem_t>) -> Result<(), Errno> {
-    Ok(())
+  pub(super) fn unlink(name: &ObjectName) -> Result<(), Errno> {
+    // SAFETY: a NUL-terminated name; sem_unlink only reads it.
+    Errno::result(unsafe { libc::sem_unlink(name.as_c_str().as_ptr()) }).map(drop)
+  }
+
+  impl Map {
+    #[expect(clippy::unused_self, reason = "same signature as the Linux mapping")]
+    pub(super) fn words(&self) -> Option<*mut u8> {
+      None
+    }
+
+    pub(super) fn close(self) -> Result<(), Errno> {
+      let this = std::mem::ManuallyDrop::new(self);
+      // SAFETY: `raw` came from sem_open and is closed once: Drop never runs for `this`.
+      Errno::result(unsafe { libc::sem_close(this.raw.as_ptr()) }).map(drop)
+    }
+
+    pub(super) fn post(&self) -> Result<(), Errno> {
+      // SAFETY: `raw` is a live semaphore from sem_open.
+      Errno::result(unsafe { libc::sem_post(self.raw.as_ptr()) }).map(drop)
+    }
+
+    pub(super) fn try_wait(&self) -> Result<bool, Errno> {
+      loop {
+        // SAFETY: `raw` is a live semaphore from sem_open.
+        match Errno::result(unsafe { libc::sem_trywait(self.raw.as_ptr()) }) {
+          Ok(_) => return Ok(true),
+          Err(Errno::EAGAIN) => return Ok(false),
+          Err(Errno::EINTR) => {}
+          Err(e) => return Err(e),
+        }
+      }
+    }
+
+    /// No `sem_timedwait` on macOS: poll `sem_trywait` with a pause that grows to 10 ms.
+    pub(super) fn wait_until(&self, deadline: Option<Instant>) -> Result<bool, Errno> {
+      let mut pause = Duration::from_micros(100);
+      loop {
+        if self.try_wait()? {
+          return Ok(true);
+        }
+        let now = Instant::now();
+        let left = match deadline {
+          Some(at) if now >= at => return Ok(false),
+          Some(at) => at - now,
+          None => pause,
+        };
+        std::thread::sleep(pause.min(left));
+        pause = (pause * 2).min(Duration::from_millis(10));
+      }
+    }
+  }
+
+  impl Drop for Map {
+    fn drop(&mut self) {
+      // SAFETY: `raw` came from sem_open and is closed once, here (`close` skips Drop).
+      // sem_close fails only for an invalid pointer, which we never hold.
+      let _ = unsafe { libc::sem_close(self.raw.as_ptr()) };
+    }
   }
 }

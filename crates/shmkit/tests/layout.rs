@@ -6,17 +6,9 @@ mod common;
 
 use shmkit::{mutex_align, mutex_size, Semaphore};
 
-/// `(size_of::<sem_t>(), align_of::<sem_t>())` as the document's table gives them.
-#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
+/// `(Semaphore::SIZE, Semaphore::ALIGN)` as the document's table gives them: glibc's 64-bit
+/// `sem_t` on every platform (shmkit owns the protocol).
 const SEM_T: (usize, usize) = (32, 8);
-#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "32"))]
-const SEM_T: (usize, usize) = (16, 4);
-#[cfg(all(target_os = "linux", target_env = "musl", target_pointer_width = "64"))]
-const SEM_T: (usize, usize) = (32, 4);
-#[cfg(all(target_os = "linux", target_env = "musl", target_pointer_width = "32"))]
-const SEM_T: (usize, usize) = (16, 4);
-#[cfg(target_vendor = "apple")]
-const SEM_T: (usize, usize) = (4, 4);
 
 /// `(size_of::<pthread_mutex_t>(), mutex_align())` as the document's table gives them.
 #[cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
@@ -31,8 +23,12 @@ const MUTEX: (usize, usize) = (64, 8);
 #[test]
 fn semaphore_size_and_alignment_match_the_document() {
   assert_eq!((Semaphore::SIZE, Semaphore::ALIGN), SEM_T);
-  assert_eq!(Semaphore::SIZE, size_of::<libc::sem_t>());
-  assert_eq!(Semaphore::ALIGN, align_of::<libc::sem_t>());
+  #[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
+  assert_eq!(
+    (Semaphore::SIZE, Semaphore::ALIGN),
+    (size_of::<libc::sem_t>(), align_of::<libc::sem_t>()),
+    "glibc's sem_t, byte for byte"
+  );
   // The document's advice: offsets that are multiples of 8 (or 64) suit every platform.
   assert_eq!(8 % Semaphore::ALIGN, 0);
 }
@@ -77,11 +73,10 @@ mod linux {
     );
   }
 
-  /// The informative part of the document: how each libc encodes a process-shared semaphore,
-  /// which is why a glibc and a musl process must never share one.
-  #[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
+  /// The protocol's bytes (glibc's 64-bit `new_sem`, on every platform): value, waiters,
+  /// `128` for process-shared.
   #[test]
-  fn glibc_encodes_a_shared_semaphore_as_the_document_says() {
+  fn a_semaphore_is_encoded_as_the_document_says() {
     let region = Arc::new(Region::anonymous(4096).unwrap());
     let _sem = Semaphore::init_in(region.clone(), 0, 5).unwrap();
     let word = |at: usize| {
@@ -92,20 +87,6 @@ mod linux {
     assert_eq!(word(0), 5, "the value, in the low half of the 64-bit data word");
     assert_eq!(word(4), 0, "no waiters");
     assert_eq!(word(8), 128, "FUTEX_SHARED: process-shared");
-  }
-
-  #[cfg(all(target_os = "linux", target_env = "musl"))]
-  #[test]
-  fn musl_encodes_a_shared_semaphore_as_the_document_says() {
-    let region = Arc::new(Region::anonymous(4096).unwrap());
-    let _sem = Semaphore::init_in(region.clone(), 0, 5).unwrap();
-    let word = |at: usize| {
-      let mut b = [0u8; 4];
-      region.read_at(at, &mut b).unwrap();
-      u32::from_ne_bytes(b)
-    };
-    assert_eq!(word(0), 5, "the value");
-    assert_eq!(word(8), 0, "0 for process-shared (128 would be private)");
   }
 
   /// A named segment is the file `/dev/shm/NAME`, byte for byte: no header, its size is the
@@ -124,14 +105,13 @@ mod linux {
     assert_eq!(opened.len(), 10_000, "the opener's size comes from fstat");
   }
 
-  /// A named semaphore `/NAME` is the file `/dev/shm/sem.NAME` with glibc, and `/dev/shm/NAME`
-  /// with musl (the same namespace as segments there).
+  /// A named semaphore `/NAME` is the file `/dev/shm/sem.NAME` (glibc's place; shmkit uses it
+  /// with musl too).
   #[test]
   fn a_named_semaphore_is_a_file_in_dev_shm() {
     let name = unique_name("lay");
     let sem = Semaphore::create(&name, 0).unwrap();
-    let prefix = if cfg!(target_env = "musl") { "" } else { "sem." };
-    let path = format!("/dev/shm/{prefix}{}", &name.as_str()[1..]);
+    let path = format!("/dev/shm/sem.{}", &name.as_str()[1..]);
     let meta = std::fs::metadata(&path);
     Semaphore::unlink(&name).unwrap();
     drop(sem);
@@ -140,20 +120,9 @@ mod linux {
     assert!(!std::path::Path::new(&path).exists(), "and is gone after sem_unlink");
   }
 
-  /// musl keeps named semaphores beside segments: one name cannot be both there.
-  #[cfg(all(target_os = "linux", target_env = "musl"))]
+  /// Segments and semaphores have separate namespaces: they may have the same name.
   #[test]
-  fn musl_segments_and_semaphores_share_one_namespace() {
-    let name = NameGuard::new();
-    let _region = Region::create(&name.0, 4096).unwrap();
-    let err = Semaphore::create(&name.0, 0).unwrap_err();
-    assert_eq!(err.errno(), Some(shmkit::Errno::EEXIST));
-  }
-
-  /// glibc keeps them apart: a segment and a semaphore may have the same name.
-  #[cfg(all(target_os = "linux", target_env = "gnu"))]
-  #[test]
-  fn glibc_segments_and_semaphores_have_separate_namespaces() {
+  fn segments_and_semaphores_have_separate_namespaces() {
     let name = NameGuard::new();
     let _region = Region::create(&name.0, 4096).unwrap();
     let sem = Semaphore::create(&name.0, 0).unwrap();

@@ -28,10 +28,9 @@ impl Drop for SemName {
   }
 }
 
-/// Where Linux keeps a named semaphore: glibc in `/dev/shm/sem.NAME`, musl in `/dev/shm/NAME`.
+/// Where Linux keeps a named semaphore: `/dev/shm/sem.NAME` (glibc's place, also with musl).
 fn sem_path(name: &ObjectName) -> String {
-  let prefix = if cfg!(target_env = "musl") { "" } else { "sem." };
-  format!("/dev/shm/{prefix}{}", &name.as_str()[1..])
+  format!("/dev/shm/sem.{}", &name.as_str()[1..])
 }
 
 #[test]
@@ -145,11 +144,6 @@ fn a_posting_thread_wakes_a_timed_waiter() {
 fn in_region_bounds_alignment_and_sharing_are_checked() {
   let region = Arc::new(Region::anonymous(4096).unwrap());
   const { assert!(Semaphore::SIZE >= 16 && Semaphore::ALIGN >= 4) };
-  if cfg!(target_vendor = "apple") {
-    let e = Semaphore::init_in(region, 0, 0).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Unsupported);
-    return;
-  }
   let last = 4096 - Semaphore::SIZE;
   assert!(Semaphore::init_in(region.clone(), last, 0).is_ok());
   let e = Semaphore::init_in(region.clone(), last + Semaphore::ALIGN, 0).unwrap_err();
@@ -171,7 +165,6 @@ fn in_region_bounds_alignment_and_sharing_are_checked() {
 }
 
 #[test]
-#[cfg(not(target_vendor = "apple"))]
 fn in_region_semaphore_is_attached_at_its_offset_and_keeps_the_region() {
   let region = Arc::new(Region::anonymous(4096).unwrap());
   let sem = Semaphore::init_in(region.clone(), 64, 1).unwrap();
@@ -189,9 +182,8 @@ fn in_region_semaphore_is_attached_at_its_offset_and_keeps_the_region() {
 }
 
 #[test]
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn damaged_semaphores_fail_with_einval_instead_of_aborting() {
-  // glibc would abort the process for these bytes (see `check_intact`).
+  // glibc would abort the process for these bytes; shmkit owns the protocol and says EINVAL.
   let region = Arc::new(Region::anonymous(4096).unwrap());
   let e = Semaphore::at(region.clone(), 0).unwrap_err();
   assert_eq!(
@@ -265,7 +257,6 @@ fn four_forked_processes_count_exactly_under_a_named_semaphore() {
 }
 
 #[test]
-#[cfg(not(target_vendor = "apple"))]
 fn four_forked_processes_count_exactly_under_an_in_region_semaphore() {
   let region = Arc::new(Region::anonymous(4096).unwrap());
   let sem = Semaphore::init_in(region.clone(), 64, 1).unwrap();
@@ -273,7 +264,6 @@ fn four_forked_processes_count_exactly_under_an_in_region_semaphore() {
 }
 
 #[test]
-#[cfg(not(target_vendor = "apple"))]
 fn a_forked_producer_passes_100000_items_through_a_ring() {
   const SLOTS: usize = 64;
   const ITEMS: u64 = 100_000;

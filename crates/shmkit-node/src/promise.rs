@@ -1,0 +1,167 @@
+//! Promises settled from native code, and the `AbortSignal` that may end them early: what
+//! every async wait of the binding (`waitAsync`, `Semaphore#wait`) shares.
+
+use std::ptr;
+
+use napi::bindgen_prelude::*;
+use napi::{sys, ValueType};
+
+use crate::args;
+
+/// A promise's resolving half. Settling consumes it; dropping it unsettled (env teardown)
+/// leaves the promise pending, which is all a dying env can do.
+pub struct Deferred(sys::napi_deferred);
+
+impl Deferred {
+  /// A new promise and its deferred.
+  pub fn new(env: &Env) -> Result<(Self, Object<'_>)> {
+    let mut deferred = ptr::null_mut();
+    let mut promise = ptr::null_mut();
+    // SAFETY: valid env and out-pointers.
+    check(unsafe { sys::napi_create_promise(env.raw(), &raw mut deferred, &raw mut promise) })?;
+    Ok((Self(deferred), Object::from_raw(env.raw(), promise)))
+  }
+
+  /// Settles with `outcome` (a value, or the error to reject with).
+  pub fn settle<T: ToNapiValue>(self, env: &Env, outcome: Result<T>) {
+    let status = match outcome {
+      Ok(value) => {
+        // SAFETY: valid env; the value converts in it.
+        match unsafe { T::to_napi_value(env.raw(), value) } {
+          // SAFETY: the deferred is settled exactly once, here (self is consumed).
+          Ok(value) => unsafe { sys::napi_resolve_deferred(env.raw(), self.0, value) },
+          Err(e) => return self.settle::<()>(env, Err(e)),
+        }
+      }
+      Err(error) => {
+        // SAFETY: valid env; the error hands back the JS error object it holds.
+        match unsafe { Error::to_napi_value(env.raw(), error) } {
+          // SAFETY: as above.
+          Ok(value) => unsafe { sys::napi_reject_deferred(env.raw(), self.0, value) },
+          Err(_) => return,
+        }
+      }
+    };
+    // A failure here means the env is going away; nothing is left to tell.
+    let _ = status;
+  }
+}
+
+/// A promise already settled with `outcome`.
+pub fn settled<T: ToNapiValue>(env: &Env, outcome: Result<T>) -> Result<Object<'_>> {
+  let (deferred, promise) = Deferred::new(env)?;
+  deferred.settle(env, outcome);
+  Ok(promise)
+}
+
+fn check(status: sys::napi_status) -> Result<()> {
+  if status == sys::Status::napi_ok {
+    Ok(())
+  } else {
+    Err(Error::from_status(Status::from(status)))
+  }
+}
+
+/// Reads `options.signal`: an `AbortSignal` or absent.
+pub fn signal_option<'e>(env: &Env, options: Option<&Object<'e>>, arg: &str) -> Result<Option<Object<'e>>> {
+  let Some(options) = options else { return Ok(None) };
+  let Some(value) = args::property(options, "signal")? else {
+    return Ok(None);
+  };
+  let constructor: Function<'_, Unknown<'_>, Unknown<'_>> = env.get_global()?.get_named_property("AbortSignal")?;
+  if value.get_type()? != ValueType::Object || !value.instanceof(constructor)? {
+    return Err(args::invalid_type(
+      env,
+      &format!("{arg}.signal"),
+      "an instance of AbortSignal",
+      value,
+    ));
+  }
+  // SAFETY: the type was just checked to be Object.
+  Ok(Some(unsafe { value.cast::<Object>() }?))
+}
+
+/// `signal.reason` if the signal has aborted.
+pub fn abort_reason<'e>(signal: &Object<'e>) -> Result<Option<Unknown<'e>>> {
+  let aborted: Unknown = signal.get_named_property("aborted")?;
+  let aborted = aborted.get_type()? == ValueType::Boolean && {
+    // SAFETY: the type was just checked to be Boolean.
+    unsafe { aborted.cast::<bool>() }?
+  };
+  if aborted {
+    Ok(Some(signal.get_named_property("reason")?))
+  } else {
+    Ok(None)
+  }
+}
+
+/// An `abort` listener on a signal, removed with [`AbortHook::release`]. JS thread only.
+pub struct AbortHook {
+  signal: sys::napi_ref,
+  listener: sys::napi_ref,
+}
+
+impl AbortHook {
+  /// Adds a one-shot `abort` listener that calls `on_abort(env, reason)`.
+  pub fn listen(env: &Env, signal: &Object<'_>, on_abort: impl FnOnce(&Env, Unknown<'_>) + 'static) -> Result<Self> {
+    let on_abort = std::cell::RefCell::new(Some(on_abort));
+    let listener = env.create_function_from_closure::<(), (), _>("onabort", move |ctx| {
+      let Some(on_abort) = on_abort.borrow_mut().take() else {
+        return Ok(());
+      };
+      let signal: Object = ctx.this()?;
+      let reason: Unknown = signal.get_named_property("reason")?;
+      on_abort(ctx.env, reason);
+      Ok(())
+    })?;
+    let add: Function<'_, FnArgs<(&str, Unknown<'_>, Object<'_>)>, Unknown<'_>> =
+      signal.get_named_property("addEventListener")?;
+    let mut once = Object::new(env)?;
+    once.set_named_property("once", true)?;
+    add.apply(signal, ("abort", listener.to_unknown(), once).into())?;
+    Ok(Self {
+      signal: new_reference(env, signal.raw())?,
+      listener: new_reference(env, listener.raw())?,
+    })
+  }
+
+  /// Removes the listener from the signal and deletes both references.
+  pub fn release(self, env: &Env) {
+    if let (Some(signal), Some(listener)) = (reference_value(env, self.signal), reference_value(env, self.listener)) {
+      let removed = (|| -> Result<()> {
+        // SAFETY: `signal` came from a live reference, so it is an object of this env.
+        let signal = unsafe { Object::from_napi_value(env.raw(), signal) }?;
+        let remove: Function<'_, FnArgs<(&str, Unknown<'_>)>, Unknown<'_>> =
+          signal.get_named_property("removeEventListener")?;
+        // SAFETY: `listener` came from a live reference in this env.
+        let listener = unsafe { Unknown::from_raw_unchecked(env.raw(), listener) };
+        remove.apply(signal, ("abort", listener).into()).map(drop)
+      })();
+      // A signal whose removeEventListener throws keeps a listener that finds nothing to
+      // abort; harmless, so the error is dropped (with any pending exception).
+      if removed.is_err() {
+        let mut exception = ptr::null_mut();
+        // SAFETY: valid env and out-pointer; clearing when nothing is pending is a no-op.
+        unsafe { sys::napi_get_and_clear_last_exception(env.raw(), &raw mut exception) };
+      }
+    }
+    for reference in [self.signal, self.listener] {
+      // SAFETY: each reference was created in this env and is deleted exactly once, here.
+      unsafe { sys::napi_delete_reference(env.raw(), reference) };
+    }
+  }
+}
+
+fn reference_value(env: &Env, reference: sys::napi_ref) -> Option<sys::napi_value> {
+  let mut value = ptr::null_mut();
+  // SAFETY: `reference` is a live reference of this env; `value` is a valid out-pointer.
+  let status = unsafe { sys::napi_get_reference_value(env.raw(), reference, &raw mut value) };
+  (status == sys::Status::napi_ok && !value.is_null()).then_some(value)
+}
+
+fn new_reference(env: &Env, value: sys::napi_value) -> Result<sys::napi_ref> {
+  let mut reference = ptr::null_mut();
+  // SAFETY: `value` is a live handle of this env; `reference` is a valid out-pointer.
+  check(unsafe { sys::napi_create_reference(env.raw(), value, 1, &raw mut reference) })?;
+  Ok(reference)
+}

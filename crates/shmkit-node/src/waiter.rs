@@ -1,0 +1,1452 @@
+//! The one asynchronous wait of the binding: every async wait on a shared 32-bit word
+//! (`waitAsync`, `Semaphore#wait`, and whatever else waits without blocking) goes through
+//! here.
+//!
+//! # Contract
+//! - [`arm`]`(env, word, expected, deadline, done)` starts a wait on `word` (a [`Word`]: a
+//!   32-bit word in a region or a semaphore, kept mapped by the wait) and returns its
+//!   [`WaitId`] at once, on the JS thread of `env`.
+//! - `done(env, outcome)` is then called **exactly once, on that JS thread**, inside a
+//!   callback scope (promises resolved in it settle at once), with `Ok(WaitOutcome::Woken)`
+//!   after a wake on the word or once its value left `expected` (callers re-check their
+//!   condition: spurious wake-ups are allowed), `Ok(NotEqual)` if the word did not hold
+//!   `expected` when the kernel looked, `Ok(TimedOut)` once `deadline` has passed, or
+//!   `Err` for an OS failure. It is never called from inside [`arm`].
+//! - **Unless** the wait goes away first: [`cancel`]`(env, id)` (returns `true` if it was
+//!   still pending), or the env is torn down (a worker ends). Then `done` is dropped without
+//!   being called, on the JS thread or during teardown, so anything it owns must give back
+//!   what it took in its `Drop` (a semaphore waiter uncounts itself there).
+//! - A pending wait keeps the event loop alive; none pending, the loop may exit.
+//!
+//! # Mechanisms
+//! - **`io_uring`** (Linux ≥ 6.7, when the kernel allows it, libuv is there, and
+//!   `SHMKIT_IO_URING` is not `0`): one ring per JS thread, created on it
+//!   (`IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN`, retried without them on
+//!   `EINVAL`). Each wait is an `IORING_OP_FUTEX_WAIT` (futex2 `FUTEX2_SIZE_U32`, shared: no
+//!   private flag, mask `0xffffffff`), linked to an `IORING_OP_LINK_TIMEOUT` with the
+//!   absolute monotonic deadline. Completions signal an eventfd registered with the ring,
+//!   which a libuv poll handle on this thread's loop watches: a wake from another process
+//!   lands in the event loop with no thread in between. On the eventfd, the loop calls
+//!   `io_uring_enter(GETEVENTS)` first (with deferred task work the eventfd fires before the
+//!   completion is posted), then reads the eventfd, then drains the completion queue.
+//! - **Waiter threads** (elsewhere: older kernels, `io_uring` refused by seccomp or
+//!   `kernel.io_uring_disabled`, `SHMKIT_IO_URING=0`, macOS, runtimes without libuv): at most
+//!   [`pool::MAX_THREADS`] threads per process, shared by every env, each watching up to
+//!   [`pool::SLOTS`] distinct (word, value) pairs with one `futex_waitv` (Linux ≥ 5.16) plus
+//!   its own control word, with the earliest deadline as the timeout. Waits on the same word
+//!   and value share a slot; words beyond the threads' capacity (and every word on macOS,
+//!   which has no multi-word wait) are looked at every [`pool::POLL`]. Completions reach
+//!   each env through one threadsafe function. A wake settles every wait of this process on
+//!   that word, and a wake that does not change the word can be missed while the thread is
+//!   busy: protocols change the word before waking, as all of shmkit's do.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::ptr::{self, NonNull};
+use std::rc::Rc;
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
+use std::time::Instant;
+
+use napi::bindgen_prelude::*;
+use napi::sys;
+pub use shmkit::WaitOutcome;
+
+/// What a wait's owner runs when it ends (see the module's contract).
+pub type Done = Box<dyn FnOnce(&Env, shmkit::Result<WaitOutcome>)>;
+
+/// A pending wait, for [`cancel`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct WaitId(u64);
+
+/// A 32-bit word to wait on, with what keeps its memory mapped while a wait needs it.
+#[derive(Clone)]
+pub struct Word {
+  /// Keeps the memory mapped.
+  _owner: Arc<dyn Send + Sync>,
+  ptr: NonNull<AtomicU32>,
+}
+
+// SAFETY: `ptr` points into memory that `owner` keeps mapped; the word is only accessed
+// atomically, from any thread.
+unsafe impl Send for Word {}
+// SAFETY: as for Send.
+unsafe impl Sync for Word {}
+
+impl Word {
+  /// The word at byte `offset` of `region`.
+  pub fn in_region(region: Arc<shmkit::Region>, offset: usize) -> shmkit::Result<Self> {
+    let ptr = NonNull::from(region.atomic_u32(offset)?);
+    Ok(Self { _owner: region, ptr })
+  }
+
+  /// The word a semaphore's waiters sleep on; `None` for a macOS named semaphore.
+  pub fn of_semaphore(sem: Arc<shmkit::Semaphore>) -> Option<Self> {
+    let ptr = NonNull::from(sem.wait_word()?);
+    Some(Self { _owner: sem, ptr })
+  }
+
+  /// A word of this process's own, which nothing ever wakes: a wait on it is a timer.
+  pub fn timer() -> Self {
+    let word = Arc::new(AtomicU32::new(0));
+    let ptr = NonNull::from(&*word);
+    Self { _owner: word, ptr }
+  }
+
+  pub fn get(&self) -> &AtomicU32 {
+    // SAFETY: `owner` keeps the word mapped for as long as `self` lives.
+    unsafe { self.ptr.as_ref() }
+  }
+
+  fn addr(&self) -> usize {
+    self.ptr.as_ptr() as usize
+  }
+}
+
+/// Starts a wait (see the module's contract).
+pub fn arm(env: &Env, word: Word, expected: u32, deadline: Option<Instant>, done: Done) -> Result<WaitId> {
+  let lp = this_loop(env)?;
+  let id = lp.next_id.get() + 1;
+  lp.next_id.set(id);
+  match &lp.backend {
+    Backend::Uring(ring) => ring
+      .arm(&word, expected, id, deadline)
+      .map_err(|e| crate::error::to_js(env, &shmkit::Error::os(e, "io_uring_enter")))?,
+    Backend::Threads(sink) => pool::add(word.clone(), expected, sink, id, deadline)
+      .map_err(|e| crate::error::to_js(env, &shmkit::Error::os(e, "pthread_create")))?,
+  }
+  lp.pending.borrow_mut().insert(id, Pending { _word: word, done });
+  lp.keep_alive();
+  Ok(WaitId(id))
+}
+
+/// Cancels a pending wait: its `done` is dropped without being called. Returns whether it
+/// was still pending.
+pub fn cancel(env: &Env, id: WaitId) -> bool {
+  let Some(lp) = find_loop(env.raw()) else { return false };
+  let removed = lp.pending.borrow_mut().remove(&id.0);
+  let Some(pending) = removed else { return false };
+  match &lp.backend {
+    Backend::Uring(ring) => ring.cancel(id.0),
+    Backend::Threads(sink) => pool::remove(sink, id.0),
+  }
+  lp.keep_alive();
+  drop(pending);
+  true
+}
+
+/// Which mechanism this env's async waits use: `'io_uring'` or `'threads'`.
+pub fn mechanism(env: &Env) -> Result<&'static str> {
+  Ok(match this_loop(env)?.backend {
+    Backend::Uring(_) => "io_uring",
+    Backend::Threads(_) => "threads",
+  })
+}
+
+struct Pending {
+  /// Keeps the word mapped while the kernel or a waiter thread may look at it.
+  _word: Word,
+  done: Done,
+}
+
+enum Backend {
+  Uring(Box<uring::Ring>),
+  Threads(Arc<pool::Sink>),
+}
+
+/// The async waits of one env (one JS thread).
+struct Loop {
+  env: sys::napi_env,
+  pending: RefCell<HashMap<u64, Pending>>,
+  next_id: Cell<u64>,
+  alive: Cell<bool>,
+  backend: Backend,
+  /// For the callback scope the `io_uring` path opens around `done` calls.
+  async_context: sys::napi_async_context,
+  resource: sys::napi_ref,
+}
+
+thread_local! {
+  static LOOPS: RefCell<Vec<Rc<Loop>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn find_loop(env: sys::napi_env) -> Option<Rc<Loop>> {
+  LOOPS.with_borrow(|loops| loops.iter().find(|l| l.env == env).cloned())
+}
+
+fn this_loop(env: &Env) -> Result<Rc<Loop>> {
+  if let Some(lp) = find_loop(env.raw()) {
+    return Ok(lp);
+  }
+  let lp = Rc::new(Loop::new(env)?);
+  LOOPS.with_borrow_mut(|loops| loops.push(lp.clone()));
+  let mut handle = ptr::null_mut();
+  // SAFETY: valid env; `teardown` gets the env pointer back as its argument.
+  let status =
+    unsafe { sys::napi_add_async_cleanup_hook(env.raw(), Some(teardown), env.raw().cast(), &raw mut handle) };
+  if status != sys::Status::napi_ok {
+    return Err(Error::from_status(Status::from(status)));
+  }
+  Ok(lp)
+}
+
+impl Loop {
+  fn new(env: &Env) -> Result<Self> {
+    let resource = Object::new(env)?;
+    let name = env.create_string("shmkit.wait")?;
+    let mut async_context = ptr::null_mut();
+    // SAFETY: valid env and handles of this scope; a valid out-pointer.
+    check(unsafe { sys::napi_async_init(env.raw(), resource.raw(), name.raw(), &raw mut async_context) })?;
+    let mut reference = ptr::null_mut();
+    // SAFETY: as above.
+    check(unsafe { sys::napi_create_reference(env.raw(), resource.raw(), 1, &raw mut reference) })?;
+    let backend = match uring::Ring::start(env) {
+      Some(ring) => Backend::Uring(ring),
+      None => Backend::Threads(pool::Sink::new(env)?),
+    };
+    Ok(Self {
+      env: env.raw(),
+      pending: RefCell::default(),
+      next_id: Cell::new(0),
+      alive: Cell::new(false),
+      backend,
+      async_context,
+      resource: reference,
+    })
+  }
+
+  /// Holds the event loop open exactly while waits are pending.
+  fn keep_alive(&self) {
+    let want = !self.pending.borrow().is_empty();
+    if want == self.alive.get() {
+      return;
+    }
+    self.alive.set(want);
+    match &self.backend {
+      Backend::Uring(ring) => ring.hold_loop(want),
+      Backend::Threads(sink) => sink.hold_loop(self.env, want),
+    }
+  }
+
+  /// Ends wait `id` with `outcome`, if it is still pending. JS thread, inside a scope.
+  fn complete(&self, env: &Env, id: u64, outcome: shmkit::Result<WaitOutcome>) {
+    let removed = self.pending.borrow_mut().remove(&id);
+    let Some(pending) = removed else { return };
+    self.keep_alive();
+    (pending.done)(env, outcome);
+    report_exception(env);
+  }
+}
+
+fn check(status: sys::napi_status) -> Result<()> {
+  if status == sys::Status::napi_ok {
+    Ok(())
+  } else {
+    Err(Error::from_status(Status::from(status)))
+  }
+}
+
+/// A `done` that threw: report it as an uncaught exception, as Node does for callbacks.
+fn report_exception(env: &Env) {
+  let mut pending = false;
+  // SAFETY: valid env and out-pointer.
+  unsafe { sys::napi_is_exception_pending(env.raw(), &raw mut pending) };
+  if pending {
+    let mut error = ptr::null_mut();
+    // SAFETY: an exception is pending; this takes it.
+    unsafe { sys::napi_get_and_clear_last_exception(env.raw(), &raw mut error) };
+    // SAFETY: `error` is a live handle of this env.
+    unsafe { sys::napi_fatal_exception(env.raw(), error) };
+  }
+}
+
+/// Env teardown (a worker ending, or the process exiting): pending waits are dropped
+/// (their `Drop` gives back what they took), then the mechanism is shut.
+unsafe extern "C" fn teardown(handle: sys::napi_async_cleanup_hook_handle, arg: *mut c_void) {
+  let env: sys::napi_env = arg.cast();
+  let lp = LOOPS.with_borrow_mut(|loops| {
+    let at = loops.iter().position(|l| l.env == env)?;
+    Some(loops.swap_remove(at))
+  });
+  let Some(lp) = lp else {
+    // SAFETY: the handle napi gave this hook, removed once.
+    unsafe { sys::napi_remove_async_cleanup_hook(handle) };
+    return;
+  };
+  let pending = std::mem::take(&mut *lp.pending.borrow_mut());
+  drop(pending);
+  // SAFETY: the env is still valid while its cleanup hooks run.
+  unsafe {
+    sys::napi_async_destroy(env, lp.async_context);
+    sys::napi_delete_reference(env, lp.resource);
+  }
+  match &lp.backend {
+    Backend::Uring(ring) => ring.shut(handle),
+    Backend::Threads(sink) => {
+      sink.shut();
+      // SAFETY: as above.
+      unsafe { sys::napi_remove_async_cleanup_hook(handle) };
+    }
+  }
+}
+
+#[cfg_attr(not(target_os = "linux"), allow(dead_code, reason = "the io_uring path only"))]
+/// Runs `f` with a handle scope and a callback scope open, as libuv callbacks must before
+/// they touch JS (closing the callback scope runs the microtasks, so promises settle).
+fn in_callback_scope(lp: &Loop, f: impl FnOnce(&Env)) {
+  let env = lp.env;
+  let mut handles = ptr::null_mut();
+  // SAFETY: on the env's own thread, from its event loop.
+  if unsafe { sys::napi_open_handle_scope(env, &raw mut handles) } != sys::Status::napi_ok {
+    return;
+  }
+  let mut resource = ptr::null_mut();
+  // SAFETY: a live reference of this env.
+  unsafe { sys::napi_get_reference_value(env, lp.resource, &raw mut resource) };
+  let mut scope = ptr::null_mut();
+  // SAFETY: valid env, resource handle and async context.
+  let opened = unsafe { sys::napi_open_callback_scope(env, resource, lp.async_context, &raw mut scope) };
+  f(&Env::from_raw(env));
+  if opened == sys::Status::napi_ok {
+    // SAFETY: the scope opened above, closed once.
+    unsafe { sys::napi_close_callback_scope(env, scope) };
+  }
+  // SAFETY: the scope opened above, closed once.
+  unsafe { sys::napi_close_handle_scope(env, handles) };
+}
+
+#[cfg_attr(not(target_os = "linux"), allow(dead_code, reason = "the io_uring path only"))]
+/// Whether `SHMKIT_IO_URING=0` turned `io_uring` off.
+fn io_uring_disabled() -> bool {
+  std::env::var_os("SHMKIT_IO_URING").is_some_and(|v| v == "0")
+}
+
+#[cfg(target_os = "linux")]
+mod uring {
+  //! `io_uring` futex waits whose completions land in libuv through an eventfd.
+  use std::cell::{Cell, RefCell};
+  use std::collections::HashMap;
+  use std::ffi::{c_int, c_void, CStr};
+  use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+  use std::ptr;
+  use std::sync::atomic::{AtomicU32, Ordering};
+  use std::sync::OnceLock;
+  use std::time::Instant;
+
+  use napi::bindgen_prelude::*;
+  use napi::sys;
+  use shmkit::Errno;
+
+  use super::{find_loop, in_callback_scope, WaitOutcome, Word};
+
+  const SETUP_CQSIZE: u32 = 1 << 3;
+  const SETUP_SINGLE_ISSUER: u32 = 1 << 12;
+  const SETUP_DEFER_TASKRUN: u32 = 1 << 13;
+  const FEAT_SINGLE_MMAP: u32 = 1;
+  const ENTER_GETEVENTS: u32 = 1;
+  const REGISTER_EVENTFD: u32 = 4;
+  const REGISTER_PROBE: u32 = 8;
+  const OFF_SQES: i64 = 0x1000_0000;
+  const OP_TIMEOUT: u8 = 11;
+  const OP_TIMEOUT_REMOVE: u8 = 12;
+  const OP_ASYNC_CANCEL: u8 = 14;
+  const OP_FUTEX_WAIT: u8 = 51;
+  const TIMEOUT_ABS: u32 = 1;
+  /// futex2 flags: a 32-bit word, shared (no `FUTEX2_PRIVATE`, which would never see
+  /// another process's wake).
+  const FUTEX2_SIZE_U32: i32 = 0x02;
+  const SQ_ENTRIES: u32 = 256;
+  const CQ_ENTRIES: u32 = 4096;
+  /// The low two bits of `user_data` say which request a completion is for.
+  const TAG_WAIT: u64 = 0;
+  const TAG_TIMEOUT: u64 = 1;
+  const TAG_CANCEL: u64 = 2;
+
+  #[repr(C)]
+  #[derive(Default)]
+  struct SqringOffsets {
+    head: u32,
+    tail: u32,
+    ring_mask: u32,
+    ring_entries: u32,
+    flags: u32,
+    dropped: u32,
+    array: u32,
+    resv1: u32,
+    user_addr: u64,
+  }
+
+  #[repr(C)]
+  #[derive(Default)]
+  struct CqringOffsets {
+    head: u32,
+    tail: u32,
+    ring_mask: u32,
+    ring_entries: u32,
+    overflow: u32,
+    cqes: u32,
+    flags: u32,
+    resv1: u32,
+    user_addr: u64,
+  }
+
+  #[repr(C)]
+  #[derive(Default)]
+  struct Params {
+    sq_entries: u32,
+    cq_entries: u32,
+    flags: u32,
+    sq_thread_cpu: u32,
+    sq_thread_idle: u32,
+    features: u32,
+    wq_fd: u32,
+    resv: [u32; 3],
+    sq_off: SqringOffsets,
+    cq_off: CqringOffsets,
+  }
+
+  #[repr(C)]
+  #[derive(Default, Clone, Copy)]
+  struct Sqe {
+    opcode: u8,
+    flags: u8,
+    ioprio: u16,
+    fd: i32,
+    off: u64,
+    addr: u64,
+    len: u32,
+    op_flags: u32,
+    user_data: u64,
+    buf_index: u16,
+    personality: u16,
+    splice_fd_in: i32,
+    addr3: u64,
+    pad: u64,
+  }
+
+  #[repr(C)]
+  struct Cqe {
+    user_data: u64,
+    res: i32,
+    flags: u32,
+  }
+
+  #[repr(C)]
+  struct KernelTimespec {
+    sec: i64,
+    nsec: i64,
+  }
+
+  type PollCb = unsafe extern "C" fn(*mut c_void, c_int, c_int);
+  type CloseCb = unsafe extern "C" fn(*mut c_void);
+  type HandleSize = unsafe extern "C" fn(c_int) -> usize;
+  type PollInit = unsafe extern "C" fn(*mut c_void, *mut c_void, c_int) -> c_int;
+  type PollStart = unsafe extern "C" fn(*mut c_void, c_int, PollCb) -> c_int;
+  type Close = unsafe extern "C" fn(*mut c_void, CloseCb);
+  type Handle = unsafe extern "C" fn(*mut c_void);
+  type SetData = unsafe extern "C" fn(*mut c_void, *mut c_void);
+  type GetData = unsafe extern "C" fn(*const c_void) -> *mut c_void;
+
+  /// The few libuv calls the ring needs, found in the running process (Node exports them).
+  struct Uv {
+    handle_size: HandleSize,
+    poll_init: PollInit,
+    poll_start: PollStart,
+    close: Close,
+    ref_: Handle,
+    unref: Handle,
+    set_data: SetData,
+    get_data: GetData,
+  }
+
+  const UV_POLL: c_int = 8;
+  const UV_READABLE: c_int = 1;
+
+  fn uv() -> Option<&'static Uv> {
+    static UV: OnceLock<Option<Uv>> = OnceLock::new();
+    UV.get_or_init(|| {
+      let find = |name: &CStr| {
+        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only looks it up.
+        let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+        (!f.is_null()).then_some(f)
+      };
+      // SAFETY: each symbol is libuv's function of the declared C signature (uv.h, stable
+      // ABI since libuv 1.0); dlsym returns data pointers, converted to those types.
+      unsafe {
+        Some(Uv {
+          handle_size: std::mem::transmute::<*mut c_void, HandleSize>(find(c"uv_handle_size")?),
+          poll_init: std::mem::transmute::<*mut c_void, PollInit>(find(c"uv_poll_init")?),
+          poll_start: std::mem::transmute::<*mut c_void, PollStart>(find(c"uv_poll_start")?),
+          close: std::mem::transmute::<*mut c_void, Close>(find(c"uv_close")?),
+          ref_: std::mem::transmute::<*mut c_void, Handle>(find(c"uv_ref")?),
+          unref: std::mem::transmute::<*mut c_void, Handle>(find(c"uv_unref")?),
+          set_data: std::mem::transmute::<*mut c_void, SetData>(find(c"uv_handle_set_data")?),
+          get_data: std::mem::transmute::<*mut c_void, GetData>(find(c"uv_handle_get_data")?),
+        })
+      }
+    })
+    .as_ref()
+  }
+
+  /// One ring, on the JS thread that made it.
+  pub(super) struct Ring {
+    fd: OwnedFd,
+    eventfd: OwnedFd,
+    _sq: Mapping,
+    sqes: Mapping,
+    sq_head: *const AtomicU32,
+    sq_tail: *const AtomicU32,
+    sq_mask: u32,
+    sq_entries: u32,
+    cq_head: *const AtomicU32,
+    cq_tail: *const AtomicU32,
+    cq_mask: u32,
+    cqes: *const Cqe,
+    /// Entries filled but not yet handed to the kernel.
+    unsubmitted: Cell<u32>,
+    /// Waits with a deadline: each has a timeout request beside its futex wait, whose
+    /// timespec lives here (boxed, so it stays put) until the timeout is done with.
+    timed: RefCell<HashMap<u64, Box<KernelTimespec>>>,
+    defer: bool,
+    poll: Cell<*mut c_void>,
+    pid: u32,
+  }
+
+  struct Mapping {
+    ptr: *mut c_void,
+    len: usize,
+  }
+
+  impl Drop for Mapping {
+    fn drop(&mut self) {
+      // SAFETY: a mapping this ring made, unmapped once.
+      unsafe { libc::munmap(self.ptr, self.len) };
+    }
+  }
+
+  fn setup(flags: u32) -> std::result::Result<(OwnedFd, Params), Errno> {
+    let mut params = Params {
+      flags: flags | SETUP_CQSIZE,
+      cq_entries: CQ_ENTRIES,
+      ..Params::default()
+    };
+    // SAFETY: `params` is a valid io_uring_params the kernel fills in.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, SQ_ENTRIES, &raw mut params) };
+    if fd < 0 {
+      return Err(Errno::last());
+    }
+    // SAFETY: a new fd that nothing else owns.
+    Ok((
+      unsafe { OwnedFd::from_raw_fd(c_int::try_from(fd).map_err(|_| Errno::EBADF)?) },
+      params,
+    ))
+  }
+
+  fn map(fd: &OwnedFd, len: usize, offset: i64) -> std::result::Result<Mapping, Errno> {
+    // SAFETY: maps the ring's shared area; the Mapping unmaps it once.
+    let ptr = unsafe {
+      libc::mmap(
+        ptr::null_mut(),
+        len,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_SHARED | libc::MAP_POPULATE,
+        fd.as_raw_fd(),
+        offset,
+      )
+    };
+    if ptr == libc::MAP_FAILED {
+      return Err(Errno::last());
+    }
+    Ok(Mapping { ptr, len })
+  }
+
+  fn enter(fd: &OwnedFd, to_submit: u32, flags: u32) -> std::result::Result<u32, Errno> {
+    // SAFETY: io_uring_enter on our ring, no signal mask.
+    let rc = unsafe {
+      libc::syscall(
+        libc::SYS_io_uring_enter,
+        fd.as_raw_fd(),
+        to_submit,
+        0,
+        flags,
+        ptr::null::<c_void>(),
+        0,
+      )
+    };
+    if rc < 0 {
+      Err(Errno::last())
+    } else {
+      Ok(u32::try_from(rc).unwrap_or(0))
+    }
+  }
+
+  /// Whether the kernel knows `IORING_OP_FUTEX_WAIT`.
+  fn supports_futex_wait(fd: &OwnedFd) -> bool {
+    // struct io_uring_probe: 16 bytes of header, then 8 bytes per op.
+    let mut probe = vec![0u64; 2 + 256];
+    // SAFETY: a zeroed buffer large enough for 256 ops.
+    let rc = unsafe {
+      libc::syscall(
+        libc::SYS_io_uring_register,
+        fd.as_raw_fd(),
+        REGISTER_PROBE,
+        probe.as_mut_ptr(),
+        256,
+      )
+    };
+    if rc < 0 {
+      return false;
+    }
+    let bytes: &[u8] = bytemuck_bytes(&probe);
+    let last_op = bytes[0];
+    let op = usize::from(OP_FUTEX_WAIT);
+    // io_uring_probe_op { u8 op; u8 resv; u16 flags; u32 resv2; }, IO_URING_OP_SUPPORTED = 1.
+    last_op >= OP_FUTEX_WAIT && bytes[16 + op * 8 + 2] & 1 == 1
+  }
+
+  fn bytemuck_bytes(words: &[u64]) -> &[u8] {
+    // SAFETY: any u64 slice is valid as bytes, with the same lifetime.
+    unsafe { std::slice::from_raw_parts(words.as_ptr().cast(), words.len() * 8) }
+  }
+
+  impl Ring {
+    /// A ring for this JS thread, or `None` when `io_uring` futex waits are not available
+    /// (then the waiter threads serve).
+    pub(super) fn start(env: &Env) -> Option<Box<Ring>> {
+      if super::io_uring_disabled() {
+        return None;
+      }
+      let uv = uv()?;
+      let ring = Box::new(Self::create().ok()?);
+      if !ring.probe_wait() {
+        return None;
+      }
+      let mut uv_loop = ptr::null_mut();
+      // SAFETY: valid env and out-pointer.
+      if unsafe { sys::napi_get_uv_event_loop(env.raw(), &raw mut uv_loop) } != sys::Status::napi_ok {
+        return None;
+      }
+      // SAFETY: libuv's size of a poll handle.
+      let size = unsafe { (uv.handle_size)(UV_POLL) };
+      let layout = std::alloc::Layout::from_size_align(size, 16).ok()?;
+      // SAFETY: a non-zero layout; freed in `free_handle` after uv_close.
+      let handle = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<c_void>();
+      if handle.is_null() {
+        return None;
+      }
+      // SAFETY: a fresh handle on this thread's loop, watching our eventfd.
+      if unsafe { (uv.poll_init)(uv_loop.cast(), handle, ring.eventfd.as_raw_fd()) } != 0 {
+        // SAFETY: never initialised, so libuv does not know it.
+        unsafe { std::alloc::dealloc(handle.cast(), layout) };
+        return None;
+      }
+      // SAFETY: an initialised handle; its data is the env, for the callback to find its loop.
+      unsafe {
+        (uv.set_data)(handle, env.raw().cast());
+        (uv.poll_start)(handle, UV_READABLE, on_readable);
+        (uv.unref)(handle);
+      }
+      ring.poll.set(handle);
+      Some(ring)
+    }
+
+    fn create() -> std::result::Result<Ring, Errno> {
+      let (fd, params) = match setup(SETUP_SINGLE_ISSUER | SETUP_DEFER_TASKRUN) {
+        Err(Errno::EINVAL) => setup(0)?,
+        other => other?,
+      };
+      if params.features & FEAT_SINGLE_MMAP == 0 {
+        return Err(Errno::ENOSYS);
+      }
+      let sq_len = (params.sq_off.array as usize + params.sq_entries as usize * 4)
+        .max(params.cq_off.cqes as usize + params.cq_entries as usize * size_of::<Cqe>());
+      let sq = map(&fd, sq_len, 0)?;
+      let sqes = map(&fd, params.sq_entries as usize * size_of::<Sqe>(), OFF_SQES)?;
+      let base = sq.ptr.cast::<u8>();
+      // SAFETY: every offset comes from the kernel and lies inside the ring mapping.
+      let at = |off: u32| unsafe { base.add(off as usize) };
+      #[expect(clippy::cast_ptr_alignment, reason = "the kernel aligns the ring's fields")]
+      let ring = {
+        // SAFETY: the kernel's ring-mask fields, read once.
+        let sq_mask = unsafe { *at(params.sq_off.ring_mask).cast::<u32>() };
+        // SAFETY: as above.
+        let cq_mask = unsafe { *at(params.cq_off.ring_mask).cast::<u32>() };
+        let array = at(params.sq_off.array).cast::<u32>();
+        for i in 0..params.sq_entries {
+          // SAFETY: the SQ index array has sq_entries slots; identity map them.
+          unsafe { array.add(i as usize).write(i) };
+        }
+        // SAFETY: a fresh eventfd that nothing else owns.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if efd < 0 {
+          return Err(Errno::last());
+        }
+        // SAFETY: as above.
+        let eventfd = unsafe { OwnedFd::from_raw_fd(efd) };
+        Ring {
+          sq_head: at(params.sq_off.head).cast(),
+          sq_tail: at(params.sq_off.tail).cast(),
+          sq_mask,
+          sq_entries: params.sq_entries,
+          cq_head: at(params.cq_off.head).cast(),
+          cq_tail: at(params.cq_off.tail).cast(),
+          cq_mask,
+          cqes: at(params.cq_off.cqes).cast(),
+          unsubmitted: Cell::new(0),
+          timed: RefCell::default(),
+          defer: params.flags & SETUP_DEFER_TASKRUN != 0,
+          poll: Cell::new(ptr::null_mut()),
+          pid: std::process::id(),
+          eventfd,
+          _sq: sq,
+          sqes,
+          fd,
+        }
+      };
+      if !supports_futex_wait(&ring.fd) {
+        return Err(Errno::ENOSYS);
+      }
+      let efd: c_int = ring.eventfd.as_raw_fd();
+      // SAFETY: registers our eventfd with our ring.
+      let rc = unsafe {
+        libc::syscall(
+          libc::SYS_io_uring_register,
+          ring.fd.as_raw_fd(),
+          REGISTER_EVENTFD,
+          &raw const efd,
+          1,
+        )
+      };
+      if rc < 0 {
+        return Err(Errno::last());
+      }
+      Ok(ring)
+    }
+
+    /// The last probe: a futex wait on a word that does not hold the value must complete at
+    /// once with `-EAGAIN` (a seccomp filter or an old kernel answers otherwise).
+    fn probe_wait(&self) -> bool {
+      let word = AtomicU32::new(1);
+      let mut sqe = Sqe {
+        opcode: OP_FUTEX_WAIT,
+        fd: FUTEX2_SIZE_U32,
+        addr: word.as_ptr() as u64,
+        off: 0,
+        addr3: u64::from(u32::MAX),
+        user_data: u64::MAX,
+        ..Sqe::default()
+      };
+      if self.push(&mut sqe).is_err() || self.submit(ENTER_GETEVENTS).is_err() {
+        return false;
+      }
+      let deadline = Instant::now() + std::time::Duration::from_millis(500);
+      let mut answer = None;
+      while answer.is_none() && Instant::now() < deadline {
+        let _ = enter(&self.fd, 0, ENTER_GETEVENTS);
+        self.drain(|user_data, res| {
+          if user_data == u64::MAX {
+            answer = Some(res);
+          }
+        });
+      }
+      let mut count = [0u8; 8];
+      // SAFETY: a nonblocking read of our eventfd into an 8-byte buffer.
+      unsafe { libc::read(self.eventfd.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
+      answer == Some(-libc::EAGAIN)
+    }
+
+    /// Queues one entry, submitting what is queued first if the ring is full.
+    fn push(&self, sqe: &mut Sqe) -> std::result::Result<(), Errno> {
+      loop {
+        // SAFETY: the kernel's SQ head, read atomically.
+        let head = unsafe { &*self.sq_head }.load(Ordering::Acquire);
+        // SAFETY: our SQ tail (only this thread writes it).
+        let tail = unsafe { &*self.sq_tail }.load(Ordering::Relaxed);
+        let local = tail.wrapping_add(self.unsubmitted.get());
+        if local.wrapping_sub(head) < self.sq_entries {
+          let slot = (local & self.sq_mask) as usize;
+          // SAFETY: slot < sq_entries, inside the SQE array, which the kernel does not read
+          // until the tail moves past it.
+          unsafe { self.sqes.ptr.cast::<Sqe>().add(slot).write(*sqe) };
+          self.unsubmitted.set(self.unsubmitted.get() + 1);
+          return Ok(());
+        }
+        self.submit(0)?;
+      }
+    }
+
+    fn submit(&self, flags: u32) -> std::result::Result<(), Errno> {
+      let n = self.unsubmitted.get();
+      // SAFETY: our SQ tail; the release store publishes the entries written before it.
+      let tail = unsafe { &*self.sq_tail };
+      tail.store(tail.load(Ordering::Relaxed).wrapping_add(n), Ordering::Release);
+      self.unsubmitted.set(0);
+      let mut left = n;
+      for _ in 0..64 {
+        match enter(&self.fd, left, flags) {
+          Ok(done) if done >= left => return Ok(()),
+          Ok(done) => left -= done,
+          // The completion queue is backed up: take completions in, then go on.
+          Err(Errno::EBUSY | Errno::EAGAIN | Errno::EINTR) => {
+            let _ = enter(&self.fd, 0, ENTER_GETEVENTS);
+          }
+          Err(e) => return Err(e),
+        }
+      }
+      Err(Errno::EBUSY)
+    }
+
+    pub(super) fn arm(
+      &self,
+      word: &Word,
+      expected: u32,
+      id: u64,
+      deadline: Option<Instant>,
+    ) -> std::result::Result<(), Errno> {
+      if std::process::id() != self.pid {
+        // A forked child: the ring is the parent's.
+        return Err(Errno::EEXIST);
+      }
+      let mut wait = Sqe {
+        opcode: OP_FUTEX_WAIT,
+        fd: FUTEX2_SIZE_U32,
+        addr: word.get().as_ptr() as u64,
+        off: u64::from(expected),
+        addr3: u64::from(u32::MAX),
+        user_data: id << 2 | TAG_WAIT,
+        ..Sqe::default()
+      };
+      self.push(&mut wait)?;
+      // A timer beside the wait (a linked timeout does not cancel a futex wait): when it
+      // fires first, the wait is cancelled. Its timespec stays in `timed` until the timer is
+      // done, in case the submission is only completed by a later `io_uring_enter`.
+      if let Some(deadline) = deadline {
+        let ts = Box::new(monotonic(deadline));
+        let mut timeout = Sqe {
+          opcode: OP_TIMEOUT,
+          fd: -1,
+          addr: ptr::from_ref(&*ts) as u64,
+          len: 1,
+          op_flags: TIMEOUT_ABS,
+          user_data: id << 2 | TAG_TIMEOUT,
+          ..Sqe::default()
+        };
+        self.timed.borrow_mut().insert(id, ts);
+        self.push(&mut timeout)?;
+      }
+      self.submit(0)
+    }
+
+    pub(super) fn cancel(&self, id: u64) {
+      if std::process::id() != self.pid {
+        return;
+      }
+      self.forget(id, true);
+      let _ = self.submit(0);
+    }
+
+    /// Queues the requests that end what is left of wait `id`: its futex wait (`wait`) and
+    /// its timer. Failures leave a request armed; its completion then finds no pending wait
+    /// and is ignored.
+    fn forget(&self, id: u64, wait: bool) {
+      if wait {
+        let mut sqe = Sqe {
+          opcode: OP_ASYNC_CANCEL,
+          fd: -1,
+          addr: id << 2 | TAG_WAIT,
+          user_data: id << 2 | TAG_CANCEL,
+          ..Sqe::default()
+        };
+        let _ = self.push(&mut sqe);
+      }
+      if let Some(ts) = self.timed.borrow_mut().remove(&id) {
+        // The kernel read the timespec when it took the timeout request in.
+        drop(ts);
+        let mut sqe = Sqe {
+          opcode: OP_TIMEOUT_REMOVE,
+          fd: -1,
+          addr: id << 2 | TAG_TIMEOUT,
+          user_data: id << 2 | TAG_CANCEL,
+          ..Sqe::default()
+        };
+        let _ = self.push(&mut sqe);
+      }
+    }
+
+    /// Takes every posted completion.
+    fn drain(&self, mut f: impl FnMut(u64, i32)) {
+      // SAFETY: our CQ head (only this thread writes it).
+      let head_ref = unsafe { &*self.cq_head };
+      let mut head = head_ref.load(Ordering::Relaxed);
+      // SAFETY: the kernel's CQ tail, read atomically.
+      let tail = unsafe { &*self.cq_tail }.load(Ordering::Acquire);
+      while head != tail {
+        // SAFETY: head & mask is a slot of the CQE array the kernel has posted.
+        let cqe = unsafe { &*self.cqes.add((head & self.cq_mask) as usize) };
+        f(cqe.user_data, cqe.res);
+        head = head.wrapping_add(1);
+      }
+      head_ref.store(head, Ordering::Release);
+    }
+
+    /// Every completion ready now, as (wait id, outcome).
+    ///
+    /// The eventfd is read **first**, then deferred task work is run (`GETEVENTS`, which
+    /// posts the completions), then the queue drained; again until a round posts nothing
+    /// (the kernel runs deferred work in bounded batches, and every request here posts a
+    /// completion, so an empty round means none was left). The eventfd is never cleared
+    /// without a `GETEVENTS` after it, so work queued later leaves it signalled and the
+    /// level-triggered poll handle fires again: no wake is lost between the steps.
+    fn reap(&self) -> Vec<(u64, shmkit::Result<WaitOutcome>)> {
+      let mut out = Vec::new();
+      loop {
+        let mut count = [0u8; 8];
+        // SAFETY: a nonblocking read of our eventfd into an 8-byte buffer.
+        unsafe { libc::read(self.eventfd.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
+        if self.defer {
+          let _ = enter(&self.fd, 0, ENTER_GETEVENTS);
+        }
+        let mut cqes = Vec::new();
+        self.drain(|user_data, res| cqes.push((user_data, res)));
+        let again = !cqes.is_empty();
+        for (user_data, res) in cqes {
+          let id = user_data >> 2;
+          let outcome = match (user_data & 3, res) {
+            (TAG_WAIT, 0) => Ok(WaitOutcome::Woken),
+            (TAG_WAIT, r) if r == -libc::EAGAIN => Ok(WaitOutcome::NotEqual),
+            // Cancelled: by its timer (handled there) or by `cancel` (no longer pending).
+            (TAG_WAIT, r) if r == -libc::ECANCELED => continue,
+            (TAG_WAIT, r) if r == -libc::EINTR => Ok(WaitOutcome::Woken),
+            (TAG_WAIT, r) => Err(shmkit::Error::os(Errno::from_raw(-r), "io_uring_enter")),
+            (TAG_TIMEOUT, r) if r == -libc::ETIME => {
+              self.timed.borrow_mut().remove(&id);
+              self.forget(id, true);
+              out.push((id, Ok(WaitOutcome::TimedOut)));
+              continue;
+            }
+            _ => continue,
+          };
+          self.forget(id, false);
+          out.push((id, outcome));
+        }
+        if !again {
+          break;
+        }
+      }
+      if self.unsubmitted.get() > 0 {
+        let _ = self.submit(0);
+      }
+      out
+    }
+
+    pub(super) fn hold_loop(&self, hold: bool) {
+      let (Some(uv), handle) = (uv(), self.poll.get()) else {
+        return;
+      };
+      if handle.is_null() {
+        return;
+      }
+      // SAFETY: a live poll handle of this thread's loop.
+      unsafe {
+        if hold {
+          (uv.ref_)(handle);
+        } else {
+          (uv.unref)(handle);
+        }
+      }
+    }
+
+    /// Closes the poll handle (libuv stops watching the eventfd at once); the cleanup hook
+    /// is released when libuv has let go of the handle. The ring's fds close when the ring
+    /// drops, which cancels whatever the kernel still has armed.
+    pub(super) fn shut(&self, hook: sys::napi_async_cleanup_hook_handle) {
+      let handle = self.poll.replace(ptr::null_mut());
+      match uv() {
+        Some(uv) if !handle.is_null() => {
+          // SAFETY: a live, initialised handle; its data now carries the hook handle for
+          // `free_handle`.
+          unsafe {
+            (uv.set_data)(handle, hook.cast());
+            (uv.close)(handle, free_handle);
+          }
+        }
+        _ => {
+          // SAFETY: the hook's own handle, removed once.
+          unsafe { sys::napi_remove_async_cleanup_hook(hook) };
+        }
+      }
+    }
+  }
+
+  /// `deadline` as an absolute `CLOCK_MONOTONIC` time (`Instant` is that clock on Linux).
+  fn monotonic(deadline: Instant) -> KernelTimespec {
+    let left = deadline.saturating_duration_since(Instant::now());
+    // SAFETY: timespec is plain integers.
+    let mut now: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid out-pointer; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut now) };
+    let nanos = i128::from(now.tv_nsec) + i128::from(left.subsec_nanos());
+    let secs = i128::from(now.tv_sec) + i128::from(left.as_secs()) + nanos / 1_000_000_000;
+    KernelTimespec {
+      sec: i64::try_from(secs).unwrap_or(i64::MAX),
+      nsec: i64::try_from(nanos % 1_000_000_000).unwrap_or(0),
+    }
+  }
+
+  unsafe extern "C" fn free_handle(handle: *mut c_void) {
+    if let Some(uv) = uv() {
+      // SAFETY: the data `shut` stored: the cleanup hook to release now.
+      let hook = unsafe { (uv.get_data)(handle) };
+      // SAFETY: the hook's own handle, removed once.
+      unsafe { sys::napi_remove_async_cleanup_hook(hook.cast()) };
+      // SAFETY: libuv has let go of the handle; it was allocated with this size in `start`.
+      let size = unsafe { (uv.handle_size)(UV_POLL) };
+      if let Ok(layout) = std::alloc::Layout::from_size_align(size, 16) {
+        // SAFETY: allocated in `start` with this layout, freed once.
+        unsafe { std::alloc::dealloc(handle.cast(), layout) };
+      }
+    }
+  }
+
+  /// The eventfd is readable: completions are ready. Runs on the JS thread, from libuv.
+  unsafe extern "C" fn on_readable(handle: *mut c_void, _status: c_int, _events: c_int) {
+    let Some(uv) = uv() else { return };
+    // SAFETY: a live handle whose data is the env it serves.
+    let env: sys::napi_env = unsafe { (uv.get_data)(handle) }.cast();
+    let Some(lp) = find_loop(env) else { return };
+    let super::Backend::Uring(ring) = &lp.backend else {
+      return;
+    };
+    let done = ring.reap();
+    if done.is_empty() {
+      return;
+    }
+    in_callback_scope(&lp, |env| {
+      for (id, outcome) in done {
+        lp.complete(env, id, outcome);
+      }
+    });
+  }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod uring {
+  //! No `io_uring` outside Linux: the waiter threads serve.
+  use napi::bindgen_prelude::*;
+  use napi::sys;
+
+  use super::Word;
+
+  pub(super) enum Ring {}
+
+  impl Ring {
+    pub(super) fn start(_env: &Env) -> Option<Box<Ring>> {
+      None
+    }
+
+    pub(super) fn arm(
+      &self,
+      _word: &Word,
+      _expected: u32,
+      _id: u64,
+      _deadline: Option<std::time::Instant>,
+    ) -> std::result::Result<(), shmkit::Errno> {
+      match *self {}
+    }
+
+    pub(super) fn cancel(&self, _id: u64) {
+      match *self {}
+    }
+
+    pub(super) fn hold_loop(&self, _hold: bool) {
+      match *self {}
+    }
+
+    pub(super) fn shut(&self, _hook: sys::napi_async_cleanup_hook_handle) {
+      match *self {}
+    }
+  }
+}
+
+pub mod pool {
+  //! The waiter threads: a few per process, each watching many words at once.
+  use std::collections::HashMap;
+  use std::ffi::c_void;
+  use std::ptr;
+  use std::sync::atomic::{AtomicU32, Ordering};
+  use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+  use std::time::{Duration, Instant};
+
+  use napi::bindgen_prelude::*;
+  use napi::sys;
+  use shmkit::Errno;
+
+  use super::{find_loop, WaitOutcome, Word};
+
+  /// Distinct (word, value) pairs one thread watches with one `futex_waitv` (its 128 entries
+  /// less the thread's control word).
+  pub const SLOTS: usize = 127;
+  /// The most waiter threads a process starts.
+  pub const MAX_THREADS: usize = 4;
+  /// How often words beyond the threads' capacity are looked at.
+  pub const POLL: Duration = Duration::from_millis(2);
+
+  /// Where one env's completions go: its threadsafe function, `None` once the env is gone.
+  pub(super) struct Sink {
+    tsfn: Mutex<Option<Tsfn>>,
+  }
+
+  struct Tsfn(sys::napi_threadsafe_function);
+  // SAFETY: threadsafe functions are made to be called from any thread; releasing it
+  // happens under the Sink's lock, so no call races the release.
+  unsafe impl Send for Tsfn {}
+
+  type Batch = Vec<(u64, WaitOutcome)>;
+
+  fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every change under these locks is a single push or removal: a panic cannot leave
+    // them half-done, so a poisoned lock is still consistent.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+  }
+
+  impl Sink {
+    pub(super) fn new(env: &Env) -> Result<Arc<Self>> {
+      let name = env.create_string("shmkit.wait")?;
+      let mut tsfn = ptr::null_mut();
+      // SAFETY: valid env and handles; no JS function (call_js does the work); one
+      // "thread" (this Sink) holds it until `shut` releases it.
+      let status = unsafe {
+        sys::napi_create_threadsafe_function(
+          env.raw(),
+          ptr::null_mut(),
+          ptr::null_mut(),
+          name.raw(),
+          0,
+          1,
+          ptr::null_mut(),
+          None,
+          ptr::null_mut(),
+          Some(call_js),
+          &raw mut tsfn,
+        )
+      };
+      super::check(status)?;
+      // SAFETY: a live threadsafe function of this env; unreferenced until waits pend.
+      unsafe { sys::napi_unref_threadsafe_function(env.raw(), tsfn) };
+      Ok(Arc::new(Self {
+        tsfn: Mutex::new(Some(Tsfn(tsfn))),
+      }))
+    }
+
+    pub(super) fn hold_loop(&self, env: sys::napi_env, hold: bool) {
+      let tsfn = lock(&self.tsfn);
+      if let Some(Tsfn(f)) = &*tsfn {
+        // SAFETY: a live threadsafe function of this env, on its JS thread.
+        unsafe {
+          if hold {
+            sys::napi_ref_threadsafe_function(env, *f);
+          } else {
+            sys::napi_unref_threadsafe_function(env, *f);
+          }
+        }
+      }
+    }
+
+    fn send(&self, batch: Batch) {
+      let tsfn = lock(&self.tsfn);
+      let Some(Tsfn(f)) = &*tsfn else { return };
+      let data = Box::into_raw(Box::new(batch));
+      // SAFETY: a live threadsafe function (released only under this lock); call_js takes
+      // the box back.
+      let status = unsafe { sys::napi_call_threadsafe_function(*f, data.cast(), 0) };
+      if status != sys::Status::napi_ok {
+        // SAFETY: not queued, so still ours.
+        drop(unsafe { Box::from_raw(data) });
+      }
+    }
+
+    /// The env is going: no more completions, and the threads forget its waits.
+    pub(super) fn shut(self: &Arc<Self>) {
+      if let Some(Tsfn(f)) = lock(&self.tsfn).take() {
+        // SAFETY: released once; queued batches reach call_js with a null env and are freed.
+        unsafe { sys::napi_release_threadsafe_function(f, 1) };
+      }
+      forget(self);
+    }
+  }
+
+  unsafe extern "C" fn call_js(env: sys::napi_env, _js: sys::napi_value, _ctx: *mut c_void, data: *mut c_void) {
+    // SAFETY: every item is a Box<Batch> made in `send`.
+    let batch = unsafe { Box::from_raw(data.cast::<Batch>()) };
+    if env.is_null() {
+      return;
+    }
+    let Some(lp) = find_loop(env) else { return };
+    let env = Env::from_raw(env);
+    for (id, outcome) in *batch {
+      lp.complete(&env, id, Ok(outcome));
+    }
+  }
+
+  struct Sub {
+    sink: Arc<Sink>,
+    id: u64,
+    deadline: Option<Instant>,
+  }
+
+  struct Entry {
+    word: Word,
+    expected: u32,
+    subs: Vec<Sub>,
+  }
+
+  struct Thread {
+    /// Bumped and woken to make the thread look at its entries again.
+    control: AtomicU32,
+    entries: Mutex<Vec<Entry>>,
+  }
+
+  impl Thread {
+    fn kick(&self) {
+      self.control.fetch_add(1, Ordering::Release);
+      let _ = shmkit::futex::wake(&self.control, 1);
+    }
+  }
+
+  static THREADS: Mutex<Vec<Arc<Thread>>> = Mutex::new(Vec::new());
+
+  /// Watches `word` for `sink`'s wait `id`.
+  pub(super) fn add(
+    word: Word,
+    expected: u32,
+    sink: &Arc<Sink>,
+    id: u64,
+    deadline: Option<Instant>,
+  ) -> std::result::Result<(), Errno> {
+    let sub = Sub {
+      sink: sink.clone(),
+      id,
+      deadline,
+    };
+    let mut threads = lock(&THREADS);
+    // A thread that already watches this word and value takes one more waiter.
+    for thread in threads.iter() {
+      let mut entries = lock(&thread.entries);
+      if let Some(entry) = entries
+        .iter_mut()
+        .find(|e| e.word.addr() == word.addr() && e.expected == expected)
+      {
+        entry.subs.push(sub);
+        drop(entries);
+        thread.kick();
+        return Ok(());
+      }
+    }
+    let least = threads.iter().min_by_key(|t| lock(&t.entries).len()).cloned();
+    let thread = match least {
+      Some(t) if lock(&t.entries).len() < SLOTS || threads.len() >= MAX_THREADS => t,
+      _ => {
+        let thread = Arc::new(Thread {
+          control: AtomicU32::new(0),
+          entries: Mutex::new(Vec::new()),
+        });
+        let run = thread.clone();
+        std::thread::Builder::new()
+          .name("shmkit-waiter".to_owned())
+          .stack_size(128 * 1024)
+          .spawn(move || watch(&run))
+          .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EAGAIN)))?;
+        threads.push(thread.clone());
+        thread
+      }
+    };
+    lock(&thread.entries).push(Entry {
+      word,
+      expected,
+      subs: vec![sub],
+    });
+    thread.kick();
+    Ok(())
+  }
+
+  /// Forgets `sink`'s wait `id` (cancelled).
+  pub(super) fn remove(sink: &Arc<Sink>, id: u64) {
+    for thread in lock(&THREADS).iter() {
+      let mut entries = lock(&thread.entries);
+      for entry in entries.iter_mut() {
+        entry.subs.retain(|s| !(s.id == id && Arc::ptr_eq(&s.sink, sink)));
+      }
+      entries.retain(|e| !e.subs.is_empty());
+    }
+  }
+
+  fn forget(sink: &Arc<Sink>) {
+    for thread in lock(&THREADS).iter() {
+      let mut entries = lock(&thread.entries);
+      for entry in entries.iter_mut() {
+        entry.subs.retain(|s| !Arc::ptr_eq(&s.sink, sink));
+      }
+      entries.retain(|e| !e.subs.is_empty());
+    }
+  }
+
+  /// A waiter thread: sleeps until one of its words is woken or changes, a deadline passes,
+  /// or its control word says its entries changed; settles what is due; again.
+  fn watch(thread: &Thread) {
+    let mut multi = cfg!(target_os = "linux");
+    loop {
+      let seen = thread.control.load(Ordering::Acquire);
+      let (words, deadline) = {
+        let entries = lock(&thread.entries);
+        let mut deadline = entries.iter().flat_map(|e| &e.subs).filter_map(|s| s.deadline).min();
+        if entries.len() > SLOTS || (!multi && !entries.is_empty()) {
+          let poll = Instant::now() + POLL;
+          deadline = Some(deadline.map_or(poll, |d| d.min(poll)));
+        }
+        let words: Vec<(Word, u32)> = if multi {
+          entries
+            .iter()
+            .take(SLOTS)
+            .map(|e| (e.word.clone(), e.expected))
+            .collect()
+        } else {
+          Vec::new()
+        };
+        (words, deadline)
+      };
+      let woken = if words.is_empty() {
+        let _ = shmkit::futex::wait_until(&thread.control, seen, deadline);
+        None
+      } else {
+        match waitv(&thread.control, seen, &words, deadline) {
+          Ok(index) => index.checked_sub(1).map(|i| words[i].0.addr()),
+          Err(Errno::ENOSYS | Errno::EPERM) => {
+            multi = false;
+            None
+          }
+          Err(_) => None,
+        }
+      };
+      settle(thread, woken);
+    }
+  }
+
+  /// Settles the waits that are due: on a word that was woken or no longer holds its value
+  /// (`Woken`), or past their deadline (`TimedOut`).
+  fn settle(thread: &Thread, woken: Option<usize>) {
+    let now = Instant::now();
+    let mut out: HashMap<*const Sink, (Arc<Sink>, Batch)> = HashMap::new();
+    let mut fire = |sub: Sub, outcome| {
+      out
+        .entry(Arc::as_ptr(&sub.sink))
+        .or_insert_with(|| (sub.sink.clone(), Vec::new()))
+        .1
+        .push((sub.id, outcome));
+    };
+    {
+      let mut entries = lock(&thread.entries);
+      let mut kept = Vec::with_capacity(entries.len());
+      for mut entry in entries.drain(..) {
+        let changed = woken == Some(entry.word.addr()) || entry.word.get().load(Ordering::Acquire) != entry.expected;
+        if changed {
+          for sub in entry.subs.drain(..) {
+            fire(sub, WaitOutcome::Woken);
+          }
+          continue;
+        }
+        let (due, waiting): (Vec<Sub>, Vec<Sub>) =
+          entry.subs.drain(..).partition(|s| s.deadline.is_some_and(|d| d <= now));
+        for sub in due {
+          fire(sub, WaitOutcome::TimedOut);
+        }
+        if !waiting.is_empty() {
+          entry.subs = waiting;
+          kept.push(entry);
+        }
+      }
+      *entries = kept;
+    }
+    for (_, (sink, batch)) in out {
+      sink.send(batch);
+    }
+  }
+
+  /// `futex_waitv(2)` on the control word and `words`, all shared (the control word is woken
+  /// by `shmkit::futex::wake`, which is shared: a private wait would never see it), with an
+  /// absolute monotonic deadline. Returns the index of the word woken.
+  #[cfg(target_os = "linux")]
+  fn waitv(
+    control: &AtomicU32,
+    seen: u32,
+    words: &[(Word, u32)],
+    deadline: Option<Instant>,
+  ) -> std::result::Result<usize, Errno> {
+    #[repr(C)]
+    struct FutexWaitv {
+      val: u64,
+      uaddr: u64,
+      flags: u32,
+      reserved: u32,
+    }
+    const FUTEX_32: u32 = 2;
+    const SYS_FUTEX_WAITV: libc::c_long = 449;
+    let mut list = Vec::with_capacity(words.len() + 1);
+    list.push(FutexWaitv {
+      val: u64::from(seen),
+      uaddr: control.as_ptr() as u64,
+      flags: FUTEX_32,
+      reserved: 0,
+    });
+    for (word, expected) in words {
+      list.push(FutexWaitv {
+        val: u64::from(*expected),
+        uaddr: word.get().as_ptr() as u64,
+        flags: FUTEX_32,
+        reserved: 0,
+      });
+    }
+    let ts = deadline.map(|d| {
+      let left = d.saturating_duration_since(Instant::now());
+      // SAFETY: timespec is plain integers.
+      let mut now: libc::timespec = unsafe { std::mem::zeroed() };
+      // SAFETY: valid out-pointer.
+      unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut now) };
+      let nanos = i128::from(now.tv_nsec) + i128::from(left.subsec_nanos());
+      let mut ts = now;
+      ts.tv_sec = (i128::from(now.tv_sec) + i128::from(left.as_secs()) + nanos / 1_000_000_000)
+        .try_into()
+        .unwrap_or(i64::MAX);
+      ts.tv_nsec = (nanos % 1_000_000_000).try_into().unwrap_or(0);
+      ts
+    });
+    let ts_ptr = ts.as_ref().map_or(ptr::null(), ptr::from_ref);
+    // SAFETY: `list` holds valid futex_waitv entries whose words stay mapped (the Words are
+    // held by `words`); the kernel only reads them; `ts_ptr` is null or a valid timespec.
+    let rc = unsafe {
+      libc::syscall(
+        SYS_FUTEX_WAITV,
+        list.as_ptr(),
+        list.len(),
+        0,
+        ts_ptr,
+        libc::CLOCK_MONOTONIC,
+      )
+    };
+    if rc < 0 {
+      Err(Errno::last())
+    } else {
+      Ok(usize::try_from(rc).unwrap_or(0))
+    }
+  }
+
+  #[cfg(not(target_os = "linux"))]
+  fn waitv(
+    _control: &AtomicU32,
+    _seen: u32,
+    _words: &[(Word, u32)],
+    _deadline: Option<Instant>,
+  ) -> std::result::Result<usize, Errno> {
+    Err(Errno::ENOSYS)
+  }
+}

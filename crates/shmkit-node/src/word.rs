@@ -1,0 +1,340 @@
+//! `wait`, `waitAsync` and `notify`: `Atomics.wait`, `Atomics.waitAsync` and
+//! `Atomics.notify` across processes, on `Int32Array` views of shmkit memory.
+//!
+//! `Atomics.wait` refuses these buffers (they are not `SharedArrayBuffer`s) and only ever
+//! sees this process's notifies. These wait on the 32-bit word with the OS's shared wait
+//! (`shmkit::futex`), so a notify from any process that maps the same memory (Node, Rust,
+//! C) wakes them. How a buffer is recognised: `SharedMemory` type-tags its one
+//! `ArrayBuffer` and wraps a handle to its mapping in it ([`mark_buffer`]); a view of any
+//! other buffer is refused, a view of a closed one is `ERR_SHM_CLOSED`.
+
+use std::cell::RefCell;
+use std::ffi::c_void;
+use std::ptr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+
+use std::time::{Duration, Instant};
+
+use napi::bindgen_prelude::*;
+use napi::{sys, ValueType};
+use shmkit::WaitOutcome;
+
+use crate::args;
+use crate::error::{abort_error, closed, IntoJs};
+use crate::promise::{abort_reason, settled, signal_option, AbortHook, Deferred};
+use crate::waiter::{self, Word};
+
+/// Marks `SharedMemory` buffers (a random 128-bit tag of this library).
+static TAG: sys::napi_type_tag = sys::napi_type_tag {
+  lower: 0x7368_6d6b_6974_2d62,
+  upper: 0x9c3a_51e0_4b7d_22f1,
+};
+
+unsafe extern "C" fn drop_claim_key(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
+  // SAFETY: `data` is the Box<usize> leaked in `mark_buffer`, released once here.
+  drop(unsafe { Box::from_raw(data.cast::<usize>()) });
+}
+
+/// Tags `buffer` (a `SharedMemory`'s `ArrayBuffer`) and attaches the key of its claim (which
+/// holds the region while the handle is open), so that views of it can be waited on.
+pub fn mark_buffer(env: &Env, buffer: sys::napi_value, claim: usize) -> Result<()> {
+  // SAFETY: `buffer` is a live object handle of this env; TAG is static.
+  check(unsafe { sys::napi_type_tag_object(env.raw(), buffer, &raw const TAG) })?;
+  let data = Box::into_raw(Box::new(claim));
+  // SAFETY: `buffer` is a fresh object nothing else wraps; `drop_claim_key` frees `data` when V8
+  // collects the buffer.
+  let status = unsafe {
+    sys::napi_wrap(
+      env.raw(),
+      buffer,
+      data.cast(),
+      Some(drop_claim_key),
+      ptr::null_mut(),
+      ptr::null_mut(),
+    )
+  };
+  if status != sys::Status::napi_ok {
+    // SAFETY: not wrapped, so still ours.
+    drop(unsafe { Box::from_raw(data) });
+    return Err(Error::from_status(Status::from(status)));
+  }
+  Ok(())
+}
+
+fn check(status: sys::napi_status) -> Result<()> {
+  if status == sys::Status::napi_ok {
+    Ok(())
+  } else {
+    Err(Error::from_status(Status::from(status)))
+  }
+}
+
+/// The word `view[index]`, where `view` must be an `Int32Array` over a `SharedMemory`.
+fn word_at(env: &Env, view: Unknown<'_>, index: Unknown<'_>) -> Result<Word> {
+  let not_int32 = || args::invalid_type(env, "typedArray", "an instance of Int32Array", view);
+  let mut is_typed = false;
+  // SAFETY: valid env, live handle, out-pointer.
+  check(unsafe { sys::napi_is_typedarray(env.raw(), view.raw(), &raw mut is_typed) })?;
+  if !is_typed {
+    return Err(not_int32());
+  }
+  let mut kind = 0;
+  let mut length = 0usize;
+  let mut data = ptr::null_mut();
+  let mut buffer = ptr::null_mut();
+  let mut byte_offset = 0usize;
+  // SAFETY: `view` is a typed array (checked above); all out-pointers are valid.
+  check(unsafe {
+    sys::napi_get_typedarray_info(
+      env.raw(),
+      view.raw(),
+      &raw mut kind,
+      &raw mut length,
+      &raw mut data,
+      &raw mut buffer,
+      &raw mut byte_offset,
+    )
+  })?;
+  if kind != sys::TypedarrayType::int32_array {
+    return Err(not_int32());
+  }
+  let mut ours = false;
+  // SAFETY: `buffer` is the view's ArrayBuffer, a live handle.
+  check(unsafe { sys::napi_check_object_type_tag(env.raw(), buffer, &raw const TAG, &raw mut ours) })?;
+  if !ours {
+    return Err(args::invalid_value(
+      env,
+      "typedArray",
+      "must be a view of a SharedMemory's buffer (shmkit waits on memory shared between processes)",
+      "an Int32Array over another buffer",
+    ));
+  }
+  let mut claim = ptr::null_mut();
+  // SAFETY: tagged buffers are wrapped by `mark_buffer` with a Box<usize>.
+  check(unsafe { sys::napi_unwrap(env.raw(), buffer, &raw mut claim) })?;
+  // SAFETY: the Box<usize> lives as long as the buffer, which `view` keeps alive.
+  let claim = unsafe { *claim.cast::<usize>() };
+  let region = crate::memory::claimed_region(claim).ok_or_else(|| closed(env, "SharedMemory"))?;
+  #[expect(clippy::cast_precision_loss, reason = "view lengths are far below 2**53")]
+  let last = length as f64 - 1.0;
+  if length == 0 {
+    return Err(args::out_of_range(
+      env,
+      "index",
+      "a valid index of the view",
+      "an empty view",
+    ));
+  }
+  let i = args::integer(env, index, "index", 0.0, last)?;
+  #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "0..length")]
+  let i = i as usize;
+  let offset = (data as usize - region.as_ptr() as usize) + i * 4;
+  Word::in_region(region, offset).js(env)
+}
+
+/// The expected value: an integer from `-2**31` to `2**32 - 1`, compared as 32 bits.
+fn expected_value(env: &Env, value: Unknown<'_>) -> Result<u32> {
+  let n = args::integer(env, value, "value", -2_147_483_648.0, 4_294_967_295.0)?;
+  #[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "an integer in i32 or u32 range, taken as its 32 bits"
+  )]
+  Ok(if n < 0.0 { n as i32 as u32 } else { n as u32 })
+}
+
+/// A timeout in milliseconds as `Atomics.wait` reads it: absent, `NaN` or `Infinity` is no
+/// limit, a negative one is 0.
+fn timeout_ms(env: &Env, value: Option<Unknown<'_>>, arg: &str) -> Result<Option<Duration>> {
+  let Some(value) = value else { return Ok(None) };
+  if matches!(value.get_type()?, ValueType::Undefined | ValueType::Null) {
+    return Ok(None);
+  }
+  let ms = args::number(env, value, arg)?;
+  if ms.is_nan() {
+    return Ok(None);
+  }
+  Ok(Duration::try_from_secs_f64(ms.max(0.0) / 1000.0).ok())
+}
+
+/// A pending `waitAsync`: its promise and abort listener, taken by whoever settles it.
+type State = Rc<RefCell<Option<(Deferred, Option<AbortHook>)>>>;
+
+fn outcome_str(outcome: WaitOutcome) -> &'static str {
+  outcome.as_str()
+}
+
+/// Waits, blocking this thread, while `typedArray[index]` holds `value`, until a `notify` on
+/// it from any process or until `timeout` milliseconds pass (absent, `NaN` or `Infinity`:
+/// no limit). Returns `'ok'` (woken; re-check the word, as wake-ups may be spurious),
+/// `'not-equal'` (the word did not hold `value`) or `'timed-out'`, like `Atomics.wait`.
+/// `typedArray` must be an `Int32Array` over a `SharedMemory`'s `buffer`.
+///
+/// ```ts
+/// import { wait, notify, SharedMemory } from 'shmkit'
+/// const words = new Int32Array(SharedMemory.open('jobs').buffer)
+/// while (Atomics.load(words, 0) === 0) wait(words, 0, 0, 1000)
+/// ```
+#[napi(
+  ts_args_type = "typedArray: Int32Array, index: number, value: number, timeout?: number | undefined | null",
+  ts_return_type = "'ok' | 'not-equal' | 'timed-out'"
+)]
+pub fn wait(
+  env: Env,
+  typed_array: Unknown,
+  index: Unknown,
+  value: Unknown,
+  timeout: Option<Unknown>,
+) -> Result<&'static str> {
+  let word = word_at(&env, typed_array, index)?;
+  let expected = expected_value(&env, value)?;
+  let timeout = timeout_ms(&env, timeout, "timeout")?;
+  // The value first, as Atomics.wait: a zero timeout still tells 'not-equal'.
+  if word.get().load(Ordering::SeqCst) != expected {
+    return Ok(WaitOutcome::NotEqual.as_str());
+  }
+  shmkit::futex::wait(word.get(), expected, timeout)
+    .map(outcome_str)
+    .js(&env)
+}
+
+/// Options for `waitAsync`.
+#[napi(object, object_to_js = false, object_from_js = false)]
+#[allow(dead_code, reason = "declares the TypeScript type; options are parsed by hand")]
+pub struct WaitAsyncOptions {
+  /// The longest to wait, in milliseconds (fractions allowed; absent, `NaN` or `Infinity`:
+  /// no limit). The promise then resolves `'timed-out'`, within a few milliseconds of it.
+  pub timeout: Option<f64>,
+  /// Aborting it rejects the pending wait with an `AbortError` (`code` `'ABORT_ERR'`,
+  /// `cause` the signal's reason).
+  #[napi(ts_type = "AbortSignal")]
+  pub signal: Option<()>,
+}
+
+/// Waits without blocking while `typedArray[index]` holds `value`: the promise resolves
+/// `'ok'` once a `notify` from any process wakes it (re-check the word), `'not-equal'` at
+/// once if the word does not hold `value`, or `'timed-out'`. Like `Atomics.waitAsync`, but
+/// the promise is returned directly. `options` is a timeout in milliseconds or
+/// `{ timeout, signal }`. A pending wait keeps the process alive and the memory mapped (even
+/// if the `SharedMemory` is closed), and takes no thread of the libuv pool: on Linux ≥ 6.7
+/// the kernel completes it straight into the event loop (`io_uring`), elsewhere a few shared
+/// waiter threads watch the words.
+#[napi(
+  ts_args_type = "typedArray: Int32Array, index: number, value: number, options?: number | WaitAsyncOptions | undefined | null",
+  ts_return_type = "Promise<'ok' | 'not-equal' | 'timed-out'>"
+)]
+pub fn wait_async<'e>(
+  env: &'e Env,
+  typed_array: Unknown,
+  index: Unknown,
+  value: Unknown,
+  options: Option<Unknown>,
+) -> Result<Object<'e>> {
+  let word = word_at(env, typed_array, index)?;
+  let expected = expected_value(env, value)?;
+  let (timeout, signal) = match options {
+    Some(o) if o.get_type()? == ValueType::Object => {
+      let options = args::options(env, Some(o), "options")?;
+      let timeout = match options
+        .as_ref()
+        .map(|o| args::property(o, "timeout"))
+        .transpose()?
+        .flatten()
+      {
+        Some(t) => timeout_ms(env, Some(t), "options.timeout")?,
+        None => None,
+      };
+      (timeout, signal_option(env, options.as_ref(), "options")?)
+    }
+    other => (timeout_ms(env, other, "options")?, None),
+  };
+  if let Some(signal) = &signal {
+    if let Some(reason) = abort_reason(signal)? {
+      return settled::<()>(env, Err(abort_error(env, Some(reason))));
+    }
+  }
+  if word.get().load(Ordering::SeqCst) != expected {
+    return settled(env, Ok(WaitOutcome::NotEqual.as_str()));
+  }
+  if timeout == Some(Duration::ZERO) {
+    return settled(env, Ok(WaitOutcome::TimedOut.as_str()));
+  }
+  let (deferred, promise) = Deferred::new(env)?;
+  // Settled once, by whichever comes first: the wait's end or the signal.
+  let state: State = Rc::new(RefCell::new(Some((deferred, None))));
+  let finish = |state: &State, env: &Env| {
+    let taken = state.borrow_mut().take();
+    taken.map(|(deferred, hook)| {
+      if let Some(hook) = hook {
+        hook.release(env);
+      }
+      deferred
+    })
+  };
+  let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+  let on_done = state.clone();
+  let id = waiter::arm(
+    env,
+    word,
+    expected,
+    deadline,
+    Box::new(move |env, outcome| {
+      if let Some(deferred) = finish(&on_done, env) {
+        deferred.settle(env, outcome.map(outcome_str).js(env));
+      }
+    }),
+  )?;
+  if let Some(signal) = &signal {
+    let on_abort = state.clone();
+    let hook = AbortHook::listen(env, signal, move |env, reason| {
+      if waiter::cancel(env, id) {
+        if let Some(deferred) = finish(&on_abort, env) {
+          deferred.settle::<()>(env, Err(abort_error(env, Some(reason))));
+        }
+      }
+    });
+    match hook {
+      Ok(hook) => {
+        if let Some(entry) = state.borrow_mut().as_mut() {
+          entry.1 = Some(hook);
+        }
+      }
+      Err(e) => {
+        waiter::cancel(env, id);
+        return Err(e);
+      }
+    }
+  }
+  Ok(promise)
+}
+
+/// Wakes up to `count` waiters (default: all) blocked on `typedArray[index]` in `wait` or
+/// `waitAsync`, in any process, and C or Rust threads in a futex wait on the same word.
+/// Returns how many were woken (on macOS, at most what was asked). Change the word before
+/// notifying: waiters re-check it.
+#[napi(ts_args_type = "typedArray: Int32Array, index: number, count?: number | undefined | null")]
+pub fn notify(env: Env, typed_array: Unknown, index: Unknown, count: Option<Unknown>) -> Result<u32> {
+  let word = word_at(&env, typed_array, index)?;
+  let count = match count {
+    Some(c) if !matches!(c.get_type()?, ValueType::Undefined | ValueType::Null) => {
+      let n = args::number(&env, c, "count")?;
+      if n.is_nan() || n < 0.0 {
+        return Err(args::out_of_range(&env, "count", ">= 0", &format!("{n}")));
+      }
+      #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "saturates")]
+      let n = n.min(f64::from(u32::MAX)) as u32;
+      n
+    }
+    _ => u32::MAX,
+  };
+  shmkit::futex::wake(word.get(), count).js(&env)
+}
+
+/// Which mechanism serves this thread's async waits: `'io_uring'` (Linux ≥ 6.7: completions
+/// land in the event loop) or `'threads'` (a few shared waiter threads). For diagnostics
+/// and benchmarks.
+#[napi(ts_return_type = "'io_uring' | 'threads'")]
+pub fn wait_mechanism(env: Env) -> Result<&'static str> {
+  waiter::mechanism(&env)
+}

@@ -254,6 +254,7 @@
 
 mod anon;
 mod blocking_write;
+mod channel;
 pub mod child_setup;
 #[cfg(target_os = "linux")]
 mod clock;
@@ -274,6 +275,7 @@ mod region;
 mod sem;
 
 pub use blocking_write::write_all;
+pub use channel::{Channel, Held, Message, Recv, SendStatus, CHANNEL_MAX_CAPACITY, CHANNEL_MAX_MESSAGE_SIZE};
 pub use condvar_got::CondvarSlots;
 pub use dontfork::{DontForkRanges, InheritGuard};
 pub use error::{Error, ErrorKind, Result};

@@ -643,31 +643,75 @@ impl Channel {
     true
   }
 
-  fn publish(&self, pos: u64, msg: &[u8]) {
+  /// Lets `fill` write the payload of the slot this process claimed at `pos`, then
+  /// publishes it. If `fill` panics, the slot becomes a hole instead.
+  fn fill_and_publish(&self, pos: u64, len: usize, fill: impl FnOnce(*mut u8)) {
+    struct Unpublished<'a>(&'a Channel, u64);
+    impl Drop for Unpublished<'_> {
+      fn drop(&mut self) {
+        let claimed = join(low(self.1), WRITING | my_pid());
+        self.0.skip(self.1, claimed);
+      }
+    }
     let slot = self.slot_offset(pos);
-    // SAFETY: this process holds the slot (its pid is in the control word), so nobody else
-    // writes the payload; `msg.len() <= max_message_size` fits the slot, which lies inside
-    // the mapping; `msg` is private memory, so the ranges never overlap.
-    unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.ptr(slot + SLOT_PAYLOAD), msg.len()) };
+    let guard = Unpublished(self, pos);
+    fill(self.ptr(slot + SLOT_PAYLOAD));
+    std::mem::forget(guard);
     #[expect(clippy::cast_possible_truncation, reason = "checked against max_message_size")]
-    self.word(slot + SLOT_LEN).store(msg.len() as u32, Relaxed);
-    // Only this process moves a slot it holds on, so a plain store publishes.
+    self.word(slot + SLOT_LEN).store(len as u32, Relaxed);
+    // Only the claimant moves a claimed slot on, so a plain store publishes.
     self.ctl(pos).store(join(low(pos.wrapping_add(1)), 0), SeqCst);
     self.wake(OFF_NOT_EMPTY, false);
   }
 
-  fn check_len(&self, msg: &[u8]) -> Result<()> {
-    if msg.len() > self.max_message_size as usize {
+  /// The one send loop: claim a slot (waiting up to `deadline` when `wait`), fill, publish.
+  fn send_filled(
+    &self,
+    len: usize,
+    wait: bool,
+    deadline: Option<Instant>,
+    fill: impl FnOnce(*mut u8),
+  ) -> Result<SendStatus> {
+    if len > self.max_message_size as usize {
       return Err(Error::new(
         ErrorKind::InvalidSize,
         format!(
-          "a message of {} bytes exceeds the channel's maximum of {}",
-          msg.len(),
+          "a message of {len} bytes exceeds the channel's maximum of {}",
           self.max_message_size
         ),
       ));
     }
-    Ok(())
+    let mut spins = 0;
+    loop {
+      let (pos, ctl) = match self.try_claim_send()? {
+        SendStep::Claimed(pos) => {
+          self.fill_and_publish(pos, len, fill);
+          return Ok(SendStatus::Sent);
+        }
+        SendStep::Closed => return Ok(SendStatus::Closed),
+        SendStep::Full { pos, ctl } => (pos, ctl),
+      };
+      if wait && spins < SPINS {
+        spins += 1;
+        spin(spins);
+        continue;
+      }
+      if self.recover(pos, ctl) {
+        continue;
+      }
+      if !wait || !self.sleep(OFF_NOT_FULL, pos, ctl, deadline)? {
+        return Ok(SendStatus::Full);
+      }
+    }
+  }
+
+  fn copy_from(msg: &[u8]) -> impl FnOnce(*mut u8) + '_ {
+    move |payload| {
+      // SAFETY: `payload` is the claimed slot's payload, at least `msg.len()` bytes inside
+      // the mapping (length checked against the maximum); only this process writes a
+      // claimed slot; `msg` is private memory, so the ranges never overlap.
+      unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), payload, msg.len()) };
+    }
   }
 
   /// Sends `msg` if a slot is free now.
@@ -676,20 +720,7 @@ impl Channel {
   /// [`ErrorKind::InvalidSize`] if `msg` is longer than [`Channel::max_message_size`];
   /// [`ErrorKind::InvalidArgument`] if the channel's words are corrupted.
   pub fn try_send(&self, msg: &[u8]) -> Result<SendStatus> {
-    self.check_len(msg)?;
-    match self.try_claim_send()? {
-      SendStep::Claimed(pos) => {
-        self.publish(pos, msg);
-        Ok(SendStatus::Sent)
-      }
-      SendStep::Full { pos, ctl } => {
-        if self.recover(pos, ctl) {
-          return self.try_send(msg);
-        }
-        Ok(SendStatus::Full)
-      }
-      SendStep::Closed => Ok(SendStatus::Closed),
-    }
+    self.send_filled(msg.len(), false, None, Self::copy_from(msg))
   }
 
   /// Sends `msg`, waiting while the channel is full, at most `timeout` (`None`: no limit).
@@ -705,29 +736,31 @@ impl Channel {
   /// # Errors
   /// As [`Channel::send`].
   pub fn send_until(&self, msg: &[u8], deadline: Option<Instant>) -> Result<SendStatus> {
-    self.check_len(msg)?;
-    let mut spins = 0;
-    loop {
-      let (pos, ctl) = match self.try_claim_send()? {
-        SendStep::Claimed(pos) => {
-          self.publish(pos, msg);
-          return Ok(SendStatus::Sent);
-        }
-        SendStep::Closed => return Ok(SendStatus::Closed),
-        SendStep::Full { pos, ctl } => (pos, ctl),
-      };
-      if spins < SPINS {
-        spins += 1;
-        spin(spins);
-        continue;
-      }
-      if self.recover(pos, ctl) {
-        continue;
-      }
-      if !self.sleep(OFF_NOT_FULL, pos, ctl, deadline)? {
-        return Ok(SendStatus::Full);
-      }
-    }
+    self.send_filled(msg.len(), true, deadline, Self::copy_from(msg))
+  }
+
+  /// Sends a message of `len` bytes that `fill` writes straight into its slot, without a
+  /// copy, waiting up to `deadline` for a free slot. The slice starts zeroed only the first
+  /// time round the ring: `fill` should write all of it. If `fill` panics, nothing is sent.
+  ///
+  /// # Safety
+  /// `fill` gets a slice of shared memory. The protocol makes this process the only writer
+  /// of the slot until it publishes; only a process that ignores the protocol, or writes over
+  /// the region, could change the bytes under the slice.
+  ///
+  /// # Errors
+  /// As [`Channel::send`].
+  pub unsafe fn send_with(
+    &self,
+    len: usize,
+    deadline: Option<Instant>,
+    fill: impl FnOnce(&mut [u8]),
+  ) -> Result<SendStatus> {
+    self.send_filled(len, true, deadline, |payload| {
+      // SAFETY: `len` bytes of the claimed slot's payload, inside the mapping (checked
+      // against the maximum); exclusive by the protocol, as the caller promised.
+      fill(unsafe { std::slice::from_raw_parts_mut(payload, len) });
+    })
   }
 
   /// Sleeps on a futex word until the slot at `pos` may have moved on from `ctl`, the
@@ -774,24 +807,40 @@ impl Channel {
     Ok(Held { pos, len: len as usize })
   }
 
+  /// The one receive loop: claim the next message, waiting up to `deadline` when `wait`.
+  fn recv_inner(&self, wait: bool, deadline: Option<Instant>) -> Result<Recv<'_>> {
+    let mut spins = 0;
+    loop {
+      let (pos, ctl) = match self.try_claim_recv()? {
+        RecvStep::Claimed(pos) => {
+          return Ok(Recv::Message(Message {
+            channel: self,
+            held: self.take(pos)?,
+          }))
+        }
+        RecvStep::Closed => return Ok(Recv::Closed),
+        RecvStep::Empty { pos, ctl } => (pos, ctl),
+      };
+      if wait && spins < SPINS {
+        spins += 1;
+        spin(spins);
+        continue;
+      }
+      if self.recover(pos, ctl) {
+        continue;
+      }
+      if !wait || !self.sleep(OFF_NOT_EMPTY, pos, ctl, deadline)? {
+        return Ok(Recv::Empty);
+      }
+    }
+  }
+
   /// Takes the next message if one is ready now.
   ///
   /// # Errors
   /// [`ErrorKind::InvalidArgument`] if the channel's words are corrupted.
   pub fn try_recv(&self) -> Result<Recv<'_>> {
-    match self.try_claim_recv()? {
-      RecvStep::Claimed(pos) => Ok(Recv::Message(Message {
-        channel: self,
-        held: self.take(pos)?,
-      })),
-      RecvStep::Empty { pos, ctl } => {
-        if self.recover(pos, ctl) {
-          return self.try_recv();
-        }
-        Ok(Recv::Empty)
-      }
-      RecvStep::Closed => Ok(Recv::Closed),
-    }
+    self.recv_inner(false, None)
   }
 
   /// Takes the next message, waiting at most `timeout` (`None`: no limit) for one.
@@ -807,30 +856,7 @@ impl Channel {
   /// # Errors
   /// As [`Channel::recv`].
   pub fn recv_until(&self, deadline: Option<Instant>) -> Result<Recv<'_>> {
-    let mut spins = 0;
-    loop {
-      let (pos, ctl) = match self.try_claim_recv()? {
-        RecvStep::Claimed(pos) => {
-          return Ok(Recv::Message(Message {
-            channel: self,
-            held: self.take(pos)?,
-          }))
-        }
-        RecvStep::Closed => return Ok(Recv::Closed),
-        RecvStep::Empty { pos, ctl } => (pos, ctl),
-      };
-      if spins < SPINS {
-        spins += 1;
-        spin(spins);
-        continue;
-      }
-      if self.recover(pos, ctl) {
-        continue;
-      }
-      if !self.sleep(OFF_NOT_EMPTY, pos, ctl, deadline)? {
-        return Ok(Recv::Empty);
-      }
-    }
+    self.recv_inner(true, deadline)
   }
 
   /// The payload of a held message, in this process's mapping: valid until

@@ -17,6 +17,8 @@
 //!   into a hole that everyone skips: the torn bytes are never delivered.
 //! - **A consumer killed holding a message** loses that one message (it had been handed
 //!   out); the producer that needs the slot sees the pid is gone and frees it.
+//! - **Waiters notice deaths** within 20 ms when the slot they wait for has a claimant, and
+//!   within 250 ms when it had none when they went to sleep (a claim wakes nobody).
 //! - **End of stream:** [`Channel::close`], by anyone, refuses new messages; consumers still
 //!   get every message sent before it, then [`Recv::Closed`].
 //!
@@ -63,8 +65,11 @@ const WRITING: u32 = 1 << 30;
 const READING: u32 = 1 << 31;
 const PID_MASK: u32 = WRITING - 1;
 
-/// How long a waiter sleeps before it checks again whether the process it waits for lives.
+/// How long a waiter sleeps before it checks again whether the process holding the slot it
+/// waits for lives; and, when nobody held it, whether somebody claimed it and died since (a
+/// claim wakes nobody).
 const LIVENESS_SLICE: Duration = Duration::from_millis(20);
+const IDLE_SLICE: Duration = Duration::from_millis(250);
 /// Retries before a blocking call goes to sleep.
 const SPINS: u32 = 64;
 
@@ -779,13 +784,12 @@ impl Channel {
     let futex_word = self.word(word);
     let expected = futex_word.load(SeqCst);
     waiting.fetch_add(1, SeqCst);
-    let outcome = if self.ctl(pos).load(SeqCst) == ctl && !self.is_closed() {
-      let slice = if split(ctl).1 == 0 {
-        deadline
-      } else {
-        let until = now + LIVENESS_SLICE;
-        Some(deadline.map_or(until, |at| at.min(until)))
-      };
+    // Closed: the caller's next look may end the wait, unless a writer is still finishing
+    // the slot (then sleeping until it publishes beats spinning).
+    let holder = split(ctl).1;
+    let outcome = if self.ctl(pos).load(SeqCst) == ctl && !(holder == 0 && self.is_closed()) {
+      let until = now + if holder == 0 { IDLE_SLICE } else { LIVENESS_SLICE };
+      let slice = Some(deadline.map_or(until, |at| at.min(until)));
       futex::wait_until(futex_word, expected, slice)
     } else {
       Ok(futex::WaitOutcome::NotEqual)

@@ -601,3 +601,45 @@ fn arguments_and_attach_are_checked() {
     assert!(matches!(other.try_recv().unwrap(), Recv::Empty));
   }
 }
+
+/// The byte layout docs/layout.md promises other languages.
+#[test]
+fn layout_matches_the_contract() {
+  let region = Arc::new(Region::anonymous(Channel::size(4, 100).unwrap()).unwrap());
+  let ch = Channel::init_in(region.clone(), 0, 4, 100).unwrap();
+  let u32_at = |off: usize| region.atomic_u32(off).unwrap().load(Ordering::SeqCst);
+  let u64_at = |off: usize| u64::from(u32_at(off)) | u64::from(u32_at(off + 4)) << 32;
+  let mut magic = [0u8; 4];
+  region.read_at(0, &mut magic).unwrap();
+  assert_eq!(&magic, b"SHMC");
+  assert_eq!((u32_at(4), u32_at(8), u32_at(12), u32_at(16)), (1, 4, 100, 128));
+  assert_eq!(Channel::size(4, 100).unwrap(), 512 + 4 * 128);
+  for i in 0..4usize {
+    assert_eq!(
+      u64_at(512 + 128 * i),
+      (i as u64) << 32,
+      "slot {i} starts free for position {i}"
+    );
+  }
+  assert_eq!(ch.try_send(b"hello").unwrap(), SendStatus::Sent);
+  assert_eq!(u64_at(128), 1, "enqueue counter");
+  assert_eq!(u64_at(512), 1 << 32, "a message for position 0");
+  assert_eq!(u32_at(520), 5, "its length");
+  let mut payload = [0u8; 5];
+  region.read_at(528, &mut payload).unwrap();
+  assert_eq!(&payload, b"hello");
+  let Recv::Message(message) = ch.try_recv().unwrap() else {
+    panic!("a message")
+  };
+  assert_eq!(u64_at(192), 1, "dequeue counter");
+  assert_eq!(
+    u64_at(512),
+    1 << 32 | 1 << 31 | u64::from(std::process::id()),
+    "held by this pid"
+  );
+  drop(message);
+  assert_eq!(u64_at(512), 4 << 32, "free for position 4");
+  assert_eq!(u32_at(64), 0);
+  ch.close();
+  assert_ne!(u32_at(64), 0, "closed flag");
+}

@@ -44,7 +44,7 @@ test('a view reads the ring in place and goes dark when released', (t) => {
   t.deepEqual(second, bytes(0x64, 0x65, 0x66))
   ch.release()
   t.is(second.length, 0)
-  t.is(second.at(0), undefined, 'stale use reads nothing')
+  t.is((second as ArrayLike<number | undefined>)[0], undefined, 'stale use reads nothing')
   ch.release() // nothing held: no-op
   t.true(ch.trySend('x'))
   t.true(ch.trySend('y'), 'both slots free again')

@@ -221,3 +221,10 @@ for (const [sender, receiver] of [
     shm.close()
   })
 }
+
+test('a collected handle releases its view and its slot', async (t) => {
+  const ran = await runNode(fixture('channel-gc.mjs'), [], { execArgv: ['--expose-gc'] })
+  t.is(ran.code, 0, ran.stderr)
+  t.regex(ran.stdout, /held: length 1, send while held: false/)
+  t.regex(ran.stdout, /collected: length 0, send after: true/)
+})

@@ -434,27 +434,20 @@ impl Channel {
     };
     if as_view && !self.object_mode {
       let held = message.into_held();
-      let (view, buffer) = match self.view_of(env, &held) {
-        Ok(made) => made,
+      match self.view_of(env, &held) {
+        Ok(Some((view, buffer))) => {
+          self.view = Some(View { held, buffer });
+          return Ok(view);
+        }
+        // The runtime forbids external buffers (Electron's V8 sandbox): copy instead.
+        Ok(None) => return copy_out(env, &self.inner, held),
         Err(e) => {
           self.inner.release(held);
           return Err(e);
         }
-      };
-      self.view = Some(View { held, buffer });
-      return Ok(view);
+      }
     }
-    let len = message.len();
-    let mut data: *mut c_void = ptr::null_mut();
-    let mut array_buffer = ptr::null_mut();
-    // SAFETY: a new ArrayBuffer of `len` bytes; valid out-pointers.
-    check(unsafe { sys::napi_create_arraybuffer(env.raw(), len, &raw mut data, &raw mut array_buffer) })?;
-    if len > 0 && !data.is_null() {
-      // SAFETY: `data` is `len` writable bytes of the new buffer, private to this process.
-      message.copy_to(unsafe { std::slice::from_raw_parts_mut(data.cast::<u8>(), len) });
-    }
-    drop(message);
-    let array = uint8_array(env, array_buffer, len)?;
+    let array = copy_out(env, &self.inner, message.into_held())?;
     if !self.object_mode {
       return Ok(array);
     }
@@ -463,8 +456,9 @@ impl Channel {
   }
 
   /// An external `ArrayBuffer` over the held message's payload, wrapped in a `Uint8Array`,
-  /// and a strong reference to the buffer (to detach it on release).
-  fn view_of<'e>(&self, env: &'e Env, held: &shmkit::Held) -> Result<(Unknown<'e>, sys::napi_ref)> {
+  /// and a strong reference to the buffer (to detach it on release); `None` where the
+  /// runtime forbids external buffers.
+  fn view_of<'e>(&self, env: &'e Env, held: &shmkit::Held) -> Result<Option<(Unknown<'e>, sys::napi_ref)>> {
     let hint = Box::into_raw(Box::new(self.inner.region().clone()));
     let mut array_buffer = ptr::null_mut();
     // SAFETY: the pointer and length are the held message's payload inside the mapping,
@@ -482,13 +476,16 @@ impl Channel {
     if status != sys::Status::napi_ok {
       // SAFETY: napi did not take the hint, so it is still ours to free.
       drop(unsafe { Box::from_raw(hint) });
+      if status == sys::Status::napi_no_external_buffers_allowed {
+        return Ok(None);
+      }
       return Err(Error::from_status(Status::from(status)));
     }
     let mut reference = ptr::null_mut();
     // SAFETY: `array_buffer` was just created in this env; valid out-pointer.
     check(unsafe { sys::napi_create_reference(env.raw(), array_buffer, 1, &raw mut reference) })?;
     match uint8_array(env, array_buffer, held.len()) {
-      Ok(view) => Ok((view, reference)),
+      Ok(view) => Ok(Some((view, reference))),
       Err(e) => {
         // SAFETY: the reference was just created in this env.
         unsafe { sys::napi_delete_reference(env.raw(), reference) };
@@ -558,6 +555,23 @@ fn undefined(env: &Env) -> Result<Unknown<'_>> {
   check(unsafe { sys::napi_get_undefined(env.raw(), &raw mut value) })?;
   // SAFETY: napi_get_undefined succeeded, so `value` is a valid handle.
   Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
+}
+
+/// The held message copied into a new `Uint8Array`; frees the slot.
+fn copy_out<'e>(env: &'e Env, channel: &shmkit::Channel, held: shmkit::Held) -> Result<Unknown<'e>> {
+  let len = held.len();
+  let mut data: *mut c_void = ptr::null_mut();
+  let mut array_buffer = ptr::null_mut();
+  // SAFETY: a new ArrayBuffer of `len` bytes; valid out-pointers.
+  let created = check(unsafe { sys::napi_create_arraybuffer(env.raw(), len, &raw mut data, &raw mut array_buffer) });
+  if created.is_ok() && len > 0 && !data.is_null() {
+    // SAFETY: source: the held payload, `len` bytes inside the mapping; destination: the new
+    // buffer's `len` bytes, private to this process.
+    unsafe { std::ptr::copy_nonoverlapping(channel.held_ptr(&held), data.cast::<u8>(), len) };
+  }
+  channel.release(held);
+  created?;
+  uint8_array(env, array_buffer, len)
 }
 
 /// A `Uint8Array` over all `len` bytes of `array_buffer`.

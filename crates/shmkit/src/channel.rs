@@ -70,6 +70,7 @@ const PID_MASK: u32 = WRITING - 1;
 /// claim wakes nobody).
 const LIVENESS_SLICE: Duration = Duration::from_millis(20);
 const IDLE_SLICE: Duration = Duration::from_millis(250);
+const CLOSED_SLICE: Duration = Duration::from_millis(1);
 /// Retries before a blocking call goes to sleep.
 const SPINS: u32 = 64;
 
@@ -100,6 +101,33 @@ pub enum Recv<'a> {
   Empty,
   /// The channel is closed and every message sent before the close has been received.
   Closed,
+}
+
+/// The outcome of [`Channel::poll_send`] or [`Channel::poll_recv`].
+#[derive(Debug)]
+#[must_use]
+pub enum Poll<T> {
+  /// Done, as the blocking call would have ended.
+  Ready(T),
+  /// Nothing to do yet: arm this wait, then call [`Channel::end_wait`] and poll again.
+  Wait(WaitPlan),
+}
+
+/// A wait on one of the channel's futex words, for callers that wait in their own event
+/// loop (Linux `futex(FUTEX_WAIT)` without the private flag, or [`crate::futex::wait_until`]).
+/// While a plan exists the channel counts one more waiter, so wakers do wake it: end each
+/// plan with [`Channel::end_wait`].
+#[derive(Debug)]
+#[must_use = "a plan counts as a waiter until it is passed to Channel::end_wait"]
+pub struct WaitPlan {
+  /// The futex word's offset in the region (not in the channel).
+  pub offset: usize,
+  /// Wait while the word holds this value.
+  pub expected: u32,
+  /// Poll again by this instant at the latest, even without a wake: that is how a process
+  /// that died holding a slot is noticed.
+  pub until: Instant,
+  waiting: usize,
 }
 
 /// A message held in its slot of the ring: read it in place, then drop it to free the slot.
@@ -669,14 +697,7 @@ impl Channel {
     self.wake(OFF_NOT_EMPTY, false);
   }
 
-  /// The one send loop: claim a slot (waiting up to `deadline` when `wait`), fill, publish.
-  fn send_filled(
-    &self,
-    len: usize,
-    wait: bool,
-    deadline: Option<Instant>,
-    fill: impl FnOnce(*mut u8),
-  ) -> Result<SendStatus> {
+  fn check_len(&self, len: usize) -> Result<()> {
     if len > self.max_message_size as usize {
       return Err(Error::new(
         ErrorKind::InvalidSize,
@@ -686,6 +707,18 @@ impl Channel {
         ),
       ));
     }
+    Ok(())
+  }
+
+  /// The one send loop: claim a slot (waiting up to `deadline` when `wait`), fill, publish.
+  fn send_filled(
+    &self,
+    len: usize,
+    wait: bool,
+    deadline: Option<Instant>,
+    fill: impl FnOnce(*mut u8),
+  ) -> Result<SendStatus> {
+    self.check_len(len)?;
     let mut spins = 0;
     loop {
       let (pos, ctl) = match self.try_claim_send()? {
@@ -714,8 +747,9 @@ impl Channel {
     move |payload| {
       // SAFETY: `payload` is the claimed slot's payload, at least `msg.len()` bytes inside
       // the mapping (length checked against the maximum); only this process writes a
-      // claimed slot; `msg` is private memory, so the ranges never overlap.
-      unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), payload, msg.len()) };
+      // claimed slot. `msg` may itself lie in a mapping of the region (a JS view of it, say),
+      // so the copy allows overlap.
+      unsafe { std::ptr::copy(msg.as_ptr(), payload, msg.len()) };
     }
   }
 
@@ -768,38 +802,124 @@ impl Channel {
     })
   }
 
+  /// Registers as a waiter on `word` for the slot at `pos`, which held `ctl`: `None` if the
+  /// slot moved on meanwhile, so the caller should look again at once.
+  fn plan_wait(&self, word: usize, pos: u64, ctl: u64) -> Option<WaitPlan> {
+    let waiting = if word == OFF_NOT_EMPTY {
+      OFF_CONSUMERS_WAITING
+    } else {
+      OFF_PRODUCERS_WAITING
+    };
+    let expected = self.word(word).load(SeqCst);
+    self.word(waiting).fetch_add(1, SeqCst);
+    if self.ctl(pos).load(SeqCst) != ctl {
+      self.word(waiting).fetch_sub(1, SeqCst);
+      return None;
+    }
+    let holder = split(ctl).1;
+    let slice = if holder != 0 {
+      LIVENESS_SLICE
+    } else if self.is_closed() {
+      // Closed after the caller looked: its next look ends the wait. (A channel that stays
+      // closed but never drains has corrupted counters; it is polled, not spun on.)
+      CLOSED_SLICE
+    } else {
+      IDLE_SLICE
+    };
+    Some(WaitPlan {
+      offset: self.offset + word,
+      expected,
+      until: Instant::now() + slice,
+      waiting,
+    })
+  }
+
+  /// Ends a wait that [`Channel::poll_send`] or [`Channel::poll_recv`] planned (however it
+  /// ended: woken, timed out, or abandoned). Call it exactly once per plan, then poll again.
+  ///
+  /// # Errors
+  /// [`ErrorKind::InvalidArgument`] if the channel's header was overwritten meanwhile.
+  #[expect(
+    clippy::needless_pass_by_value,
+    reason = "taking it by value ends the plan, so it cannot be ended twice"
+  )]
+  pub fn end_wait(&self, plan: WaitPlan) -> Result<()> {
+    let WaitPlan { waiting, .. } = plan;
+    self.word(waiting).fetch_sub(1, SeqCst);
+    if self.word(OFF_MAGIC).load(Relaxed) != MAGIC {
+      return Err(corrupted("magic number"));
+    }
+    Ok(())
+  }
+
   /// Sleeps on a futex word until the slot at `pos` may have moved on from `ctl`, the
   /// channel closed, or a time slice passed (when the slot has a claimant whose death we
   /// must notice). Returns `false` once `deadline` has passed.
   fn sleep(&self, word: usize, pos: u64, ctl: u64, deadline: Option<Instant>) -> Result<bool> {
-    let now = Instant::now();
-    if deadline.is_some_and(|at| now >= at) {
+    if deadline.is_some_and(|at| Instant::now() >= at) {
       return Ok(false);
     }
-    let waiting = self.word(if word == OFF_NOT_EMPTY {
-      OFF_CONSUMERS_WAITING
-    } else {
-      OFF_PRODUCERS_WAITING
-    });
-    let futex_word = self.word(word);
-    let expected = futex_word.load(SeqCst);
-    waiting.fetch_add(1, SeqCst);
-    // Closed: the caller's next look may end the wait, unless a writer is still finishing
-    // the slot (then sleeping until it publishes beats spinning).
-    let holder = split(ctl).1;
-    let outcome = if self.ctl(pos).load(SeqCst) == ctl && !(holder == 0 && self.is_closed()) {
-      let until = now + if holder == 0 { IDLE_SLICE } else { LIVENESS_SLICE };
-      let slice = Some(deadline.map_or(until, |at| at.min(until)));
-      futex::wait_until(futex_word, expected, slice)
-    } else {
-      Ok(futex::WaitOutcome::NotEqual)
+    let Some(plan) = self.plan_wait(word, pos, ctl) else {
+      return Ok(true);
     };
-    waiting.fetch_sub(1, SeqCst);
+    let until = deadline.map_or(plan.until, |at| at.min(plan.until));
+    let outcome = futex::wait_until(self.word(word), plan.expected, Some(until));
+    self.end_wait(plan)?;
     outcome?;
-    if self.word(OFF_MAGIC).load(Relaxed) != MAGIC {
-      return Err(corrupted("magic number"));
-    }
     Ok(true)
+  }
+
+  /// A send for an event loop: sends `msg` if a slot is free, else plans a wait for the
+  /// caller to arm (a futex wait on [`WaitPlan::offset`] while it holds
+  /// [`WaitPlan::expected`], until [`WaitPlan::until`] at the latest), after which it calls
+  /// [`Channel::end_wait`] and polls again.
+  ///
+  /// # Errors
+  /// As [`Channel::try_send`].
+  pub fn poll_send(&self, msg: &[u8]) -> Result<Poll<SendStatus>> {
+    self.check_len(msg.len())?;
+    loop {
+      let (pos, ctl) = match self.try_claim_send()? {
+        SendStep::Claimed(pos) => {
+          self.fill_and_publish(pos, msg.len(), Self::copy_from(msg));
+          return Ok(Poll::Ready(SendStatus::Sent));
+        }
+        SendStep::Closed => return Ok(Poll::Ready(SendStatus::Closed)),
+        SendStep::Full { pos, ctl } => (pos, ctl),
+      };
+      if self.recover(pos, ctl) {
+        continue;
+      }
+      if let Some(plan) = self.plan_wait(OFF_NOT_FULL, pos, ctl) {
+        return Ok(Poll::Wait(plan));
+      }
+    }
+  }
+
+  /// A receive for an event loop: the next message (or the end) if there is one, else a
+  /// wait to arm, as in [`Channel::poll_send`].
+  ///
+  /// # Errors
+  /// As [`Channel::try_recv`].
+  pub fn poll_recv(&self) -> Result<Poll<Recv<'_>>> {
+    loop {
+      let (pos, ctl) = match self.try_claim_recv()? {
+        RecvStep::Claimed(pos) => {
+          return Ok(Poll::Ready(Recv::Message(Message {
+            channel: self,
+            held: self.take(pos)?,
+          })))
+        }
+        RecvStep::Closed => return Ok(Poll::Ready(Recv::Closed)),
+        RecvStep::Empty { pos, ctl } => (pos, ctl),
+      };
+      if self.recover(pos, ctl) {
+        continue;
+      }
+      if let Some(plan) = self.plan_wait(OFF_NOT_EMPTY, pos, ctl) {
+        return Ok(Poll::Wait(plan));
+      }
+    }
   }
 
   fn take(&self, pos: u64) -> Result<Held> {

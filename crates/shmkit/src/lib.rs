@@ -275,7 +275,9 @@ mod region;
 mod sem;
 
 pub use blocking_write::write_all;
-pub use channel::{Channel, Held, Message, Recv, SendStatus, CHANNEL_MAX_CAPACITY, CHANNEL_MAX_MESSAGE_SIZE};
+pub use channel::{
+  Channel, Held, Message, Poll, Recv, SendStatus, WaitPlan, CHANNEL_MAX_CAPACITY, CHANNEL_MAX_MESSAGE_SIZE,
+};
 pub use condvar_got::CondvarSlots;
 pub use dontfork::{DontForkRanges, InheritGuard};
 pub use error::{Error, ErrorKind, Result};

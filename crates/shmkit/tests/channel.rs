@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::fork_lock;
-use shmkit::{fork, Channel, Child, ErrorKind, Recv, Region, SendStatus, Signal};
+use shmkit::{fork, Channel, Child, ErrorKind, Poll, Recv, Region, SendStatus, Signal};
 
 /// Bytes before the payload of every test message: producer, sequence number, payload length,
 /// and a marker.
@@ -642,4 +642,60 @@ fn layout_matches_the_contract() {
   assert_eq!(u32_at(64), 0);
   ch.close();
   assert_ne!(u32_at(64), 0, "closed flag");
+}
+
+/// The event-loop form: a planned wait counts as a waiter, so a send from another process
+/// wakes it; the plan ends with `end_wait`.
+#[test]
+fn poll_plans_a_wait_that_a_send_from_another_process_ends() {
+  let _fork = fork_lock();
+  let ch = channel(2, 16);
+  let waiting = |off: usize| ch.region().atomic_u32(off).unwrap().load(Ordering::SeqCst);
+  let Poll::Wait(plan) = ch.poll_recv().unwrap() else {
+    panic!("an empty channel plans a wait")
+  };
+  assert_eq!(plan.offset, 256, "the not-empty word");
+  assert_eq!(waiting(260), 1, "counted as a waiting consumer");
+  let chr = &ch;
+  // SAFETY: the child only sends on the channel, then exits.
+  let mut child = unsafe {
+    fork(move || {
+      std::thread::sleep(Duration::from_millis(20));
+      i32::from(chr.send(b"hi", Some(LONG)) != Ok(SendStatus::Sent))
+    })
+  }
+  .unwrap();
+  let word = ch.region().atomic_u32(plan.offset).unwrap();
+  let _ = shmkit::futex::wait_until(word, plan.expected, Some(plan.until)).unwrap();
+  ch.end_wait(plan).unwrap();
+  assert_eq!(waiting(260), 0);
+  expect_success(&mut child, "sender");
+  let Poll::Ready(Recv::Message(message)) = ch.poll_recv().unwrap() else {
+    panic!("the message is there")
+  };
+  assert_eq!(message.to_vec(), b"hi");
+  drop(message);
+
+  assert!(matches!(ch.poll_send(b"1").unwrap(), Poll::Ready(SendStatus::Sent)));
+  assert!(matches!(ch.poll_send(b"2").unwrap(), Poll::Ready(SendStatus::Sent)));
+  let Poll::Wait(plan) = ch.poll_send(b"3").unwrap() else {
+    panic!("a full channel plans a wait")
+  };
+  assert_eq!(
+    (plan.offset, waiting(324)),
+    (320, 1),
+    "the not-full word, one waiting producer"
+  );
+  let before = word.load(Ordering::SeqCst);
+  drop(ch.try_recv().unwrap());
+  assert_ne!(
+    ch.region().atomic_u32(320).unwrap().load(Ordering::SeqCst),
+    plan.expected,
+    "freeing a slot bumped the word the producer waits on"
+  );
+  assert_eq!(word.load(Ordering::SeqCst), before);
+  ch.end_wait(plan).unwrap();
+  assert!(matches!(ch.poll_send(b"3").unwrap(), Poll::Ready(SendStatus::Sent)));
+  ch.close();
+  assert!(matches!(ch.poll_send(b"4").unwrap(), Poll::Ready(SendStatus::Closed)));
 }

@@ -585,7 +585,7 @@ impl Channel {
           return Ok(SendStep::Closed);
         }
         if slot.compare_exchange(ctl, join(seq, me), SeqCst, SeqCst).is_ok() {
-          let _ = enqueue.compare_exchange(pos, pos + 1, SeqCst, SeqCst);
+          let _ = enqueue.compare_exchange(pos, pos.wrapping_add(1), SeqCst, SeqCst);
           // Checked again after the claim, so a receiver that saw the close and an
           // unmoved enqueue counter never misses this message: it is withdrawn instead.
           if self.is_closed() {
@@ -596,7 +596,7 @@ impl Channel {
         }
       } else if d == 0 || d == 1 || d == cap {
         // Position `pos` is already taken (being written, written, or done): move on.
-        let _ = enqueue.compare_exchange(pos, pos + 1, SeqCst, SeqCst);
+        let _ = enqueue.compare_exchange(pos, pos.wrapping_add(1), SeqCst, SeqCst);
       } else if d == 1 - cap || (d == -cap && owner != 0) {
         // The slot still holds the message of the lap before (or is still being written).
         if self.is_closed() {
@@ -623,12 +623,12 @@ impl Channel {
       let d = distance(seq, low(pos.wrapping_add(1)));
       if d == 0 && owner == 0 {
         if slot.compare_exchange(ctl, join(seq, me), SeqCst, SeqCst).is_ok() {
-          let _ = dequeue.compare_exchange(pos, pos + 1, SeqCst, SeqCst);
+          let _ = dequeue.compare_exchange(pos, pos.wrapping_add(1), SeqCst, SeqCst);
           return Ok(RecvStep::Claimed(pos));
         }
       } else if d == 0 || d == cap - 1 || d == cap {
         // Taken by another consumer, skipped, or already a lap ahead: move on.
-        let _ = dequeue.compare_exchange(pos, pos + 1, SeqCst, SeqCst);
+        let _ = dequeue.compare_exchange(pos, pos.wrapping_add(1), SeqCst, SeqCst);
       } else if d == -1 || (d == -cap && owner != 0) {
         // Nothing yet: free, being written, or a lap behind (its reader still holds it).
         if d == -1

@@ -585,6 +585,14 @@ fn arguments_and_attach_are_checked() {
   assert_eq!(ch.try_send(&[0; 101]).unwrap_err().kind(), ErrorKind::InvalidSize);
   let other = Channel::at(region, 64).unwrap();
   assert_eq!((other.capacity(), other.max_message_size()), (2, 100));
+  // Counters at their maximum: typed errors or plain answers, never an overflow panic.
+  for off in [64 + 128, 64 + 132, 64 + 192, 64 + 196] {
+    ch.region().atomic_u32(off).unwrap().store(u32::MAX, Ordering::SeqCst);
+  }
+  for result in [ch.try_send(b"x").map(|_| ()), ch.try_recv().map(|_| ())] {
+    assert!(result.is_ok() || result.unwrap_err().kind() == ErrorKind::InvalidArgument);
+  }
+  let ch = Channel::init_in(ch.region().clone(), 64, 2, 100).unwrap();
   // Round the ring many times with capacity 2, empty messages included.
   for i in 0..1000u32 {
     let msg = i.to_le_bytes();

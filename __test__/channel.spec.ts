@@ -2,6 +2,7 @@
 // released, backpressure, end of stream, typed errors for bad arguments and for any bytes
 // written over the channel, and 100,000 messages between Node and Rust processes each way.
 import { spawn, spawnSync } from 'node:child_process'
+import { once } from 'node:events'
 import { join } from 'node:path'
 
 import test from 'ava'
@@ -227,4 +228,34 @@ test('a collected handle releases its view and its slot', async (t) => {
   t.is(ran.code, 0, ran.stderr)
   t.regex(ran.stdout, /held: length 1, send while held: false/)
   t.regex(ran.stdout, /collected: length 0, send after: true/)
+})
+
+test.serial('Node producers SIGKILLed mid-send never tear a message or stall the others', async (t) => {
+  const name = uniqueName(t, 'k')
+  const shm = SharedMemory.create(name, Channel.size(8, 65536))
+  const channel = Channel.init(shm, 0, { capacity: 8, maxMessageSize: 65536 })
+  const script = fixture('channel-kill.mjs')
+  const consumer = runNode(script, ['consume', name], { timeoutMs: 120_000 })
+  const healthy = runNode(script, ['produce', name, '0', '3000'], { timeoutMs: 120_000 })
+  const VICTIMS = 20
+  for (let i = 1; i <= VICTIMS; i++) {
+    const victim = spawn(process.execPath, [script, 'produce', name, String(i), '0'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    await once(victim.stdout, 'data') // it is sending now
+    await new Promise((resolve) => setTimeout(resolve, 5 + ((i * 37) % 50)))
+    victim.kill('SIGKILL')
+    const [, signal] = await once(victim, 'exit')
+    t.is(signal, 'SIGKILL')
+  }
+  const produced = await healthy
+  t.is(produced.code, 0, produced.stderr)
+  channel.close()
+  const consumed = await consumer
+  t.is(consumed.code, 0, consumed.stderr)
+  const [, got, torn, others] = /healthy (\d+) torn (\d+) others (\d+)/.exec(consumed.stdout) ?? []
+  t.is(Number(got), 3000, 'every message of the healthy producer, in order')
+  t.is(Number(torn), 0, 'no torn message')
+  t.log(`${VICTIMS} producers killed; ${others} of their messages arrived whole`)
+  shm.close()
 })

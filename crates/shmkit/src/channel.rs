@@ -1,32 +1,6 @@
-//! A bounded message queue inside a region: many producers, many consumers, every message
-//! delivered once, variable sizes up to a fixed maximum, processes that die mid-message
-//! recovered. The byte layout and the protocol are in `docs/layout.md` ("Channel"), so C or
-//! Python processes can take part.
-//!
-//! The design is Dmitry Vyukov's bounded MPMC queue of fixed-size slots, with one change that
-//! makes it survive `SIGKILL`: a slot is claimed by a compare-and-swap on its own 64-bit
-//! control word, which holds the slot's sequence number *and* the claimant's pid, so no
-//! instant exists at which a slot is taken by nobody known. The shared enqueue and dequeue
-//! counters only say where to look; anyone who finds a slot taken moves them on.
-//!
-//! - **Fast path:** a few atomics and one `memcpy`, no system call. Sleeping and waking use
-//!   [`crate::futex`] words, and a side wakes the other only when its waiter count says
-//!   someone sleeps.
-//! - **A producer killed mid-message** leaves its slot claimed by a dead pid. The consumer
-//!   that waits for it (or a producer that laps it) sees the pid is gone and turns the slot
-//!   into a hole that everyone skips: the torn bytes are never delivered.
-//! - **A consumer killed holding a message** loses that one message (it had been handed
-//!   out); the producer that needs the slot sees the pid is gone and frees it.
-//! - **Waiters notice deaths** within 20 ms when the slot they wait for has a claimant, and
-//!   within 250 ms when it had none when they went to sleep (a claim wakes nobody).
-//! - **End of stream:** [`Channel::close`], by anyone, refuses new messages; consumers still
-//!   get every message sent before it, then [`Recv::Closed`].
-//!
-//! Every bit pattern in the shared words is handled: unexpected states are
-//! [`ErrorKind::InvalidArgument`] ("channel corrupted"), lengths read from the ring are
-//! checked against the maximum, and the header is read once, at attach, and validated.
-//! Liveness is `kill(pid, 0)` (plus `/proc/PID/stat` on Linux, so an unreaped zombie counts as
-//! dead): every process using a channel must see the others' pids (one pid namespace).
+//! `Channel`: a bounded many-producer, many-consumer message queue inside a region. The
+//! design and the guarantees are on [`Channel`]; the byte layout and protocol in
+//! `docs/layout.md` ("Channel").
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Once};
@@ -228,7 +202,35 @@ impl Drop for Message<'_> {
   }
 }
 
-/// A channel inside a region: see the [module documentation](self).
+/// A bounded message queue inside a region: many producers, many consumers, every message
+/// delivered once, variable sizes up to a fixed maximum, processes that die mid-message
+/// recovered. The byte layout and the protocol are in `docs/layout.md` ("Channel"), so C or
+/// Python processes can take part.
+///
+/// The design is Dmitry Vyukov's bounded MPMC queue of fixed-size slots, with one change that
+/// makes it survive `SIGKILL`: a slot is claimed by a compare-and-swap on its own 64-bit
+/// control word, which holds the slot's sequence number *and* the claimant's pid, so no
+/// instant exists at which a slot is taken by nobody known. The shared enqueue and dequeue
+/// counters only say where to look; anyone who finds a slot taken moves them on.
+///
+/// - **Fast path:** a few atomics and one `memcpy`, no system call. Sleeping and waking use
+///   [`crate::futex`] words, and a side wakes the other only when its waiter count says
+///   someone sleeps.
+/// - **A producer killed mid-message** leaves its slot claimed by a dead pid. The consumer
+///   that waits for it (or a producer that laps it) sees the pid is gone and turns the slot
+///   into a hole that everyone skips: the torn bytes are never delivered.
+/// - **A consumer killed holding a message** loses that one message (it had been handed
+///   out); the producer that needs the slot sees the pid is gone and frees it.
+/// - **Waiters notice deaths** within 20 ms when the slot they wait for has a claimant, and
+///   within 250 ms when it had none when they went to sleep (a claim wakes nobody).
+/// - **End of stream:** [`Channel::close`], by anyone, refuses new messages; consumers still
+///   get every message sent before it, then [`Recv::Closed`].
+///
+/// Every bit pattern in the shared words is handled: unexpected states are
+/// [`ErrorKind::InvalidArgument`] ("channel corrupted"), lengths read from the ring are
+/// checked against the maximum, and the header is read once, at attach, and validated.
+/// Liveness is `kill(pid, 0)` (plus `/proc/PID/stat` on Linux, so an unreaped zombie counts as
+/// dead): every process using a channel must see the others' pids (one pid namespace).
 ///
 /// ```
 /// use std::sync::Arc;

@@ -27,6 +27,8 @@
 //! (`sem_init(pshared = 1)`); [`RobustMutex`], a `pthread_mutex_t` inside a region that reports
 //! a holder that died ([`Lock::OwnerDied`]). [`fork`] runs a closure in a child process and
 //! returns a [`Child`] to wait for. [`list`] and [`remove_unused`] find and remove stale names.
+//! To pass messages: [`Channel`], a bounded queue in a region for many senders and receivers,
+//! that survives any of them being killed mid-message.
 //!
 //! ## Examples
 //!

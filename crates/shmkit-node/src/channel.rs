@@ -12,8 +12,10 @@
 //! - Object mode serialises with Node's own `v8.serialize` / `v8.deserialize` (the
 //!   structured clone that `process.send` uses with `serialization: 'advanced'`).
 
+use std::cell::Cell;
 use std::ffi::c_void;
 use std::ptr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,9 +96,10 @@ struct View {
 /// ```
 #[napi(custom_finalize)]
 pub struct Channel {
-  inner: shmkit::Channel,
+  inner: Arc<shmkit::Channel>,
   object_mode: bool,
-  ended: bool,
+  /// Shared with this handle's pending async receives, which may find the end.
+  ended: Rc<Cell<bool>>,
   view: Option<View>,
 }
 
@@ -289,9 +292,9 @@ impl Channel {
     let max = required("maxMessageSize", shmkit::CHANNEL_MAX_MESSAGE_SIZE)?;
     let object_mode = object_mode_option(&env, Some(&options))?;
     Ok(Self {
-      inner: shmkit::Channel::init_in(region, offset, capacity, max).js(&env)?,
+      inner: Arc::new(shmkit::Channel::init_in(region, offset, capacity, max).js(&env)?),
       object_mode,
-      ended: false,
+      ended: Rc::default(),
       view: None,
     })
   }
@@ -311,9 +314,9 @@ impl Channel {
     let options = args::options(&env, options, "options")?;
     let object_mode = object_mode_option(&env, options.as_ref())?;
     Ok(Self {
-      inner: shmkit::Channel::at(region, offset).js(&env)?,
+      inner: Arc::new(shmkit::Channel::at(region, offset).js(&env)?),
       object_mode,
-      ended: false,
+      ended: Rc::default(),
       view: None,
     })
   }
@@ -340,7 +343,7 @@ impl Channel {
   /// message sent before received.
   #[napi(getter)]
   pub fn ended(&self) -> bool {
-    self.ended
+    self.ended.get()
   }
 
   /// Whether this handle sends and receives values (`v8.serialize`) instead of bytes.
@@ -428,7 +431,7 @@ impl Channel {
       Recv::Message(message) => message,
       Recv::Empty => return undefined(env),
       Recv::Closed => {
-        self.ended = true;
+        self.ended.set(true);
         return undefined(env);
       }
     };
@@ -447,12 +450,7 @@ impl Channel {
         }
       }
     }
-    let array = copy_out(env, &self.inner, message.into_held())?;
-    if !self.object_mode {
-      return Ok(array);
-    }
-    let (v8, deserialize) = v8_function(env, "deserialize")?;
-    call(env, v8.to_unknown(), deserialize, &[array])
+    message_value(env, &self.inner, message.into_held(), self.object_mode)
   }
 
   /// An external `ArrayBuffer` over the held message's payload, wrapped in a `Uint8Array`,
@@ -555,6 +553,22 @@ fn undefined(env: &Env) -> Result<Unknown<'_>> {
   check(unsafe { sys::napi_get_undefined(env.raw(), &raw mut value) })?;
   // SAFETY: napi_get_undefined succeeded, so `value` is a valid handle.
   Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
+}
+
+/// What a receive returns for a held message: a copy, or in object mode the deserialised
+/// value. Frees the slot.
+fn message_value<'e>(
+  env: &'e Env,
+  channel: &shmkit::Channel,
+  held: shmkit::Held,
+  object_mode: bool,
+) -> Result<Unknown<'e>> {
+  let array = copy_out(env, channel, held)?;
+  if !object_mode {
+    return Ok(array);
+  }
+  let (v8, deserialize) = v8_function(env, "deserialize")?;
+  call(env, v8.to_unknown(), deserialize, &[array])
 }
 
 /// The held message copied into a new `Uint8Array`; frees the slot.

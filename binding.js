@@ -835,6 +835,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.Channel = nativeBinding.Channel
 module.exports.ForkedChild = nativeBinding.ForkedChild
 module.exports.RobustMutex = nativeBinding.RobustMutex
 module.exports.Semaphore = nativeBinding.Semaphore

@@ -60,6 +60,100 @@ export type TypedArray =
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 /**
+ * A bounded message queue inside a `SharedMemory` region, shared by every process that
+ * maps it: many senders, many receivers, each message received exactly once, in order per
+ * sender. The layout is in docs/layout.md, so Rust (`shmkit::Channel`) and other languages
+ * can be on the other end.
+ *
+ * - A full channel makes `sendSync` wait (and `trySend` return `false`); memory never grows.
+ * - Every receive form returns `undefined` when there is no message: nothing yet, the
+ *   timeout passed, or the end of the stream (then `ended` is `true`).
+ * - `close()`, by anyone, ends the stream: sends throw `ERR_SHM_CLOSED`, and receivers get
+ *   every message sent before, then the end.
+ * - A process killed while sending never delivers half a message, and one killed while
+ *   holding a message frees its slot for the others.
+ *
+ * ```ts
+ * const shm = SharedMemory.anonymous(Channel.size(64, 4096))
+ * const channel = Channel.init(shm, 0, { capacity: 64, maxMessageSize: 4096 })
+ * fork(() => { Channel.at(shm, 0).sendSync('hello'); return 0 })
+ * const message = channel.receiveSync()   // Uint8Array [104, 101, 108, 108, 111]
+ * ```
+ */
+export declare class Channel {
+  /**
+   * Bytes a channel of `capacity` slots for messages of up to `maxMessageSize` bytes takes
+   * in a region: a 512-byte header plus `capacity` slots of `16 + maxMessageSize` bytes
+   * rounded up to 64.
+   */
+  static size(capacity: number, maxMessageSize: number): number
+  /**
+   * Creates an empty, open channel at `offset` (a multiple of 64) of `memory`, overwriting
+   * those bytes. Do it once, before other processes attach with `Channel.at`.
+   */
+  static init(memory: SharedMemory, offset: number, options: ChannelInitOptions): Channel
+  /**
+   * Attaches to the channel another process (or this one) created at `offset` of `memory`.
+   * Throws `ERR_OUT_OF_RANGE` if the bytes there are not a channel.
+   */
+  static at(memory: SharedMemory, offset?: number, options?: ChannelOptions | undefined | null): Channel
+  /** Slots in the ring. */
+  get capacity(): number
+  /** The largest message in bytes. */
+  get maxMessageSize(): number
+  /** Whether some process closed the channel (messages sent before may still be waiting). */
+  get closed(): boolean
+  /**
+   * Whether a receive on this handle found the end of the stream: closed, and every
+   * message sent before received.
+   */
+  get ended(): boolean
+  /** Whether this handle sends and receives values (`v8.serialize`) instead of bytes. */
+  get objectMode(): boolean
+  /**
+   * Sends a message if a slot is free now: `true` if sent, `false` if the channel is full.
+   * Throws `ERR_SHM_CLOSED` once the channel is closed, `ERR_OUT_OF_RANGE` for a message
+   * longer than `maxMessageSize`.
+   */
+  trySend(data: string | ArrayBufferView | ArrayBuffer | unknown): boolean
+  /**
+   * Sends a message, blocking this thread (and the event loop) while the channel is full,
+   * at most `timeout` milliseconds: `true` if sent, `false` if the time ran out.
+   */
+  sendSync(data: string | ArrayBufferView | ArrayBuffer | unknown, options?: ChannelWaitOptions | undefined | null): boolean
+  /**
+   * Gives back the slot of the view from the last `tryReceiveView`/`receiveViewSync`; the
+   * view reads length 0 from now on. Does nothing if no view is held.
+   */
+  release(): void
+  /**
+   * The next message if one is ready now (a copy, or a value in object mode), else
+   * `undefined` (see `ended`).
+   */
+  tryReceive(): Uint8Array | any | undefined
+  /**
+   * The next message, blocking this thread (and the event loop) at most `timeout`
+   * milliseconds for one; `undefined` if the time ran out or the stream ended (see `ended`).
+   */
+  receiveSync(options?: ChannelWaitOptions | undefined | null): Uint8Array | any | undefined
+  /**
+   * As `tryReceive`, without a copy: a `Uint8Array` over the message inside the ring, valid
+   * until `release()` or the next receive on this handle (then it reads length 0). Its slot
+   * stays taken until then, so release views promptly. Bytes mode only (object mode
+   * returns the value, as `tryReceive`).
+   */
+  tryReceiveView(): Uint8Array | undefined
+  /** As `receiveSync`, without a copy: see `tryReceiveView`. */
+  receiveViewSync(options?: ChannelWaitOptions | undefined | null): Uint8Array | undefined
+  /**
+   * Ends the stream for everyone: sends throw `ERR_SHM_CLOSED` from now on, and receivers
+   * get every message sent before, then the end. Also releases this handle's view.
+   * Idempotent.
+   */
+  close(): void
+}
+
+/**
  * A child made by `fork()`. Wait for it with `wait()` (blocking) or `exited` (a Promise);
  * a child that is still running when this process exits is killed and reaped.
  */
@@ -404,6 +498,41 @@ export declare class SharedMemory {
    * redeemed, throws `ERR_SHM_INVALID_TOKEN`.
    */
   static from(token: SharedMemoryToken): SharedMemory
+}
+
+/** Options for `Channel.init`. */
+export interface ChannelInitOptions {
+  /**
+   * Slots in the ring: how many messages can wait unreceived before senders wait. A power
+   * of two from 2 to 1048576.
+   */
+  capacity: number
+  /**
+   * The largest message in bytes (after serialisation in object mode), from 1 to 2^30.
+   * Every slot reserves this much: the channel takes
+   * `Channel.size(capacity, maxMessageSize)` bytes of the region.
+   */
+  maxMessageSize: number
+  /**
+   * `true`: this handle sends any value `v8.serialize` accepts (not `undefined`) and
+   * receives the deserialised values, like `process.send`. Default `false`: bytes.
+   */
+  objectMode?: boolean
+}
+
+/** Options for `Channel.at`. */
+export interface ChannelOptions {
+  /** As in `ChannelInitOptions`. Default `false`. */
+  objectMode?: boolean
+}
+
+/** Options for the blocking `sendSync` and `receiveSync` forms. */
+export interface ChannelWaitOptions {
+  /**
+   * The longest to wait, in milliseconds (fractions allowed). `0` tries once; `Infinity`
+   * or absent waits as long as it takes.
+   */
+  timeout?: number
 }
 
 /** Options of `ForkedChild.wait`. */

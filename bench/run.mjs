@@ -3,7 +3,7 @@
 // rounds, prints a table and writes bench/results.json (quick or partial runs: bench/results-quick.json).
 // See bench/README.md.
 //
-//   node bench/run.mjs [--quick] [--rounds N] [--only pp,bulk,life,fork] [--no-build] [--out FILE]
+//   node bench/run.mjs [--quick] [--rounds N] [--only pp,bulk,life,fork,chan] [--no-build] [--out FILE]
 //
 // Each round starts every program afresh, in a fixed order, so a ratio is taken between two
 // measurements made minutes apart at most; the reported ratio is the median over the rounds
@@ -43,6 +43,15 @@ const size = options.quick
   : { ppIters: 100_000, ppWarm: 10_000, bulkMib: 256, bulkReps: 3, lifeOps: 10_000, forkOps: 100 }
 const HEAP_MB = 50
 const native = join(root, 'target', 'release', 'examples', 'bench_native')
+const nativeChannel = join(root, 'target', 'release', 'examples', 'bench_channel')
+// Channel benchmarks: message sizes with their counts per run, producer counts, transports.
+const CHAN_SIZES = [
+  ['64', 64, options.quick ? 20_000 : 200_000],
+  ['4k', 4096, options.quick ? 10_000 : 100_000],
+  ['1m', 1 << 20, options.quick ? 100 : 500],
+]
+const CHAN_PRODUCERS = [1, 4]
+const CHAN_CASES = ['shmkit_sync', 'shmkit_view', 'ipc_json', 'ipc_adv', 'uds', 'worker']
 
 function canPin() {
   try {
@@ -101,6 +110,19 @@ function plan() {
     node,
     ['--single-threaded', join(here, 'fork.mjs'), String(HEAP_MB), String(size.forkOps)],
   ])
+  // The channel targets compare 1 MiB messages with memcpy, which the bulk group measures.
+  if (options.only && !options.only.has('bulk')) {
+    steps.push(['chan', 'native memcpy', native, ['bulk', String(size.bulkMib), String(size.bulkReps)]])
+  }
+  for (const [label, bytes, count] of CHAN_SIZES) {
+    for (const producers of CHAN_PRODUCERS) {
+      const args = [String(bytes), String(count), String(producers)]
+      steps.push(['chan', `native ${producers}to1 ${label}`, nativeChannel, args])
+      for (const kase of CHAN_CASES) {
+        steps.push(['chan', `${kase} ${producers}to1 ${label}`, node, [join(here, 'channel.mjs'), kase, ...args]])
+      }
+    }
+  }
   return steps.filter(([group]) => !options.only || options.only.has(group))
 }
 
@@ -133,7 +155,16 @@ function build() {
     if (result.status !== 0) throw new Error(`${title} failed`)
   }
   step('build the addon (release)', 'npm', ['run', 'build'])
-  step('build the native floor (release)', 'cargo', ['build', '--release', '-p', 'shmkit', '--example', 'bench_native'])
+  step('build the native floor (release)', 'cargo', [
+    'build',
+    '--release',
+    '-p',
+    'shmkit',
+    '--example',
+    'bench_native',
+    '--example',
+    'bench_channel',
+  ])
 }
 
 // Baselines: the measurement each row is divided by, in the same round.
@@ -148,6 +179,8 @@ function baselineOf(id) {
   if ((m = /^(life\.\w+\..+\.(?:4k|1m))\.last10$/.exec(id))) return `${m[1]}.first10`
   if ((m = /^fork\.shmkit\.(small|\d+m)$/.exec(id))) return `fork.native.${m[1]}`
   if ((m = /^fork\.native\.(\d+m)_scattered$/.exec(id))) return `fork.native.${m[1]}`
+  if (/^chan\.\w+\.(?:\w+\.)?\dto1\.\w+_gbps$/.test(id)) return 'bulk.native.memcpy'
+  if ((m = /^chan\.(?:shmkit|node)\.\w+\.(\dto1\.\w+)$/.exec(id))) return `chan.native.${m[1]}`
   return null
 }
 
@@ -188,6 +221,15 @@ const TARGETS = [
   ),
   ...LIFE_CASES.map((c) => [`L4.${c}.1m`, `life.shmkit.${c}.1m.major_gcs`, null, '<=', (12 * size.lifeOps) / 10_000]),
   ['F1', `fork.shmkit.${HEAP_MB}m`, `fork.native.${HEAP_MB}m`, '<=', 2.0],
+  // Channel (messages per second: higher is better).
+  ...CHAN_PRODUCERS.flatMap((p) => [
+    [`C1-json.${p}to1`, `chan.shmkit.sync.${p}to1.64`, `chan.node.ipc_json.${p}to1.64`, '>=', 20],
+    [`C1-adv.${p}to1`, `chan.shmkit.sync.${p}to1.64`, `chan.node.ipc_adv.${p}to1.64`, '>=', 20],
+    [`C1-uds.${p}to1`, `chan.shmkit.sync.${p}to1.64`, `chan.node.uds.${p}to1.64`, '>=', 5],
+    [`C2.${p}to1`, `chan.shmkit.view.${p}to1.1m_gbps`, 'bulk.native.memcpy', '>=', 0.7],
+    [`C2-native.${p}to1`, `chan.native.${p}to1.1m_gbps`, 'bulk.native.memcpy', '>=', 0.7],
+    [`C4.${p}to1`, `chan.shmkit.sync.${p}to1.4k`, `chan.native.${p}to1.4k`, '>=', 0.5],
+  ]),
 ]
 
 const median = (values) => {

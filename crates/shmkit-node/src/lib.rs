@@ -14,6 +14,7 @@
 extern crate napi_derive;
 
 mod args;
+mod channel;
 mod error;
 #[cfg_attr(
   test,

@@ -28,6 +28,8 @@
 //! [`RobustMutex`], a `pthread_mutex_t` inside a region that reports
 //! a holder that died ([`Lock::OwnerDied`]). [`fork`] runs a closure in a child process and
 //! returns a [`Child`] to wait for. [`list`] and [`remove_unused`] find and remove stale names.
+//! To pass messages: [`Channel`], a bounded queue in a region for many senders and receivers,
+//! that survives any of them being killed mid-message.
 //!
 //! ## Examples
 //!
@@ -262,6 +264,7 @@
 
 mod anon;
 mod blocking_write;
+mod channel;
 pub mod child_setup;
 #[cfg(target_os = "linux")]
 mod clock;
@@ -283,6 +286,9 @@ mod region;
 mod sem;
 
 pub use blocking_write::write_all;
+pub use channel::{
+  Channel, Held, Message, Poll, Recv, SendStatus, WaitPlan, CHANNEL_MAX_CAPACITY, CHANNEL_MAX_MESSAGE_SIZE,
+};
 pub use condvar_got::CondvarSlots;
 pub use dontfork::{DontForkRanges, InheritGuard};
 pub use error::{Error, ErrorKind, Result};

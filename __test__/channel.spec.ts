@@ -1,0 +1,261 @@
+// Channel from JavaScript: bytes and objects in and out, zero-copy views that go dark when
+// released, backpressure, end of stream, typed errors for bad arguments and for any bytes
+// written over the channel, and 100,000 messages between Node and Rust processes each way.
+import { spawn, spawnSync } from 'node:child_process'
+import { once } from 'node:events'
+import { join } from 'node:path'
+
+import test from 'ava'
+
+import { Channel, SharedMemory } from '../index.js'
+import { fixture, here, runNode, uniqueName } from './helpers.js'
+
+function channel(capacity = 8, maxMessageSize = 1024, objectMode = false) {
+  const shm = SharedMemory.anonymous(Channel.size(capacity, maxMessageSize))
+  return { shm, channel: Channel.init(shm, 0, { capacity, maxMessageSize, objectMode }) }
+}
+
+const bytes = (...values: number[]) => new Uint8Array(values)
+
+test('bytes in every form come out as Uint8Array', (t) => {
+  const { channel: ch } = channel()
+  t.true(ch.trySend('hé'))
+  t.true(ch.trySend(new Uint16Array([1, 0x203])))
+  t.true(ch.trySend(new DataView(new Uint8Array([9, 8, 7]).buffer, 1)))
+  t.true(ch.trySend(new Uint8Array([5, 6]).buffer))
+  t.true(ch.trySend(Buffer.from('ok')))
+  t.true(ch.trySend(new Uint8Array(0)))
+  const got = Array.from({ length: 6 }, () => ch.tryReceive())
+  t.deepEqual(got, [bytes(0x68, 0xc3, 0xa9), bytes(1, 0, 3, 2), bytes(8, 7), bytes(5, 6), bytes(0x6f, 0x6b), bytes()])
+  t.true(got.every((m) => Object.getPrototypeOf(m) === Uint8Array.prototype))
+  t.is(ch.tryReceive(), undefined)
+  t.false(ch.ended)
+})
+
+test('a view reads the ring in place and goes dark when released', (t) => {
+  const { channel: ch } = channel(2, 64)
+  ch.sendSync('abc')
+  ch.sendSync('def')
+  const first = ch.tryReceiveView()!
+  t.deepEqual(first, bytes(0x61, 0x62, 0x63))
+  t.false(ch.trySend('full'), 'the held view keeps its slot')
+  const second = ch.receiveViewSync({ timeout: 1000 })!
+  t.is(first.length, 0, 'the next receive released the first view')
+  t.is(first.byteLength, 0)
+  t.deepEqual(second, bytes(0x64, 0x65, 0x66))
+  ch.release()
+  t.is(second.length, 0)
+  t.is((second as ArrayLike<number | undefined>)[0], undefined, 'stale use reads nothing')
+  ch.release() // nothing held: no-op
+  t.true(ch.trySend('x'))
+  t.true(ch.trySend('y'), 'both slots free again')
+})
+
+test('object mode round-trips structured-clone values like process.send', (t) => {
+  const { shm } = channel(8, 4096, true)
+  const a = Channel.at(shm, 0, { objectMode: true })
+  const b = Channel.at(shm, 0, { objectMode: true })
+  const value = { n: 1, s: 'x', list: [1, 2n, null], when: new Date(0), map: new Map([[1, { deep: true }]]) }
+  t.true(a.sendSync(value))
+  t.true(a.trySend(null))
+  t.deepEqual(b.receiveSync({ timeout: 1000 }), value)
+  t.is(b.tryReceive(), null)
+  t.is(b.tryReceive(), undefined)
+  t.throws(() => a.trySend(undefined), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.throws(() => a.trySend({ big: 'x'.repeat(5000) }), { code: 'ERR_OUT_OF_RANGE' })
+})
+
+test('a full channel refuses trySend and times out sendSync', (t) => {
+  const { channel: ch } = channel(2, 8)
+  t.true(ch.trySend('1'))
+  t.true(ch.trySend('2'))
+  t.false(ch.trySend('3'))
+  t.false(ch.sendSync('3', { timeout: 20 }))
+  t.is(ch.receiveSync({ timeout: 0 })?.[0], 0x31)
+  t.true(ch.sendSync('3', { timeout: 0 }))
+  t.is(ch.receiveSync({ timeout: 5 })?.[0], 0x32)
+  t.is(ch.receiveSync({ timeout: 5 })?.[0], 0x33)
+  t.is(ch.receiveSync({ timeout: 5 }), undefined, 'timed out')
+  t.false(ch.ended)
+})
+
+test('close ends the stream after the backlog, for every handle', (t) => {
+  const { shm, channel: ch } = channel()
+  const other = Channel.at(shm)
+  ch.sendSync('a')
+  ch.sendSync('b')
+  other.close()
+  t.true(ch.closed)
+  t.throws(() => ch.trySend('c'), { code: 'ERR_SHM_CLOSED' })
+  t.throws(() => ch.sendSync('c'), { code: 'ERR_SHM_CLOSED' })
+  t.deepEqual(ch.receiveSync(), bytes(0x61))
+  t.deepEqual(other.receiveSync(), bytes(0x62))
+  t.is(ch.receiveSync(), undefined, 'no wait: the stream has ended')
+  t.true(ch.ended)
+  t.false(other.ended)
+  t.is(other.tryReceive(), undefined)
+  t.true(other.ended)
+  ch.close() // idempotent
+})
+
+test('bad arguments are TypeError/RangeError with Node codes', (t) => {
+  const { shm, channel: ch } = channel()
+  t.throws(() => Channel.size(3, 8), { code: 'ERR_OUT_OF_RANGE' })
+  t.throws(() => Channel.size(4, 0), { code: 'ERR_OUT_OF_RANGE' })
+  t.is(Channel.size(4, 1), 512 + 4 * 64)
+  t.throws(() => Channel.init(shm, 0, { capacity: 4 } as never), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.throws(() => Channel.init(shm, 32, { capacity: 4, maxMessageSize: 8 }), { code: 'ERR_OUT_OF_RANGE' })
+  t.throws(() => Channel.init({} as never, 0, { capacity: 4, maxMessageSize: 8 }), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.throws(() => Channel.at(SharedMemory.anonymous(4096)), { code: 'ERR_OUT_OF_RANGE', message: /no channel/ })
+  t.throws(() => ch.trySend(42 as never), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.throws(() => ch.trySend(new Uint8Array(1025)), { code: 'ERR_OUT_OF_RANGE' })
+  t.throws(() => ch.sendSync('x', { timeout: -1 }), { code: 'ERR_OUT_OF_RANGE' })
+  t.is(ch.capacity, 8)
+  t.is(ch.maxMessageSize, 1024)
+})
+
+test('random bytes over the control words give typed errors, never a crash or a hang', (t) => {
+  const { shm } = channel(4, 64)
+  const words = new Uint32Array(shm.buffer)
+  const controlWords = [
+    ...Array(128).keys(),
+    ...[0, 1, 2, 3].flatMap((i) => [128 + i * 32, 129 + i * 32, 130 + i * 32]),
+  ]
+  let seed = 12345
+  const random = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0)
+  let typed = 0
+  let fine = 0
+  for (let round = 0; round < 2000; round++) {
+    const ch = Channel.init(shm, 0, { capacity: 4, maxMessageSize: 64 })
+    for (let i = random() % 6; i > 0; i--) ch.trySend('m')
+    for (let i = random() % 3; i > 0; i--) ch.tryReceive()
+    for (let i = 1 + (random() % 4); i > 0; i--) {
+      const choice = random() % 3
+      const value = choice === 0 ? random() % 16 : choice === 1 ? (1 << 30) | (random() % 4096) : random()
+      words[controlWords[random() % controlWords.length]] = value
+    }
+    const calls = [
+      () => ch.trySend('x'),
+      () => ch.sendSync('y', { timeout: 2 }),
+      () => ch.tryReceive(),
+      () => ch.receiveSync({ timeout: 2 }),
+      () => ch.tryReceiveView(),
+      () => Channel.at(shm).tryReceive(),
+    ]
+    for (const call of calls) {
+      try {
+        call()
+        fine++
+      } catch (error) {
+        const e = error as NodeJS.ErrnoException
+        // A corrupted channel, or a closed flag that a random write set.
+        const isTyped = (e instanceof RangeError && e.code === 'ERR_OUT_OF_RANGE') || e.code === 'ERR_SHM_CLOSED'
+        if (!isTyped) throw error
+        typed++
+      }
+    }
+  }
+  t.true(typed > 0 && fine > 0, `${typed} typed errors, ${fine} calls that went on`)
+})
+
+/** The Rust example `channel_peer`, built by cargo (a no-op after `npm test`'s release build). */
+function rustPeer(): string | undefined {
+  const built = spawnSync(
+    'cargo',
+    ['build', '--release', '-p', 'shmkit', '--example', 'channel_peer', '--message-format=json-render-diagnostics'],
+    { cwd: join(here, '..'), encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
+  )
+  if (built.status !== 0) return undefined
+  for (const line of built.stdout.split('\n')) {
+    if (!line.startsWith('{')) continue
+    const message = JSON.parse(line)
+    if (message.reason === 'compiler-artifact' && message.target.name === 'channel_peer') return message.executable
+  }
+  return undefined
+}
+
+const hasCargo = spawnSync('cargo', ['--version'], { stdio: 'ignore' }).status === 0
+if (!hasCargo) console.log('channel: no cargo on PATH to build the Rust peer; skipping the Node/Rust exchanges')
+const withCargo = hasCargo ? test.serial : test.serial.skip
+
+function run(command: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000)
+    child.on('error', reject)
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({ code, stdout, stderr })
+    })
+  })
+}
+
+const COUNT = 100_000
+const node = (mode: string, segment: string) =>
+  runNode(fixture('channel-peer.mjs'), mode === 'send' ? [mode, segment, String(COUNT)] : [mode, segment], {
+    timeoutMs: 120_000,
+  })
+
+for (const [sender, receiver] of [
+  ['node', 'rust'],
+  ['rust', 'node'],
+  ['node', 'node'],
+] as const) {
+  const runner = sender === 'rust' || receiver === 'rust' ? withCargo : test.serial
+  runner(`${COUNT} messages from ${sender} to ${receiver}, complete and in order`, async (t) => {
+    const name = uniqueName(t, 'c')
+    const shm = SharedMemory.create(name, Channel.size(64, 256))
+    Channel.init(shm, 0, { capacity: 64, maxMessageSize: 256 })
+    const peer = sender === 'rust' || receiver === 'rust' ? rustPeer() : undefined
+    if ((sender === 'rust' || receiver === 'rust') && !peer) return t.fail('cargo could not build channel_peer')
+    const start = (role: 'send' | 'recv', who: string) =>
+      who === 'rust' ? run(peer!, role === 'send' ? [role, name, String(COUNT)] : [role, name]) : node(role, name)
+    const [sent, received] = await Promise.all([start('send', sender), start('recv', receiver)])
+    t.is(sent.code, 0, sent.stderr)
+    t.is(received.code, 0, received.stderr)
+    t.is(sent.stdout.trim(), `sent ${COUNT}`)
+    t.is(received.stdout.trim(), `received ${COUNT}`)
+    shm.close()
+  })
+}
+
+test('a collected handle releases its view and its slot', async (t) => {
+  const ran = await runNode(fixture('channel-gc.mjs'), [], { execArgv: ['--expose-gc'] })
+  t.is(ran.code, 0, ran.stderr)
+  t.regex(ran.stdout, /held: length 1, send while held: false/)
+  t.regex(ran.stdout, /collected: length 0, send after: true/)
+})
+
+test.serial('Node producers SIGKILLed mid-send never tear a message or stall the others', async (t) => {
+  const name = uniqueName(t, 'k')
+  const shm = SharedMemory.create(name, Channel.size(8, 65536))
+  const channel = Channel.init(shm, 0, { capacity: 8, maxMessageSize: 65536 })
+  const script = fixture('channel-kill.mjs')
+  const consumer = runNode(script, ['consume', name], { timeoutMs: 120_000 })
+  const healthy = runNode(script, ['produce', name, '0', '3000'], { timeoutMs: 120_000 })
+  const VICTIMS = 20
+  for (let i = 1; i <= VICTIMS; i++) {
+    const victim = spawn(process.execPath, [script, 'produce', name, String(i), '0'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    await once(victim.stdout, 'data') // it is sending now
+    await new Promise((resolve) => setTimeout(resolve, 5 + ((i * 37) % 50)))
+    victim.kill('SIGKILL')
+    const [, signal] = await once(victim, 'exit')
+    t.is(signal, 'SIGKILL')
+  }
+  const produced = await healthy
+  t.is(produced.code, 0, produced.stderr)
+  channel.close()
+  const consumed = await consumer
+  t.is(consumed.code, 0, consumed.stderr)
+  const [, got, torn, others] = /healthy (\d+) torn (\d+) others (\d+)/.exec(consumed.stdout) ?? []
+  t.is(Number(got), 3000, 'every message of the healthy producer, in order')
+  t.is(Number(torn), 0, 'no torn message')
+  t.log(`${VICTIMS} producers killed; ${others} of their messages arrived whole`)
+  shm.close()
+})

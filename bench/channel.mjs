@@ -1,0 +1,200 @@
+// Messages from <producers> child processes to this one, one transport per run:
+//
+//   node bench/channel.mjs <case> <size> <count> <producers>
+//
+//   shmkit_sync  a shmkit Channel in a memfd region shared with shareWith: children sendSync,
+//                the parent receiveSync (a copy into a new Uint8Array per message)
+//   shmkit_view  the same, received with receiveViewSync (a view into the ring, no copy)
+//   ipc_json     child_process IPC, process.send of a string of <size> characters (JSON)
+//   ipc_adv      child_process IPC with serialization 'advanced', process.send(Buffer)
+//   uds          a Unix domain socket per child, frames of a u32 length and the payload
+//   worker       worker_threads posting Uint8Arrays over MessagePort (an in-process reference)
+//
+// Every sender paces itself the way the transport allows (a full channel blocks; IPC waits
+// for its send callback every 64 messages; sockets honour 'drain'; workers wait for credit
+// every 64 messages). Timed from the first message received to the last; prints
+// RESULT chan.<impl>.<case>.<P>to1.<64|4k|1m> in messages per second, and for 1 MiB also
+// ..._gbps (1e9 bytes per second).
+import { fork } from 'node:child_process'
+import { once } from 'node:events'
+import { unlinkSync } from 'node:fs'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads'
+
+import { exited, result, shmkit, spawnNode } from './lib.mjs'
+
+const { Channel, SharedMemory, inherited, shareWith } = shmkit
+const self = fileURLToPath(import.meta.url)
+const BATCH = 64
+
+const label = (size) => (size >= 1 << 20 ? `${size >> 20}m` : size >= 1024 ? `${size >> 10}k` : String(size))
+
+function capacity(size) {
+  let c = 2
+  while (c < 256 && c * 2 * (size + 64) <= 16 << 20) c *= 2
+  return c
+}
+
+async function child(kase, size, count) {
+  if (kase === 'shmkit_sync' || kase === 'shmkit_view') {
+    const [shm] = inherited()
+    const channel = Channel.at(shm, 0)
+    const payload = new Uint8Array(size).fill(7)
+    for (let i = 0; i < count; i++) channel.sendSync(payload)
+    shm.close()
+  } else if (kase === 'ipc_json' || kase === 'ipc_adv') {
+    const payload = kase === 'ipc_json' ? 'x'.repeat(size) : Buffer.alloc(size, 7)
+    for (let i = 0; i < count; i++) {
+      if ((i + 1) % BATCH === 0 || i === count - 1) await new Promise((resolve) => process.send(payload, resolve))
+      else process.send(payload)
+    }
+    process.disconnect()
+  } else if (kase === 'uds') {
+    const socket = net.createConnection(process.argv[6])
+    await once(socket, 'connect')
+    const frame = Buffer.alloc(4 + size, 7)
+    frame.writeUInt32LE(size, 0)
+    for (let i = 0; i < count; i++) {
+      if (!socket.write(frame)) await once(socket, 'drain')
+    }
+    socket.end()
+  }
+}
+
+function workerBody() {
+  const { size, count } = workerData
+  const payload = new Uint8Array(size).fill(7)
+  let credit = BATCH
+  let sent = 0
+  const pump = () => {
+    while (sent < count && credit > 0) {
+      parentPort.postMessage(payload)
+      sent++
+      credit--
+    }
+    if (sent === count) parentPort.close()
+  }
+  parentPort.on('message', (more) => {
+    credit += more
+    pump()
+  })
+  pump()
+}
+
+/** Calls `onMessage` for each message; resolves when all `total` arrived, with the elapsed seconds. */
+function clock(total) {
+  let received = 0
+  let start = 0n
+  let resolve
+  const done = new Promise((r) => (resolve = r))
+  return {
+    done,
+    tick() {
+      if (received === 0) start = process.hrtime.bigint()
+      if (++received === total) resolve(Number(process.hrtime.bigint() - start) / 1e9)
+    },
+  }
+}
+
+async function parent(kase, size, total, producers) {
+  const count = Math.floor(total / producers)
+  total = count * producers
+  const args = (extra = []) => ['child', kase, String(size), String(count), ...extra]
+  let seconds
+  if (kase === 'shmkit_sync' || kase === 'shmkit_view') {
+    const cap = capacity(size)
+    const shm = SharedMemory.memfd(Channel.size(cap, size))
+    const channel = Channel.init(shm, 0, { capacity: cap, maxMessageSize: size })
+    const children = Array.from({ length: producers }, () =>
+      exited(spawnNode(null, self, args(), shareWith([shm], { stdio: 'inherit' })), kase),
+    )
+    const view = kase === 'shmkit_view'
+    const { done, tick } = clock(total)
+    for (let i = 0; i < total; i++) {
+      const message = view ? channel.receiveViewSync() : channel.receiveSync()
+      if (message.length !== size) throw new Error('short message')
+      tick()
+    }
+    channel.release()
+    seconds = await done
+    await Promise.all(children)
+    shm.close()
+  } else if (kase === 'ipc_json' || kase === 'ipc_adv') {
+    const { done, tick } = clock(total)
+    const serialization = kase === 'ipc_adv' ? 'advanced' : 'json'
+    const children = Array.from({ length: producers }, () => {
+      const c = fork(self, args(), { serialization, stdio: 'inherit' })
+      c.on('message', (m) => {
+        if (m.length !== size) throw new Error('short message')
+        tick()
+      })
+      return exited(c, kase)
+    })
+    seconds = await done
+    await Promise.all(children)
+  } else if (kase === 'uds') {
+    const path = join(tmpdir(), `shmkit-bench-chan-${process.pid}.sock`)
+    const { done, tick } = clock(total)
+    const server = net.createServer((socket) => {
+      let pending = Buffer.alloc(0)
+      socket.on('data', (chunk) => {
+        pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk])
+        let at = 0
+        while (pending.length - at >= 4) {
+          const length = pending.readUInt32LE(at)
+          if (pending.length - at < 4 + length) break
+          const message = pending.subarray(at + 4, at + 4 + length)
+          if (message.length !== size) throw new Error('short message')
+          tick()
+          at += 4 + length
+        }
+        pending = pending.subarray(at)
+      })
+    })
+    server.listen(path)
+    await once(server, 'listening')
+    const children = Array.from({ length: producers }, () =>
+      exited(spawnNode(null, self, args([path]), { stdio: 'inherit' }), kase),
+    )
+    seconds = await done
+    await Promise.all(children)
+    server.close()
+    try {
+      unlinkSync(path)
+    } catch {
+      // already gone
+    }
+  } else if (kase === 'worker') {
+    const { done, tick } = clock(total)
+    const workers = Array.from({ length: producers }, () => {
+      const worker = new Worker(self, { workerData: { size, count } })
+      let got = 0
+      worker.on('message', (m) => {
+        if (m.length !== size) throw new Error('short message')
+        tick()
+        if (++got % BATCH === 0) worker.postMessage(BATCH)
+      })
+      return once(worker, 'exit')
+    })
+    seconds = await done
+    await Promise.all(workers)
+  } else {
+    throw new Error(`unknown case ${kase}`)
+  }
+  const impl = kase.startsWith('shmkit') ? 'shmkit' : 'node'
+  const id = `chan.${impl}.${kase.replace(/^shmkit_/, '')}.${producers}to1.${label(size)}`
+  const rate = (total - 1) / seconds
+  result(id, rate, 'msg/s')
+  if (size >= 1 << 20) result(`${id}_gbps`, (rate * size) / 1e9, 'GB/s')
+}
+
+if (!isMainThread) workerBody()
+else if (process.argv[2] === 'child') {
+  await child(process.argv[3], Number(process.argv[4]), Number(process.argv[5]))
+} else {
+  const [kase, size, count, producers] = process.argv.slice(2)
+  await parent(kase, Number(size), Number(count), Number(producers))
+}

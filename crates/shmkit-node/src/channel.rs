@@ -1,0 +1,615 @@
+//! `Channel`: a `shmkit::Channel` seen from JavaScript: bytes or structured-clone objects in,
+//! `Uint8Array`s out, with a zero-copy view for large messages.
+//!
+//! Lifetime rules (why this file looks the way it does):
+//! - Sent bytes are read straight from the caller's `ArrayBufferView`/`ArrayBuffer` into the
+//!   ring (one copy); received bytes are copied into a fresh `ArrayBuffer` (one copy).
+//! - A view (`tryReceiveView`/`receiveViewSync`) is an external `ArrayBuffer` over the
+//!   message's slot. Its finaliser holds an `Arc<Region>`, so the mapping outlives every
+//!   view; the slot is held (producers cannot reuse it) until `release()`, the next receive,
+//!   `close()` or GC of the channel object, which first detach the buffer so every view of it
+//!   reads length 0.
+//! - Object mode serialises with Node's own `v8.serialize` / `v8.deserialize` (the
+//!   structured clone that `process.send` uses with `serialization: 'advanced'`).
+
+use std::cell::Cell;
+use std::ffi::c_void;
+use std::ptr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use napi::bindgen_prelude::*;
+use napi::{sys, ValueType};
+use shmkit::{Recv, Region, SendStatus};
+
+use crate::args;
+use crate::error::{closed, IntoJs};
+use crate::js::{call, global};
+
+/// Options for `Channel.init`.
+#[napi(object, object_to_js = false, object_from_js = false)]
+#[allow(dead_code, reason = "declares the TypeScript type; options are parsed by hand")]
+pub struct ChannelInitOptions {
+  /// Slots in the ring: how many messages can wait unreceived before senders wait. A power
+  /// of two from 2 to 1048576.
+  pub capacity: u32,
+  /// The largest message in bytes (after serialisation in object mode), from 1 to 2^30.
+  /// Every slot reserves this much: the channel takes
+  /// `Channel.size(capacity, maxMessageSize)` bytes of the region.
+  pub max_message_size: u32,
+  /// `true`: this handle sends any value `v8.serialize` accepts (not `undefined`) and
+  /// receives the deserialised values, like `process.send`. Default `false`: bytes.
+  pub object_mode: Option<bool>,
+}
+
+/// Options for `Channel.at`.
+#[napi(object, object_to_js = false, object_from_js = false)]
+#[allow(dead_code, reason = "declares the TypeScript type; options are parsed by hand")]
+pub struct ChannelOptions {
+  /// As in `ChannelInitOptions`. Default `false`.
+  pub object_mode: Option<bool>,
+}
+
+/// Options for the blocking `sendSync` and `receiveSync` forms.
+#[napi(object, object_to_js = false, object_from_js = false)]
+#[allow(dead_code, reason = "declares the TypeScript type; options are parsed by hand")]
+pub struct ChannelWaitOptions {
+  /// The longest to wait, in milliseconds (fractions allowed). `0` tries once; `Infinity`
+  /// or absent waits as long as it takes.
+  pub timeout: Option<f64>,
+}
+
+/// How long a receive may wait.
+#[derive(Clone, Copy)]
+enum Wait {
+  /// Not at all: `try*` forms.
+  No,
+  /// At most this long (`None`: as long as it takes).
+  Up(Option<Duration>),
+}
+
+/// A held zero-copy view: the message's slot and the external buffer over it.
+struct View {
+  held: shmkit::Held,
+  buffer: sys::napi_ref,
+}
+
+/// A bounded message queue inside a `SharedMemory` region, shared by every process that
+/// maps it: many senders, many receivers, each message received exactly once, in order per
+/// sender. The layout is in docs/layout.md, so Rust (`shmkit::Channel`) and other languages
+/// can be on the other end.
+///
+/// - A full channel makes `sendSync` wait (and `trySend` return `false`); memory never grows.
+/// - Every receive form returns `undefined` when there is no message: nothing yet, the
+///   timeout passed, or the end of the stream (then `ended` is `true`).
+/// - `close()`, by anyone, ends the stream: sends throw `ERR_SHM_CLOSED`, and receivers get
+///   every message sent before, then the end.
+/// - A process killed while sending never delivers half a message, and one killed while
+///   holding a message frees its slot for the others.
+///
+/// ```ts
+/// const shm = SharedMemory.anonymous(Channel.size(64, 4096))
+/// const channel = Channel.init(shm, 0, { capacity: 64, maxMessageSize: 4096 })
+/// fork(() => { Channel.at(shm, 0).sendSync('hello'); return 0 })
+/// const message = channel.receiveSync()   // Uint8Array [104, 101, 108, 108, 111]
+/// ```
+#[napi(custom_finalize)]
+pub struct Channel {
+  inner: Arc<shmkit::Channel>,
+  object_mode: bool,
+  /// Shared with this handle's pending async receives, which may find the end.
+  ended: Rc<Cell<bool>>,
+  view: Option<View>,
+}
+
+/// The external buffer's finaliser: drops the `Arc<Region>` that kept the mapping alive.
+unsafe extern "C" fn drop_region(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
+  // SAFETY: `hint` is the `Box<Arc<Region>>` leaked in `view_of`, reclaimed exactly once here.
+  drop(unsafe { Box::from_raw(hint.cast::<Arc<Region>>()) });
+}
+
+fn check(status: sys::napi_status) -> Result<()> {
+  if status == sys::Status::napi_ok {
+    Ok(())
+  } else {
+    Err(Error::from_status(Status::from(status)))
+  }
+}
+
+fn element_size(kind: sys::napi_typedarray_type) -> usize {
+  use sys::TypedarrayType as T;
+  match kind {
+    T::int16_array | T::uint16_array => 2,
+    T::int32_array | T::uint32_array | T::float32_array => 4,
+    T::float64_array | T::bigint64_array | T::biguint64_array => 8,
+    _ => 1,
+  }
+}
+
+/// Bytes to send: a string as UTF-8, or the bytes of an `ArrayBufferView`/`ArrayBuffer`,
+/// borrowed for the call (`Err` if `data` is none of those).
+enum Bytes {
+  Owned(Vec<u8>),
+  Borrowed(*const u8, usize),
+}
+
+impl Bytes {
+  fn of(env: &Env, data: Unknown<'_>) -> Result<Self> {
+    if data.get_type()? == ValueType::String {
+      return Ok(Self::Owned(args::string(env, data, "data")?.into_bytes()));
+    }
+    let raw = data.raw();
+    let (mut is_typed, mut is_view, mut is_buffer) = (false, false, false);
+    // SAFETY: type queries with valid out-pointers on a live handle.
+    unsafe {
+      sys::napi_is_typedarray(env.raw(), raw, &raw mut is_typed);
+      sys::napi_is_dataview(env.raw(), raw, &raw mut is_view);
+      sys::napi_is_arraybuffer(env.raw(), raw, &raw mut is_buffer);
+    }
+    let mut pointer: *mut c_void = ptr::null_mut();
+    let mut length = 0usize;
+    let status = if is_typed {
+      let mut kind = sys::TypedarrayType::uint8_array;
+      let mut elements = 0;
+      // SAFETY: `raw` is a typed array (checked); the out-pointers are valid.
+      let status = unsafe {
+        sys::napi_get_typedarray_info(
+          env.raw(),
+          raw,
+          &raw mut kind,
+          &raw mut elements,
+          &raw mut pointer,
+          ptr::null_mut(),
+          ptr::null_mut(),
+        )
+      };
+      length = elements * element_size(kind);
+      status
+    } else if is_view {
+      // SAFETY: `raw` is a DataView (checked); the out-pointers are valid.
+      unsafe {
+        sys::napi_get_dataview_info(
+          env.raw(),
+          raw,
+          &raw mut length,
+          &raw mut pointer,
+          ptr::null_mut(),
+          ptr::null_mut(),
+        )
+      }
+    } else if is_buffer {
+      // SAFETY: `raw` is an ArrayBuffer (checked); the out-pointers are valid.
+      unsafe { sys::napi_get_arraybuffer_info(env.raw(), raw, &raw mut pointer, &raw mut length) }
+    } else {
+      return Err(args::invalid_type(
+        env,
+        "data",
+        "of type string or an instance of ArrayBuffer, TypedArray or DataView",
+        data,
+      ));
+    };
+    check(status)?;
+    if pointer.is_null() {
+      length = 0; // a detached buffer reads as empty
+    }
+    Ok(Self::Borrowed(pointer.cast(), length))
+  }
+
+  fn as_slice(&self) -> &[u8] {
+    match self {
+      Self::Owned(bytes) => bytes,
+      Self::Borrowed(_, 0) => &[],
+      // SAFETY: napi reported `length` readable bytes at `pointer`; the JS value they belong
+      // to stays alive (and cannot be detached: no JS runs) for the duration of this call.
+      Self::Borrowed(pointer, length) => unsafe { std::slice::from_raw_parts(*pointer, *length) },
+    }
+  }
+}
+
+/// `process.getBuiltinModule('node:v8')[name]`, for object mode.
+fn v8_function<'e>(env: &'e Env, name: &str) -> Result<(Object<'e>, Unknown<'e>)> {
+  let process: Object = global(env, "process")?;
+  let get_builtin: Unknown = process.get_named_property_unchecked("getBuiltinModule")?;
+  if get_builtin.get_type()? != ValueType::Function {
+    return Err(Error::from_reason(
+      "object mode needs process.getBuiltinModule (Node 20.16 or later)",
+    ));
+  }
+  let module_name = env.create_string("node:v8")?.to_unknown();
+  let v8 = call(env, process.to_unknown(), get_builtin, &[module_name])?;
+  // SAFETY: getBuiltinModule returned the module object.
+  let v8: Object = unsafe { v8.cast() }?;
+  let function: Unknown = v8.get_named_property_unchecked(name)?;
+  Ok((v8, function))
+}
+
+/// `timeout` from an options object: `None` waits as long as it takes.
+fn wait_timeout(env: &Env, options: Option<Unknown<'_>>) -> Result<Option<Duration>> {
+  let options = args::options(env, options, "options")?;
+  args::timeout_option(env, options.as_ref(), "options")
+}
+
+fn object_mode_option(env: &Env, options: Option<&Object<'_>>) -> Result<bool> {
+  Ok(args::bool_option(env, options, "objectMode", "options")?.unwrap_or(false))
+}
+
+#[napi]
+impl Channel {
+  /// Bytes a channel of `capacity` slots for messages of up to `maxMessageSize` bytes takes
+  /// in a region: a 512-byte header plus `capacity` slots of `16 + maxMessageSize` bytes
+  /// rounded up to 64.
+  #[napi(ts_args_type = "capacity: number, maxMessageSize: number")]
+  pub fn size(env: Env, capacity: Unknown, max_message_size: Unknown) -> Result<f64> {
+    let capacity = args::integer(&env, capacity, "capacity", 2.0, f64::from(shmkit::CHANNEL_MAX_CAPACITY))?;
+    let max = args::integer(
+      &env,
+      max_message_size,
+      "maxMessageSize",
+      1.0,
+      f64::from(shmkit::CHANNEL_MAX_MESSAGE_SIZE),
+    )?;
+    #[expect(
+      clippy::cast_possible_truncation,
+      clippy::cast_sign_loss,
+      reason = "integers range-checked above"
+    )]
+    let size = shmkit::Channel::size(capacity as u32, max as u32).js(&env)?;
+    #[expect(clippy::cast_precision_loss, reason = "at most 2^50, exact in a double")]
+    Ok(size as f64)
+  }
+
+  /// Creates an empty, open channel at `offset` (a multiple of 64) of `memory`, overwriting
+  /// those bytes. Do it once, before other processes attach with `Channel.at`.
+  #[napi(
+    factory,
+    ts_args_type = "memory: SharedMemory, offset: number, options: ChannelInitOptions"
+  )]
+  pub fn init(env: Env, memory: Unknown, offset: Unknown, options: Unknown) -> Result<Self> {
+    let region = args::shared_memory(&env, memory, "memory")?.region(&env)?;
+    let offset = args::offset(&env, offset, "offset")?;
+    let Some(options) = args::options(&env, Some(options), "options")? else {
+      return Err(args::invalid_type(&env, "options", "of type object", options));
+    };
+    let required = |key: &str, max: u32| -> Result<u32> {
+      let value = args::integer_option(&env, Some(&options), key, "options", 1.0, f64::from(max))?;
+      let Some(value) = value else {
+        return Err(args::invalid_type(
+          &env,
+          &format!("options.{key}"),
+          "of type number",
+          undefined(&env)?,
+        ));
+      };
+      #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "an integer range-checked above"
+      )]
+      Ok(value as u32)
+    };
+    let capacity = required("capacity", shmkit::CHANNEL_MAX_CAPACITY)?;
+    let max = required("maxMessageSize", shmkit::CHANNEL_MAX_MESSAGE_SIZE)?;
+    let object_mode = object_mode_option(&env, Some(&options))?;
+    Ok(Self {
+      inner: Arc::new(shmkit::Channel::init_in(region, offset, capacity, max).js(&env)?),
+      object_mode,
+      ended: Rc::default(),
+      view: None,
+    })
+  }
+
+  /// Attaches to the channel another process (or this one) created at `offset` of `memory`.
+  /// Throws `ERR_OUT_OF_RANGE` if the bytes there are not a channel.
+  #[napi(
+    factory,
+    ts_args_type = "memory: SharedMemory, offset?: number, options?: ChannelOptions | undefined | null"
+  )]
+  pub fn at(env: Env, memory: Unknown, offset: Option<Unknown>, options: Option<Unknown>) -> Result<Self> {
+    let region = args::shared_memory(&env, memory, "memory")?.region(&env)?;
+    let offset = match offset {
+      Some(o) if o.get_type()? != ValueType::Undefined => args::offset(&env, o, "offset")?,
+      _ => 0,
+    };
+    let options = args::options(&env, options, "options")?;
+    let object_mode = object_mode_option(&env, options.as_ref())?;
+    Ok(Self {
+      inner: Arc::new(shmkit::Channel::at(region, offset).js(&env)?),
+      object_mode,
+      ended: Rc::default(),
+      view: None,
+    })
+  }
+
+  /// Slots in the ring.
+  #[napi(getter)]
+  pub fn capacity(&self) -> u32 {
+    self.inner.capacity()
+  }
+
+  /// The largest message in bytes.
+  #[napi(getter)]
+  pub fn max_message_size(&self) -> u32 {
+    self.inner.max_message_size()
+  }
+
+  /// Whether some process closed the channel (messages sent before may still be waiting).
+  #[napi(getter)]
+  pub fn closed(&self) -> bool {
+    self.inner.is_closed()
+  }
+
+  /// Whether a receive on this handle found the end of the stream: closed, and every
+  /// message sent before received.
+  #[napi(getter)]
+  pub fn ended(&self) -> bool {
+    self.ended.get()
+  }
+
+  /// Whether this handle sends and receives values (`v8.serialize`) instead of bytes.
+  #[napi(getter)]
+  pub fn object_mode(&self) -> bool {
+    self.object_mode
+  }
+
+  fn payload(&self, env: &Env, data: Unknown<'_>) -> Result<Bytes> {
+    if !self.object_mode {
+      return Bytes::of(env, data);
+    }
+    if data.get_type()? == ValueType::Undefined {
+      return Err(args::invalid_type(
+        env,
+        "value",
+        "defined (undefined means no message)",
+        data,
+      ));
+    }
+    let (v8, serialize) = v8_function(env, "serialize")?;
+    let buffer = call(env, v8.to_unknown(), serialize, &[data])?;
+    Bytes::of(env, buffer).map(|bytes| Bytes::Owned(bytes.as_slice().to_vec()))
+  }
+
+  fn sent(env: &Env, status: SendStatus) -> Result<bool> {
+    match status {
+      SendStatus::Sent => Ok(true),
+      SendStatus::Full => Ok(false),
+      SendStatus::Closed => Err(closed(env, "Channel")),
+    }
+  }
+
+  /// Sends a message if a slot is free now: `true` if sent, `false` if the channel is full.
+  /// Throws `ERR_SHM_CLOSED` once the channel is closed, `ERR_OUT_OF_RANGE` for a message
+  /// longer than `maxMessageSize`.
+  #[napi(ts_args_type = "data: string | ArrayBufferView | ArrayBuffer | unknown")]
+  pub fn try_send(&self, env: Env, data: Unknown) -> Result<bool> {
+    let bytes = self.payload(&env, data)?;
+    let status = self.inner.try_send(bytes.as_slice()).js(&env)?;
+    Self::sent(&env, status)
+  }
+
+  /// Sends a message, blocking this thread (and the event loop) while the channel is full,
+  /// at most `timeout` milliseconds: `true` if sent, `false` if the time ran out.
+  #[napi(
+    ts_args_type = "data: string | ArrayBufferView | ArrayBuffer | unknown, options?: ChannelWaitOptions | undefined | null"
+  )]
+  pub fn send_sync(&self, env: Env, data: Unknown, options: Option<Unknown>) -> Result<bool> {
+    let timeout = wait_timeout(&env, options)?;
+    let bytes = self.payload(&env, data)?;
+    let status = self.inner.send(bytes.as_slice(), timeout).js(&env)?;
+    Self::sent(&env, status)
+  }
+
+  /// Gives back the slot of the view from the last `tryReceiveView`/`receiveViewSync`; the
+  /// view reads length 0 from now on. Does nothing if no view is held.
+  #[napi]
+  pub fn release(&mut self, env: Env) {
+    if let Some(view) = self.view.take() {
+      let raw = env.raw();
+      let mut value = ptr::null_mut();
+      // SAFETY: `view.buffer` is a live reference created in this env; each call gets valid
+      // out-pointers. Detaching first means no JS view reaches the slot once it is freed.
+      unsafe {
+        if sys::napi_get_reference_value(raw, view.buffer, &raw mut value) == sys::Status::napi_ok && !value.is_null() {
+          sys::napi_detach_arraybuffer(raw, value);
+        }
+        sys::napi_delete_reference(raw, view.buffer);
+      }
+      self.inner.release(view.held);
+    }
+  }
+
+  /// One receive: the outcome as a JS value (a copy, a view, or a deserialised value), or
+  /// `undefined` when there is no message.
+  fn receive<'e>(&mut self, env: &'e Env, wait: Wait, as_view: bool) -> Result<Unknown<'e>> {
+    self.release(*env);
+    let outcome = match wait {
+      Wait::No => self.inner.try_recv(),
+      Wait::Up(timeout) => self.inner.recv(timeout),
+    }
+    .js(env)?;
+    let message = match outcome {
+      Recv::Message(message) => message,
+      Recv::Empty => return undefined(env),
+      Recv::Closed => {
+        self.ended.set(true);
+        return undefined(env);
+      }
+    };
+    if as_view && !self.object_mode {
+      let held = message.into_held();
+      match self.view_of(env, &held) {
+        Ok(Some((view, buffer))) => {
+          self.view = Some(View { held, buffer });
+          return Ok(view);
+        }
+        // The runtime forbids external buffers (Electron's V8 sandbox): copy instead.
+        Ok(None) => return copy_out(env, &self.inner, held),
+        Err(e) => {
+          self.inner.release(held);
+          return Err(e);
+        }
+      }
+    }
+    message_value(env, &self.inner, message.into_held(), self.object_mode)
+  }
+
+  /// An external `ArrayBuffer` over the held message's payload, wrapped in a `Uint8Array`,
+  /// and a strong reference to the buffer (to detach it on release); `None` where the
+  /// runtime forbids external buffers.
+  fn view_of<'e>(&self, env: &'e Env, held: &shmkit::Held) -> Result<Option<(Unknown<'e>, sys::napi_ref)>> {
+    let hint = Box::into_raw(Box::new(self.inner.region().clone()));
+    let mut array_buffer = ptr::null_mut();
+    // SAFETY: the pointer and length are the held message's payload inside the mapping,
+    // which the `Arc<Region>` in `hint` keeps mapped until `drop_region` runs.
+    let status = unsafe {
+      sys::napi_create_external_arraybuffer(
+        env.raw(),
+        self.inner.held_ptr(held).cast(),
+        held.len(),
+        Some(drop_region),
+        hint.cast(),
+        &raw mut array_buffer,
+      )
+    };
+    if status != sys::Status::napi_ok {
+      // SAFETY: napi did not take the hint, so it is still ours to free.
+      drop(unsafe { Box::from_raw(hint) });
+      if status == sys::Status::napi_no_external_buffers_allowed {
+        return Ok(None);
+      }
+      return Err(Error::from_status(Status::from(status)));
+    }
+    let mut reference = ptr::null_mut();
+    // SAFETY: `array_buffer` was just created in this env; valid out-pointer.
+    check(unsafe { sys::napi_create_reference(env.raw(), array_buffer, 1, &raw mut reference) })?;
+    match uint8_array(env, array_buffer, held.len()) {
+      Ok(view) => Ok(Some((view, reference))),
+      Err(e) => {
+        // SAFETY: the reference was just created in this env.
+        unsafe { sys::napi_delete_reference(env.raw(), reference) };
+        Err(e)
+      }
+    }
+  }
+
+  /// The next message if one is ready now (a copy, or a value in object mode), else
+  /// `undefined` (see `ended`).
+  #[napi(ts_return_type = "Uint8Array | any | undefined")]
+  pub fn try_receive(&mut self, env: Env) -> Result<Unknown<'_>> {
+    let value = self.receive(&env, Wait::No, false)?;
+    // SAFETY: the value lives in the current handle scope, which outlives this call's return.
+    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value.raw()) })
+  }
+
+  /// The next message, blocking this thread (and the event loop) at most `timeout`
+  /// milliseconds for one; `undefined` if the time ran out or the stream ended (see `ended`).
+  #[napi(
+    ts_args_type = "options?: ChannelWaitOptions | undefined | null",
+    ts_return_type = "Uint8Array | any | undefined"
+  )]
+  pub fn receive_sync(&mut self, env: Env, options: Option<Unknown>) -> Result<Unknown<'_>> {
+    let timeout = wait_timeout(&env, options)?;
+    let value = self.receive(&env, Wait::Up(timeout), false)?;
+    // SAFETY: as in `try_receive`.
+    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value.raw()) })
+  }
+
+  /// As `tryReceive`, without a copy: a `Uint8Array` over the message inside the ring, valid
+  /// until `release()` or the next receive on this handle (then it reads length 0). Its slot
+  /// stays taken until then, so release views promptly. Bytes mode only (object mode
+  /// returns the value, as `tryReceive`).
+  #[napi(ts_return_type = "Uint8Array | undefined")]
+  pub fn try_receive_view(&mut self, env: Env) -> Result<Unknown<'_>> {
+    let value = self.receive(&env, Wait::No, true)?;
+    // SAFETY: as in `try_receive`.
+    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value.raw()) })
+  }
+
+  /// As `receiveSync`, without a copy: see `tryReceiveView`.
+  #[napi(
+    ts_args_type = "options?: ChannelWaitOptions | undefined | null",
+    ts_return_type = "Uint8Array | undefined"
+  )]
+  pub fn receive_view_sync(&mut self, env: Env, options: Option<Unknown>) -> Result<Unknown<'_>> {
+    let timeout = wait_timeout(&env, options)?;
+    let value = self.receive(&env, Wait::Up(timeout), true)?;
+    // SAFETY: as in `try_receive`.
+    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value.raw()) })
+  }
+
+  /// Ends the stream for everyone: sends throw `ERR_SHM_CLOSED` from now on, and receivers
+  /// get every message sent before, then the end. Also releases this handle's view.
+  /// Idempotent.
+  #[napi]
+  pub fn close(&mut self, env: Env) {
+    self.release(env);
+    self.inner.close();
+  }
+}
+
+fn undefined(env: &Env) -> Result<Unknown<'_>> {
+  let mut value = ptr::null_mut();
+  // SAFETY: a valid env and out-pointer.
+  check(unsafe { sys::napi_get_undefined(env.raw(), &raw mut value) })?;
+  // SAFETY: napi_get_undefined succeeded, so `value` is a valid handle.
+  Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
+}
+
+/// What a receive returns for a held message: a copy, or in object mode the deserialised
+/// value. Frees the slot.
+fn message_value<'e>(
+  env: &'e Env,
+  channel: &shmkit::Channel,
+  held: shmkit::Held,
+  object_mode: bool,
+) -> Result<Unknown<'e>> {
+  let array = copy_out(env, channel, held)?;
+  if !object_mode {
+    return Ok(array);
+  }
+  let (v8, deserialize) = v8_function(env, "deserialize")?;
+  call(env, v8.to_unknown(), deserialize, &[array])
+}
+
+/// The held message copied into a new `Uint8Array`; frees the slot.
+fn copy_out<'e>(env: &'e Env, channel: &shmkit::Channel, held: shmkit::Held) -> Result<Unknown<'e>> {
+  let len = held.len();
+  let mut data: *mut c_void = ptr::null_mut();
+  let mut array_buffer = ptr::null_mut();
+  // SAFETY: a new ArrayBuffer of `len` bytes; valid out-pointers.
+  let created = check(unsafe { sys::napi_create_arraybuffer(env.raw(), len, &raw mut data, &raw mut array_buffer) });
+  if created.is_ok() && len > 0 && !data.is_null() {
+    // SAFETY: source: the held payload, `len` bytes inside the mapping; destination: the new
+    // buffer's `len` bytes, private to this process.
+    unsafe { std::ptr::copy_nonoverlapping(channel.held_ptr(&held), data.cast::<u8>(), len) };
+  }
+  channel.release(held);
+  created?;
+  uint8_array(env, array_buffer, len)
+}
+
+/// A `Uint8Array` over all `len` bytes of `array_buffer`.
+fn uint8_array(env: &Env, array_buffer: sys::napi_value, len: usize) -> Result<Unknown<'_>> {
+  let mut array = ptr::null_mut();
+  // SAFETY: `array_buffer` is a live ArrayBuffer of `len` bytes in this env.
+  check(unsafe {
+    sys::napi_create_typedarray(
+      env.raw(),
+      sys::TypedarrayType::uint8_array,
+      len,
+      array_buffer,
+      0,
+      &raw mut array,
+    )
+  })?;
+  // SAFETY: napi_create_typedarray succeeded, so `array` is a valid handle.
+  Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), array) })
+}
+
+impl ObjectFinalize for Channel {
+  /// GC of the handle: free a held view's slot, so producers can reuse it.
+  fn finalize(mut self, env: Env) -> Result<()> {
+    self.release(env);
+    Ok(())
+  }
+}

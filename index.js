@@ -84,3 +84,12 @@ function unsupportedPlatform(loaderError) {
   error.supportedPlatforms = SUPPORTED_PLATFORMS.slice()
   return error
 }
+
+// `for await (const message of channel)`: receives until the end of the stream.
+module.exports.Channel.prototype[Symbol.asyncIterator] = async function* messages() {
+  for (;;) {
+    const message = await this.receive()
+    if (message === undefined && this.ended) return
+    yield message
+  }
+}

@@ -259,3 +259,56 @@ test.serial('Node producers SIGKILLed mid-send never tear a message or stall the
   t.log(`${VICTIMS} producers killed; ${others} of their messages arrived whole`)
   shm.close()
 })
+
+test('async send and receive: wait for room or a message, time out, abort, end', async (t) => {
+  const { shm, channel: ch } = channel(2, 64)
+  const other = Channel.at(shm)
+  const pending = other.receive()
+  t.true(await ch.send('a'))
+  t.deepEqual(await pending, bytes(0x61))
+  t.is(await other.receive({ timeout: 10 }), undefined, 'timed out')
+  t.false(other.ended)
+  t.true(await ch.send('1'))
+  t.true(await ch.send('2'))
+  const blocked = ch.send('3')
+  t.false(await ch.send('x', { timeout: 10 }), 'full until the timeout')
+  t.deepEqual(other.tryReceive(), bytes(0x31))
+  t.true(await blocked, 'room made, sent')
+  const controller = new AbortController()
+  const aborted = ch.send('y', { signal: controller.signal })
+  controller.abort(new Error('enough'))
+  await t.throwsAsync(aborted, { code: 'ABORT_ERR', name: 'AbortError' })
+  await t.throwsAsync(ch.send('z', { signal: AbortSignal.abort() }), { code: 'ABORT_ERR' })
+  const objects = Channel.at(shm, 0, { objectMode: true })
+  t.deepEqual(await other.receive(), bytes(0x32))
+  t.deepEqual(await other.receive(), bytes(0x33))
+  t.true(await objects.send({ deep: [1n] }))
+  t.deepEqual(await objects.receive(), { deep: [1n] })
+  const waiting = other.receive()
+  ch.close()
+  t.is(await waiting, undefined, 'the close ends a pending receive')
+  t.true(other.ended)
+  await t.throwsAsync(ch.send('late'), { code: 'ERR_SHM_CLOSED' })
+})
+
+test.serial('for await ends in every consumer after the backlog', async (t) => {
+  const name = uniqueName(t, 'c')
+  const shm = SharedMemory.create(name, Channel.size(64, 256))
+  Channel.init(shm, 0, { capacity: 64, maxMessageSize: 256 })
+  const sender = node('send', name)
+  const counts = await Promise.all(
+    [0, 1, 2].map(async () => {
+      let n = 0
+      for await (const message of Channel.at(shm)) n += message.length > 0 ? 1 : 0
+      return n
+    }),
+  )
+  const sent = await sender
+  t.is(sent.code, 0, sent.stderr)
+  t.is(
+    counts.reduce((a, b) => a + b),
+    COUNT,
+    `every message once: ${counts.join(' + ')}`,
+  )
+  shm.close()
+})

@@ -9,6 +9,13 @@
 //   ipc_adv      child_process IPC with serialization 'advanced', process.send(Buffer)
 //   uds          a Unix domain socket per child, frames of a u32 length and the payload
 //   worker       worker_threads posting Uint8Arrays over MessagePort (an in-process reference)
+//   shmkit_async the shmkit Channel with `await send()` / `await receive()`
+//
+//   node bench/channel.mjs rt_async|rt_uds <iters>
+//
+//   round trips of a 64-byte message between this process and one child: through two
+//   channels with `await receive()` on both sides (rt_async), or over a Unix socket (rt_uds);
+//   prints RESULT chan.<impl>.<case> in µs per round trip.
 //
 // Every sender paces itself the way the transport allows (a full channel blocks; IPC waits
 // for its send callback every 64 messages; sockets honour 'drain'; workers wait for credit
@@ -39,12 +46,23 @@ function capacity(size) {
 }
 
 async function child(kase, size, count) {
-  if (kase === 'shmkit_sync' || kase === 'shmkit_view') {
+  if (kase === 'shmkit_sync' || kase === 'shmkit_view' || kase === 'shmkit_async') {
     const [shm] = inherited()
     const channel = Channel.at(shm, 0)
     const payload = new Uint8Array(size).fill(7)
-    for (let i = 0; i < count; i++) channel.sendSync(payload)
+    if (kase === 'shmkit_async') for (let i = 0; i < count; i++) await channel.send(payload)
+    else for (let i = 0; i < count; i++) channel.sendSync(payload)
     shm.close()
+  } else if (kase === 'rt_async') {
+    const [shm] = inherited()
+    const ping = Channel.at(shm, 0)
+    const pong = Channel.at(shm, Channel.size(2, 64))
+    for (let message; (message = await ping.receive()) !== undefined;) await pong.send(message)
+    shm.close()
+  } else if (kase === 'rt_uds') {
+    const socket = net.createConnection(process.argv[6])
+    socket.on('data', (d) => socket.write(d))
+    socket.on('end', () => socket.end())
   } else if (kase === 'ipc_json' || kase === 'ipc_adv') {
     const payload = kase === 'ipc_json' ? 'x'.repeat(size) : Buffer.alloc(size, 7)
     for (let i = 0; i < count; i++) {
@@ -104,7 +122,23 @@ async function parent(kase, size, total, producers) {
   total = count * producers
   const args = (extra = []) => ['child', kase, String(size), String(count), ...extra]
   let seconds
-  if (kase === 'shmkit_sync' || kase === 'shmkit_view') {
+  if (kase === 'shmkit_async') {
+    const cap = capacity(size)
+    const shm = SharedMemory.memfd(Channel.size(cap, size))
+    const channel = Channel.init(shm, 0, { capacity: cap, maxMessageSize: size })
+    const children = Array.from({ length: producers }, () =>
+      exited(spawnNode(null, self, args(), shareWith([shm], { stdio: 'inherit' })), kase),
+    )
+    const { done, tick } = clock(total)
+    for (let i = 0; i < total; i++) {
+      const message = await channel.receive()
+      if (message.length !== size) throw new Error('short message')
+      tick()
+    }
+    seconds = await done
+    await Promise.all(children)
+    shm.close()
+  } else if (kase === 'shmkit_sync' || kase === 'shmkit_view') {
     const cap = capacity(size)
     const shm = SharedMemory.memfd(Channel.size(cap, size))
     const channel = Channel.init(shm, 0, { capacity: cap, maxMessageSize: size })
@@ -191,8 +225,68 @@ async function parent(kase, size, total, producers) {
   if (size >= 1 << 20) result(`${id}_gbps`, (rate * size) / 1e9, 'GB/s')
 }
 
+/** Round trips of 64 bytes to a child and back; prints µs per round trip. */
+async function roundTrips(kase, iters) {
+  const warm = Math.floor(iters / 10)
+  const message = new Uint8Array(64).fill(7)
+  let start = 0n
+  if (kase === 'rt_async') {
+    const shm = SharedMemory.memfd(2 * Channel.size(2, 64))
+    const ping = Channel.init(shm, 0, { capacity: 2, maxMessageSize: 64 })
+    const pong = Channel.init(shm, Channel.size(2, 64), { capacity: 2, maxMessageSize: 64 })
+    const child = exited(
+      spawnNode(null, self, ['child', kase, '64', '0'], shareWith([shm], { stdio: 'inherit' })),
+      kase,
+    )
+    for (let i = 0; i < warm + iters; i++) {
+      if (i === warm) start = process.hrtime.bigint()
+      await ping.send(message)
+      if ((await pong.receive()) === undefined) throw new Error('no reply')
+    }
+    const end = process.hrtime.bigint()
+    ping.close()
+    await child
+    shm.close()
+    result(`chan.shmkit.${kase}`, Number(end - start) / 1000 / iters, 'us')
+  } else {
+    const path = join(tmpdir(), `shmkit-bench-rt-${process.pid}.sock`)
+    const server = net.createServer()
+    server.listen(path)
+    await once(server, 'listening')
+    const child = exited(spawnNode(null, self, ['child', kase, '64', '0', path], { stdio: 'inherit' }), kase)
+    const [socket] = await once(server, 'connection')
+    let pending = 0
+    let resolve
+    socket.on('data', (d) => {
+      pending += d.length
+      if (pending >= 64) {
+        pending -= 64
+        resolve()
+      }
+    })
+    for (let i = 0; i < warm + iters; i++) {
+      if (i === warm) start = process.hrtime.bigint()
+      const replied = new Promise((r) => (resolve = r))
+      socket.write(message)
+      await replied
+    }
+    const end = process.hrtime.bigint()
+    socket.end()
+    await child
+    server.close()
+    try {
+      unlinkSync(path)
+    } catch {
+      // already gone
+    }
+    result(`chan.node.${kase}`, Number(end - start) / 1000 / iters, 'us')
+  }
+}
+
 if (!isMainThread) workerBody()
-else if (process.argv[2] === 'child') {
+else if (process.argv[2] === 'rt_async' || process.argv[2] === 'rt_uds') {
+  await roundTrips(process.argv[2], Number(process.argv[3]))
+} else if (process.argv[2] === 'child') {
   await child(process.argv[3], Number(process.argv[4]), Number(process.argv[5]))
 } else {
   const [kase, size, count, producers] = process.argv.slice(2)

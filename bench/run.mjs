@@ -51,7 +51,7 @@ const CHAN_SIZES = [
   ['1m', 1 << 20, options.quick ? 100 : 500],
 ]
 const CHAN_PRODUCERS = [1, 4]
-const CHAN_CASES = ['shmkit_sync', 'shmkit_view', 'ipc_json', 'ipc_adv', 'uds', 'worker']
+const CHAN_CASES = ['shmkit_sync', 'shmkit_view', 'shmkit_async', 'ipc_json', 'ipc_adv', 'uds', 'worker']
 
 function canPin() {
   try {
@@ -122,6 +122,9 @@ function plan() {
         steps.push(['chan', `${kase} ${producers}to1 ${label}`, node, [join(here, 'channel.mjs'), kase, ...args]])
       }
     }
+  }
+  for (const kase of ['rt_async', 'rt_uds']) {
+    steps.push(['chan', kase, node, [join(here, 'channel.mjs'), kase, String(options.quick ? 2_000 : 20_000)]])
   }
   return steps.filter(([group]) => !options.only || options.only.has(group))
 }
@@ -230,6 +233,7 @@ const TARGETS = [
     [`C2-native.${p}to1`, `chan.native.${p}to1.1m_gbps`, 'bulk.native.memcpy', '>=', 0.7],
     [`C4.${p}to1`, `chan.shmkit.sync.${p}to1.4k`, `chan.native.${p}to1.4k`, '>=', 0.5],
   ]),
+  ['C3', 'chan.shmkit.rt_async', 'chan.node.rt_uds', '<', 1.0],
 ]
 
 const median = (values) => {

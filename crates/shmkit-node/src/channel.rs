@@ -12,20 +12,22 @@
 //! - Object mode serialises with Node's own `v8.serialize` / `v8.deserialize` (the
 //!   structured clone that `process.send` uses with `serialization: 'advanced'`).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
 use std::ptr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use napi::bindgen_prelude::*;
 use napi::{sys, ValueType};
 use shmkit::{Recv, Region, SendStatus};
 
 use crate::args;
-use crate::error::{closed, IntoJs};
+use crate::error::{abort_error, closed, IntoJs};
 use crate::js::{call, global};
+use crate::promise::{abort_reason, settled, signal_option, AbortHook, Deferred};
+use crate::waiter::{self, WaitId, Word};
 
 /// Options for `Channel.init`.
 #[napi(object, object_to_js = false, object_from_js = false)]
@@ -58,6 +60,19 @@ pub struct ChannelWaitOptions {
   /// The longest to wait, in milliseconds (fractions allowed). `0` tries once; `Infinity`
   /// or absent waits as long as it takes.
   pub timeout: Option<f64>,
+}
+
+/// Options for the async `send` and `receive`.
+#[napi(object, object_to_js = false, object_from_js = false)]
+#[allow(dead_code, reason = "declares the TypeScript type; options are parsed by hand")]
+pub struct ChannelAsyncOptions {
+  /// The longest to wait, in milliseconds (fractions allowed). `0` tries once; `Infinity`
+  /// or absent waits as long as it takes.
+  pub timeout: Option<f64>,
+  /// Aborting it rejects the pending operation with an `AbortError` (`code` `'ABORT_ERR'`,
+  /// `cause` the signal's reason), unless it already completed.
+  #[napi(ts_type = "AbortSignal")]
+  pub signal: Option<()>,
 }
 
 /// How long a receive may wait.
@@ -420,7 +435,7 @@ impl Channel {
 
   /// One receive: the outcome as a JS value (a copy, a view, or a deserialised value), or
   /// `undefined` when there is no message.
-  fn receive<'e>(&mut self, env: &'e Env, wait: Wait, as_view: bool) -> Result<Unknown<'e>> {
+  fn take<'e>(&mut self, env: &'e Env, wait: Wait, as_view: bool) -> Result<Unknown<'e>> {
     self.release(*env);
     let outcome = match wait {
       Wait::No => self.inner.try_recv(),
@@ -496,7 +511,7 @@ impl Channel {
   /// `undefined` (see `ended`).
   #[napi(ts_return_type = "Uint8Array | any | undefined")]
   pub fn try_receive(&mut self, env: Env) -> Result<Unknown<'_>> {
-    let value = self.receive(&env, Wait::No, false)?;
+    let value = self.take(&env, Wait::No, false)?;
     // SAFETY: the value lives in the current handle scope, which outlives this call's return.
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value.raw()) })
   }
@@ -509,7 +524,7 @@ impl Channel {
   )]
   pub fn receive_sync(&mut self, env: Env, options: Option<Unknown>) -> Result<Unknown<'_>> {
     let timeout = wait_timeout(&env, options)?;
-    let value = self.receive(&env, Wait::Up(timeout), false)?;
+    let value = self.take(&env, Wait::Up(timeout), false)?;
     // SAFETY: as in `try_receive`.
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value.raw()) })
   }
@@ -520,7 +535,7 @@ impl Channel {
   /// returns the value, as `tryReceive`).
   #[napi(ts_return_type = "Uint8Array | undefined")]
   pub fn try_receive_view(&mut self, env: Env) -> Result<Unknown<'_>> {
-    let value = self.receive(&env, Wait::No, true)?;
+    let value = self.take(&env, Wait::No, true)?;
     // SAFETY: as in `try_receive`.
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value.raw()) })
   }
@@ -532,9 +547,79 @@ impl Channel {
   )]
   pub fn receive_view_sync(&mut self, env: Env, options: Option<Unknown>) -> Result<Unknown<'_>> {
     let timeout = wait_timeout(&env, options)?;
-    let value = self.receive(&env, Wait::Up(timeout), true)?;
+    let value = self.take(&env, Wait::Up(timeout), true)?;
     // SAFETY: as in `try_receive`.
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value.raw()) })
+  }
+
+  /// Sends a message without blocking: resolves `true` once it is in the channel, `false`
+  /// if `options.timeout` milliseconds passed while the channel stayed full. Rejects with
+  /// `ERR_SHM_CLOSED` once the channel is closed and with an `AbortError` when
+  /// `options.signal` aborts first. The bytes are copied at the call, so the caller may
+  /// reuse its buffer at once. A pending send keeps the process alive.
+  #[napi(
+    ts_args_type = "data: string | ArrayBufferView | ArrayBuffer | unknown, options?: ChannelAsyncOptions | undefined | null",
+    ts_return_type = "Promise<boolean>"
+  )]
+  pub fn send<'e>(&self, env: &'e Env, data: Unknown, options: Option<Unknown>) -> Result<Object<'e>> {
+    let bytes = self.payload(env, data)?.as_slice().to_vec();
+    self.start(env, Work::Send(bytes), options)
+  }
+
+  /// The next message without blocking: resolves with it (a copy, or the value in object
+  /// mode), or `undefined` when `options.timeout` milliseconds pass first or the stream
+  /// ended (then `ended` is `true`). Rejects with an `AbortError` when `options.signal`
+  /// aborts first. Releases this handle's view. A wake from another process lands in the
+  /// event loop without a thread in between where the kernel allows (see `waitAsync`).
+  /// `for await (const message of channel)` receives until the end of the stream.
+  #[napi(
+    ts_args_type = "options?: ChannelAsyncOptions | undefined | null",
+    ts_return_type = "Promise<Uint8Array | any | undefined>"
+  )]
+  pub fn receive<'e>(&mut self, env: &'e Env, options: Option<Unknown>) -> Result<Object<'e>> {
+    self.release(*env);
+    let work = Work::Receive {
+      object_mode: self.object_mode,
+      ended: self.ended.clone(),
+    };
+    self.start(env, work, options)
+  }
+
+  fn start<'e>(&self, env: &'e Env, work: Work, options: Option<Unknown>) -> Result<Object<'e>> {
+    let options = args::options(env, options, "options")?;
+    let timeout = args::timeout_option(env, options.as_ref(), "options")?;
+    let signal = signal_option(env, options.as_ref(), "options")?;
+    if let Some(signal) = &signal {
+      if let Some(reason) = abort_reason(signal)? {
+        return settled::<bool>(env, Err(abort_error(env, Some(reason))));
+      }
+    }
+    let (deferred, promise) = Deferred::new(env)?;
+    let op = Rc::new(RefCell::new(Op {
+      channel: self.inner.clone(),
+      work,
+      deadline: timeout.and_then(|t| Instant::now().checked_add(t)),
+      deferred: Some(deferred),
+      abort: None,
+      armed: None,
+    }));
+    if let Some(signal) = &signal {
+      let on_abort = Rc::downgrade(&op);
+      let hook = AbortHook::listen(env, signal, move |env, reason| {
+        if let Some(op) = on_abort.upgrade() {
+          finish(env, &op, Err(abort_error(env, Some(reason))));
+        }
+      });
+      match hook {
+        Ok(hook) => op.borrow_mut().abort = Some(hook),
+        Err(e) => {
+          finish(env, &op, Err(e));
+          return Ok(promise);
+        }
+      }
+    }
+    step(env, &op);
+    Ok(promise)
   }
 
   /// Ends the stream for everyone: sends throw `ERR_SHM_CLOSED` from now on, and receivers
@@ -545,6 +630,155 @@ impl Channel {
     self.release(env);
     self.inner.close();
   }
+}
+
+/// A wait the channel counts this process in, given back when dropped: when the armed wait
+/// ends, is cancelled, or goes with its env.
+struct Planned {
+  channel: Arc<shmkit::Channel>,
+  plan: Option<shmkit::WaitPlan>,
+}
+
+impl Drop for Planned {
+  fn drop(&mut self) {
+    if let Some(plan) = self.plan.take() {
+      // A header overwritten meanwhile is reported by the next poll, not here.
+      let _ = self.channel.end_wait(plan);
+    }
+  }
+}
+
+/// What an async operation moves.
+enum Work {
+  Send(Vec<u8>),
+  Receive { object_mode: bool, ended: Rc<Cell<bool>> },
+}
+
+/// One pending `send()` or `receive()`. JS thread only.
+struct Op {
+  channel: Arc<shmkit::Channel>,
+  work: Work,
+  deadline: Option<Instant>,
+  deferred: Option<Deferred>,
+  abort: Option<AbortHook>,
+  armed: Option<WaitId>,
+}
+
+/// Settles the operation (once: later calls find nothing left to settle) and lets go of its
+/// wait and its abort listener.
+fn finish(env: &Env, op: &Rc<RefCell<Op>>, outcome: Result<Unknown<'_>>) {
+  let (deferred, abort, armed) = {
+    let mut op = op.borrow_mut();
+    (op.deferred.take(), op.abort.take(), op.armed.take())
+  };
+  if let Some(id) = armed {
+    waiter::cancel(env, id);
+  }
+  if let Some(hook) = abort {
+    hook.release(env);
+  }
+  if let Some(deferred) = deferred {
+    deferred.settle(env, outcome);
+  }
+}
+
+/// Looks once: settles the operation when it can end, else arms the wait the channel planned.
+fn step(env: &Env, op: &Rc<RefCell<Op>>) {
+  let (channel, deadline) = {
+    let op = op.borrow();
+    if op.deferred.is_none() {
+      return; // settled meanwhile (aborted)
+    }
+    (op.channel.clone(), op.deadline)
+  };
+  let plan = match poll(env, op, &channel) {
+    Ok(Some(plan)) => plan,
+    Ok(None) => return,
+    Err(e) => return finish(env, op, Err(e)),
+  };
+  let planned = Planned {
+    channel: channel.clone(),
+    plan: Some(plan),
+  };
+  let Some(plan) = planned.plan.as_ref() else { return };
+  let (offset, expected, until) = (plan.offset, plan.expected, plan.until);
+  if deadline.is_some_and(|d| Instant::now() >= d) {
+    drop(planned);
+    let sending = matches!(op.borrow().work, Work::Send(_));
+    let timed_out = if sending { boolean(env, false) } else { undefined(env) };
+    return finish(env, op, timed_out);
+  }
+  let word = match Word::in_region(channel.region().clone(), offset) {
+    Ok(word) => word,
+    Err(e) => return finish(env, op, Err(crate::error::to_js(env, &e))),
+  };
+  let next = op.clone();
+  let armed = waiter::arm(
+    env,
+    word,
+    expected,
+    Some(deadline.map_or(until, |d| d.min(until))),
+    Box::new(move |env, outcome| {
+      drop(planned);
+      next.borrow_mut().armed = None;
+      match outcome {
+        Ok(_) => step(env, &next),
+        Err(e) => finish(env, &next, Err(crate::error::to_js(env, &e))),
+      }
+    }),
+  );
+  match armed {
+    Ok(id) => op.borrow_mut().armed = Some(id),
+    Err(e) => finish(env, op, Err(e)),
+  }
+}
+
+/// Polls the channel once. Settles the operation and returns `None` when it is done.
+fn poll(env: &Env, op: &Rc<RefCell<Op>>, channel: &shmkit::Channel) -> Result<Option<shmkit::WaitPlan>> {
+  let receiving = match &op.borrow().work {
+    Work::Send(_) => None,
+    Work::Receive { object_mode, ended } => Some((*object_mode, ended.clone())),
+  };
+  let Some((object_mode, ended)) = receiving else {
+    let polled = match &op.borrow().work {
+      Work::Send(bytes) => channel.poll_send(bytes),
+      Work::Receive { .. } => return Ok(None),
+    }
+    .js(env)?;
+    return match polled {
+      shmkit::Poll::Ready(status) => {
+        let value = Channel::sent(env, status).and_then(|sent| boolean(env, sent));
+        finish(env, op, value);
+        Ok(None)
+      }
+      shmkit::Poll::Wait(plan) => Ok(Some(plan)),
+    };
+  };
+  match channel.poll_recv().js(env)? {
+    shmkit::Poll::Ready(Recv::Message(message)) => {
+      let value = message_value(env, channel, message.into_held(), object_mode);
+      finish(env, op, value);
+      Ok(None)
+    }
+    shmkit::Poll::Ready(Recv::Closed) => {
+      ended.set(true);
+      finish(env, op, undefined(env));
+      Ok(None)
+    }
+    shmkit::Poll::Ready(Recv::Empty) => {
+      finish(env, op, undefined(env));
+      Ok(None)
+    }
+    shmkit::Poll::Wait(plan) => Ok(Some(plan)),
+  }
+}
+
+fn boolean(env: &Env, value: bool) -> Result<Unknown<'_>> {
+  let mut raw = ptr::null_mut();
+  // SAFETY: a valid env and out-pointer.
+  check(unsafe { sys::napi_get_boolean(env.raw(), value, &raw mut raw) })?;
+  // SAFETY: napi_get_boolean succeeded, so `raw` is a valid handle.
+  Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), raw) })
 }
 
 fn undefined(env: &Env) -> Result<Unknown<'_>> {

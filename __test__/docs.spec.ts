@@ -1,0 +1,197 @@
+// The docs cannot drift from the code: every code block of README.md and docs/*.md and every
+// file in examples/ is type-checked with tsc and run on Node 20, the oldest supported Node
+// (scripts/docs-test.mjs, whose header lists the conventions). Blocks in other languages are
+// listed as skipped with the reason. A self-test proves that a block edited to be wrong fails,
+// naming its file:line.
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+
+import test from 'ava'
+
+import { here } from './helpers.js'
+
+interface Block {
+  file: string
+  line: number
+  title: string
+  skip?: string
+  code: string
+  names?: string[]
+}
+interface Outcome {
+  ok: boolean
+  message?: string
+  output?: string
+}
+interface Prepared {
+  prefix: string
+  cleanup(): void
+}
+interface DocsTest {
+  root: string
+  docFiles(): string[]
+  exampleFiles(): string[]
+  extractBlocks(path: string, text?: string): Block[]
+  prepare(blocks: Block[], options?: { examples?: string[] }): Prepared
+  runBlock(prepared: Prepared, block: Block, options?: { node?: string }): Promise<Outcome>
+  runExample(prepared: Prepared, example: string, options?: { node?: string }): Promise<Outcome>
+  leftovers(prefix: string): string[]
+}
+
+const scripts = join(here, '..', 'scripts')
+const docs = (await import(pathToFileURL(join(scripts, 'docs-test.mjs')).href)) as DocsTest
+const { nodeBinary } = (await import(pathToFileURL(join(scripts, 'node-bin.mjs')).href)) as {
+  nodeBinary(major: number): string
+}
+const node = nodeBinary(20)
+
+const blocks = docs.docFiles().flatMap((file) => docs.extractBlocks(file))
+const examples = docs.exampleFiles()
+let prepared: Prepared | undefined
+
+test.before('write every block and type-check them all with tsc', () => {
+  prepared = docs.prepare(blocks, { examples })
+})
+test.after.always(() => prepared?.cleanup())
+
+for (const block of blocks) {
+  if (block.skip) {
+    test.skip(`${block.title}: not run: ${block.skip}`, () => {})
+    continue
+  }
+  test.serial(`${block.title} type-checks and runs on Node 20`, async (t) => {
+    const outcome = await docs.runBlock(prepared!, block, { node })
+    if (!outcome.ok) t.fail(outcome.message)
+    else t.pass()
+  })
+}
+
+for (const example of examples) {
+  test.serial(`${example.slice(docs.root.length + 1)} type-checks and runs on Node 20`, async (t) => {
+    const outcome = await docs.runExample(prepared!, example, { node })
+    if (!outcome.ok) t.fail(outcome.message)
+    else t.pass()
+  })
+}
+
+test.serial('the blocks left no named object behind', (t) => {
+  t.deepEqual(docs.leftovers(prepared!.prefix), [])
+})
+
+test('README.md has blocks that run, and examples/ has programs', (t) => {
+  const run = blocks.filter((block) => block.file === 'README.md' && !block.skip)
+  t.true(run.length >= 5, `${run.length} README blocks run`)
+  t.true(examples.length >= 1)
+})
+
+// A markdown file that is never written: its blocks are checked exactly as README's are.
+const selfTest = `# self-test
+
+\`\`\`ts
+import { SharedMemory } from 'shmkit'
+using region = SharedMemory.anonymous(4096)
+console.log(region.size) // 4096
+\`\`\`
+
+\`\`\`ts
+import { SharedMemory } from 'shmkit'
+// edited wrong: a size is a number
+using region = SharedMemory.anonymous('4096')
+\`\`\`
+
+\`\`\`ts
+import { SharedMemory } from 'shmkit'
+using region = SharedMemory.anonymous(4096)
+console.log(region.size) // 4095
+\`\`\`
+
+\`\`\`js
+import { SharedMemory } from 'shmkit'
+// edited wrong: nothing by that name exists (type-correct, fails when run)
+const region = SharedMemory.open('nothing-here')
+region.close()
+\`\`\`
+
+\`\`\`js
+import { SharedMemory } from 'shmkit'
+using region = SharedMemory.anonymous(4096) // a SyntaxError in JavaScript on Node 20
+\`\`\`
+
+<!-- docs-test: before
+import { SharedMemory } from 'shmkit'
+new Uint8Array(SharedMemory.create('selftest', 4096).buffer)[0] = 9
+-->
+
+\`\`\`js
+import { SharedMemory } from 'shmkit'
+const region = SharedMemory.open('selftest') // left for the test to unlink
+console.log(new Uint8Array(region.buffer)[0]) // 9
+\`\`\`
+
+<!-- docs-test: skip: needs a second machine -->
+
+\`\`\`ts
+throw new Error('never run')
+\`\`\`
+
+\`\`\`js
+import { answer } from './helper.mjs'
+console.log(answer) // 42
+// helper.mjs
+export const answer = 42
+\`\`\`
+`
+
+test('self-test: a block edited to be wrong fails with its file:line, a right one passes', async (t) => {
+  const found = docs.extractBlocks(join(docs.root, 'SELFTEST.md'), selfTest)
+  t.is(found.length, 8)
+  const self = docs.prepare(found)
+  t.teardown(() => self.cleanup())
+  const outcomes = []
+  for (const block of found.slice(0, 6)) outcomes.push(await docs.runBlock(self, block, { node }))
+  const [good, typeError, wrongOutput, runtimeError, usingInJs, withBefore] = outcomes
+  t.true(good.ok, good.message)
+  t.false(typeError.ok)
+  t.regex(typeError.message!, /^SELFTEST\.md:9: tsc reports:\nSELFTEST\.md:12: error TS2345/)
+  t.false(wrongOutput.ok)
+  t.regex(wrongOutput.message!, /^SELFTEST\.md:15: its comment says it prints 4095, but it printed:\n4096/)
+  t.false(runtimeError.ok)
+  t.regex(runtimeError.message!, /^SELFTEST\.md:21: the block ended with exit code 1 on Node v20\.[\s\S]*ENOENT/)
+  t.false(usingInJs.ok)
+  t.regex(usingInJs.message!, /^SELFTEST\.md:28: the block ended with exit code 1 on Node v20\.[\s\S]*SyntaxError/)
+  t.true(withBefore.ok, withBefore.message)
+  // The name was made unique for the run, and unlinked although the block left it.
+  t.true(found[5].names!.includes('selftest'))
+  t.deepEqual(docs.leftovers(self.prefix), [])
+  t.is(found[6].skip, 'needs a second machine')
+  // A block of two files: the first is run and imports the second.
+  const split = await docs.runBlock(self, found[7], { node })
+  t.true(split.ok, split.message)
+})
+
+test('self-test: a README block with a misspelt call fails at that line', async (t) => {
+  const readme = join(docs.root, 'README.md')
+  const block = docs.extractBlocks(readme).find((b) => !b.skip && /SharedMemory\.\w+\(/.test(b.code))
+  if (!block) return t.fail('no README block calls SharedMemory')
+  const lines = block.code.split('\n')
+  const at = lines.findIndex((line) => /SharedMemory\.\w+\(/.test(line))
+  lines[at] = lines[at].replace(/SharedMemory\.(\w+)\(/, 'SharedMemory.$1Misspelt(')
+  // Rebuild the README text with only that block, at its own line, and check it.
+  const text =
+    '\n'.repeat(block.line - 1) +
+    '```' +
+    (block.title.match(/\((\w+)\)$/)?.[1] ?? 'ts') +
+    '\n' +
+    lines.join('\n') +
+    '\n```\n'
+  const [edited] = docs.extractBlocks(readme, text)
+  const self = docs.prepare([edited])
+  t.teardown(() => self.cleanup())
+  const outcome = await docs.runBlock(self, edited, { node })
+  t.false(outcome.ok)
+  t.true(
+    outcome.message!.startsWith(`README.md:${block.line}: tsc reports:\nREADME.md:${block.line + 1 + at}: error`),
+    outcome.message,
+  )
+  t.deepEqual(docs.leftovers(self.prefix), [])
+})

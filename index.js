@@ -72,7 +72,7 @@ for (const [className, getters] of Object.entries(INSPECTED)) {
       if (typeof inspect !== 'function' || typeof options !== 'object' || options === null) {
         return `${className} ${JSON.stringify(shown)}`
       }
-      const nested = { ...options, depth: options.depth == null ? null : options.depth - 1 }
+      const nested = { ...options, depth: typeof options.depth === 'number' ? options.depth - 1 : options.depth }
       return `${className} ${inspect(shown, nested)}`
     },
     configurable: true,

@@ -15,8 +15,8 @@
 // - a line `// name.mjs` (a file name alone) starts a second file of the block, written beside
 //   the first (say a `worker.mjs` that the first spawns); the first file is the one run.
 // - a block that mentions `node --single-threaded` is run with that flag (fork needs it).
-// - `console.log(...) // 42`: a one-word comment after a console.log is the expected output
-//   line; the printed lines must contain those words in order.
+// - `console.log(...) // 42` (Python: `print(...)  # 42`): a one-word comment after it is an
+//   expected output line; the printed lines must contain those words in order.
 // - names given to SharedMemory/Semaphore create/open/openOrCreate/unlink/removeUnused, to
 //   Python's SharedMemory(...) and as `prefix:` are made unique for the run (a random prefix
 //   is put in front of every quoted occurrence), and every one is unlinked afterwards.
@@ -159,7 +159,7 @@ function describeBlock(file, line, lang, code, directives) {
   })
   block.files.push(current)
   for (const text of code) {
-    const expected = /console\.log\(.*\)\s*\/\/\s*(\S+)\s*$/.exec(text)
+    const expected = /console\.log\(.*\)\s*\/\/\s*(\S+)\s*$/.exec(text) ?? /\bprint\(.*\)\s*#\s*(\S+)\s*$/.exec(text)
     if (expected) block.expected.push(expected[1])
   }
   if (/node --single-threaded/.test(block.code)) block.execArgv.push('--single-threaded')

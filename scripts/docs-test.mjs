@@ -389,6 +389,30 @@ export function leftovers(prefix) {
   return readdirSync('/dev/shm').filter((file) => file.includes(prefix))
 }
 
+/** A python3 with multiprocessing.shared_memory (3.8+), or null. */
+export function pythonCommand() {
+  const probe = spawnSync('python3', ['-c', 'import multiprocessing.shared_memory'], { stdio: 'ignore' })
+  return probe.status === 0 ? 'python3' : null
+}
+
+/**
+ * Why the blocks cannot run on this machine, or null: they use what only Linux with glibc has
+ * (fork, /dev/zero, in-region semaphores, RobustMutex, list).
+ */
+export function unsupportedHere() {
+  const glibc = process.platform === 'linux' && Boolean(process.report.getReport().header.glibcVersionRuntime)
+  if (glibc) return null
+  return `the README's blocks use fork, /dev/zero, in-region semaphores, RobustMutex and list, which need Linux with glibc; this is ${process.platform}-${process.arch}${process.platform === 'linux' ? ' (musl)' : ''}`
+}
+
+/** Node 20 (the oldest supported): this one, or from npm on linux-x64; elsewhere null. */
+export async function node20() {
+  if (process.versions.node.startsWith('20.')) return process.execPath
+  if (process.platform !== 'linux' || process.arch !== 'x64') return null
+  const { nodeBinary } = await import('./node-bin.mjs')
+  return nodeBinary(20)
+}
+
 const versions = new Map()
 function nodeVersion(node) {
   if (!versions.has(node)) versions.set(node, spawnSync(node, ['--version'], { encoding: 'utf8' }).stdout.trim())
@@ -396,8 +420,16 @@ function nodeVersion(node) {
 }
 
 async function main() {
-  const { nodeBinary } = await import('./node-bin.mjs')
-  const node = nodeBinary(20)
+  const unsupported = unsupportedHere()
+  if (unsupported) {
+    console.log(`docs test not run: ${unsupported}`)
+    return
+  }
+  const node = (await node20()) ?? process.execPath
+  if (node === process.execPath && !process.versions.node.startsWith('20.')) {
+    console.log(`no Node 20 for ${process.arch}: running the blocks on Node ${process.version}`)
+  }
+  const python = pythonCommand()
   const files = process.argv.length > 2 ? process.argv.slice(2) : docFiles()
   const blocks = files.flatMap((file) => extractBlocks(file))
   const examples = process.argv.length > 2 ? [] : exampleFiles()
@@ -405,11 +437,13 @@ async function main() {
   let failed = 0
   try {
     for (const block of blocks) {
-      if (block.skip) {
-        console.log(`- ${block.title}: not run: ${block.skip}`)
+      const skip =
+        block.skip ?? (block.runAs === 'python' && !python ? 'no python3 with multiprocessing.shared_memory' : null)
+      if (skip) {
+        console.log(`- ${block.title}: not run: ${skip}`)
         continue
       }
-      const result = await runBlock(prepared, block, { node })
+      const result = await runBlock(prepared, block, { node, python })
       if (!result.ok) failed++
       console.log(result.ok ? `ok ${block.title}` : `FAILED ${result.message}`)
     }

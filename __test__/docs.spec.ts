@@ -40,6 +40,8 @@ interface DocsTest {
   unsupportedHere(): string | null
   node20(): Promise<string | null>
   pythonCommand(): string | null
+  rustAvailable(): boolean
+  missingTool(block: Block, tools: { python: string | null; rust: boolean }): string | null
 }
 
 const docs = (await import(pathToFileURL(join(here, '..', 'scripts', 'docs-test.mjs')).href)) as DocsTest
@@ -48,8 +50,10 @@ const node20 = await docs.node20()
 const node = node20 ?? process.execPath
 const onNode = node20 ? 'Node 20' : `Node ${process.version} (no Node 20 for ${process.arch})`
 const python = docs.pythonCommand()
+const rust = docs.rustAvailable()
 
 const blocks = unsupported ? [] : docs.docFiles().flatMap((file) => docs.extractBlocks(file))
+const runnable = blocks.filter((block) => !block.skip && !docs.missingTool(block, { python, rust }))
 const examples = unsupported ? [] : docs.exampleFiles()
 let prepared: Prepared | undefined
 if (unsupported) test.skip(`docs test not run: ${unsupported}`, () => {})
@@ -58,18 +62,19 @@ const check = unsupported ? test.skip : test
 const checkSerial = unsupported ? test.serial.skip : test.serial
 
 test.before('write every block and type-check them all with tsc', () => {
-  if (!unsupported) prepared = docs.prepare(blocks, { examples })
+  if (!unsupported) prepared = docs.prepare(runnable, { examples })
 })
 test.after.always(() => prepared?.cleanup())
 
 for (const block of blocks) {
-  const skip =
-    block.skip ?? (block.runAs === 'python' && !python ? 'no python3 with multiprocessing.shared_memory' : null)
+  const skip = block.skip ?? docs.missingTool(block, { python, rust })
   if (skip) {
     test.skip(`${block.title}: not run: ${skip}`, () => {})
     continue
   }
-  const how = block.runAs === 'python' ? `runs with ${python}` : `type-checks and runs on ${onNode}`
+  const how =
+    { python: `runs with ${python}`, rust: 'compiles and runs with rustdoc --test' }[block.runAs ?? ''] ??
+    `type-checks and runs on ${onNode}`
   test.serial(`${block.title} ${how}`, async (t) => {
     const outcome = await docs.runBlock(prepared!, block, { node, python: python! })
     if (!outcome.ok) t.fail(outcome.message)
@@ -209,5 +214,31 @@ check('self-test: a README block with a misspelt call fails at that line', async
     outcome.message!.startsWith(`README.md:${block.line}: tsc reports:\nREADME.md:${block.line + 1 + at}: error`),
     outcome.message,
   )
+  t.deepEqual(docs.leftovers(self.prefix), [])
+})
+
+const checkRust = unsupported || !rust ? test.skip : test
+checkRust('self-test: a Rust block runs against the crate, and one edited wrong fails at its line', async (t) => {
+  const text = `# Rust
+
+\`\`\`rust
+let region = shmkit::Region::create("/selftest", 4096)?; // left for the test to unlink
+region.write_at(0, b"hi")?;
+\`\`\`
+
+\`\`\`rust
+let region = shmkit::Region::anonymous(4096)?;
+region.write_at(0, 7)?; // edited wrong: bytes, not a number
+\`\`\`
+`
+  const found = docs.extractBlocks(join(docs.root, 'SELFTEST.md'), text)
+  const self = docs.prepare(found)
+  t.teardown(() => self.cleanup())
+  const good = await docs.runBlock(self, found[0])
+  t.true(good.ok, good.message)
+  t.deepEqual(found[0].names, ['selftest'])
+  const wrong = await docs.runBlock(self, found[1])
+  t.false(wrong.ok)
+  t.regex(wrong.message!, /^SELFTEST\.md:8: rustdoc --test ended with exit code 101:[\s\S]*--> SELFTEST\.md:10:/)
   t.deepEqual(docs.leftovers(self.prefix), [])
 })

@@ -7,8 +7,10 @@
 //
 // What runs: ```ts / ```typescript blocks are type-checked, compiled by tsc (which lowers
 // `using`) and run; ```js / ```mjs blocks are type-checked (checkJs) and run as written, so a
-// `using` there fails on Node 20 as it would for a reader; ```python blocks run with python3.
-// Other languages (sh, rust, text) are listed as not run, with the reason.
+// `using` there fails on Node 20 as it would for a reader; ```python blocks run with python3;
+// ```rust blocks are the body of a `main` returning a `Result` (so `?` works), compiled against
+// the `shmkit` crate and run by `rustdoc --test`. Other languages (sh, text) are listed as not
+// run, with the reason.
 //
 // Conventions inside a block:
 // - `import ... from 'shmkit'` resolves to this checkout.
@@ -57,12 +59,12 @@ const RUN_AS = {
   mjs: 'js',
   python: 'python',
   py: 'python',
+  rust: 'rust',
 }
 const NOT_RUN = {
   sh: 'shell commands (install, build and test steps), not run here',
   bash: 'shell commands, not run here',
   console: 'shell commands, not run here',
-  rust: 'Rust: the crate builds its own examples and doc tests with cargo, not this test',
 }
 
 /** The markdown files whose blocks are checked: README.md and docs/*.md. */
@@ -146,11 +148,11 @@ function describeBlock(file, line, lang, code, directives) {
     block.skip = NOT_RUN[lang] ?? `a ${lang ? `\`${lang}\`` : 'plain'} block: not code this test runs`
   }
   // Files: a line that is only `// name.ext` starts another one.
-  const extension = { ts: '.mts', js: '.mjs', python: '.py' }[block.runAs] ?? '.txt'
+  const extension = { ts: '.mts', js: '.mjs', python: '.py', rust: '.md' }[block.runAs] ?? '.txt'
   let current = { name: `main${extension}`, lines: [], firstLine: line + 1 }
   code.forEach((text, k) => {
     const named = /^\/\/\s*([\w.-]+\.(?:mjs|cjs|js|mts|ts))\s*$/.exec(text)
-    if (named && block.runAs !== 'python') {
+    if (named && (block.runAs === 'ts' || block.runAs === 'js')) {
       if (current.lines.some((l) => l.trim() !== '')) block.files.push(current)
       current = { name: named[1], lines: [], firstLine: line + 2 + k }
     } else {
@@ -173,6 +175,7 @@ export function namesIn(texts) {
     /\b(?:SharedMemory|Semaphore)\.(?:create|open|openOrCreate|unlink|removeUnused)\(\s*(['"])\/?([\w.-]+)\1/g,
     /\bSharedMemory\(\s*(?:name\s*=\s*)?(['"])\/?([\w.-]+)\1/g, // Python's multiprocessing.shared_memory
     /\bprefix:\s*(['"])\/?([\w.-]+)\1/g,
+    /\b(?:Region|Semaphore)::(?:create|open|open_or_create|unlink)\(\s*(")\/?([\w.-]+)\1/g, // Rust
   ]
   for (const text of texts) for (const pattern of patterns) for (const m of text.matchAll(pattern)) names.add(m[2])
   return [...names].sort((a, b) => b.length - a.length)
@@ -211,9 +214,12 @@ export function prepare(blocks, { examples = [], prefix = `dt${randomBytes(3).to
     block.prefix = prefix
     for (const file of block.files) {
       const path = join(block.dir, file.name)
-      writeFileSync(path, rewriteNames(file.lines.join('\n'), block.names, prefix) + '\n')
+      let text = rewriteNames(file.lines.join('\n'), block.names, prefix)
+      // rustdoc tests markdown: the block becomes the body of a main that may use `?`.
+      if (block.runAs === 'rust') text = `\`\`\`rust\n${RUST_MAIN}\n${text}\n# Ok(())\n# }\n\`\`\``
+      writeFileSync(path, text + '\n')
       lineMap.set(path, (line) => `${block.file}:${file.firstLine + line - 1}`)
-      if (block.runAs !== 'python') sources.push(path)
+      if (block.runAs === 'ts' || block.runAs === 'js') sources.push(path)
     }
     block.programs = { before: [], after: [] }
     for (const kind of ['before', 'after']) {
@@ -279,7 +285,43 @@ export function prepare(blocks, { examples = [], prefix = `dt${randomBytes(3).to
     join(outDir, relative('/', path))
       .replace(/\.mts$/, '.mjs')
       .replace(/\.ts$/, '.js')
-  return { work, outDir, prefix, diagnostics, outPath, cleanup: () => rmSync(work, { recursive: true, force: true }) }
+  const rust = blocks.some((block) => !block.skip && block.runAs === 'rust') ? rustCrate() : null
+  return {
+    work,
+    outDir,
+    prefix,
+    diagnostics,
+    outPath,
+    rust,
+    cleanup: () => rmSync(work, { recursive: true, force: true }),
+  }
+}
+
+const RUST_MAIN = '# fn main() -> Result<(), Box<dyn std::error::Error>> {'
+
+/** Whether rustdoc (the repository's toolchain) runs here. */
+export function rustAvailable() {
+  return spawnSync('rustdoc', ['--version'], { cwd: root, stdio: 'ignore' }).status === 0
+}
+
+/** Builds the `shmkit` crate (release, as `npm test` does) and returns how rustdoc links it. */
+function rustCrate() {
+  const build = spawnSync('cargo', ['build', '-p', 'shmkit', '--release', '--locked', '--message-format=json'], {
+    cwd: root,
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+  })
+  if (build.status !== 0) throw new Error(`cargo build -p shmkit failed:\n${build.stderr}`)
+  const lib = build.stdout
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line))
+    .find((message) => message.reason === 'compiler-artifact' && message.target?.name === 'shmkit')
+  const rlib = lib?.filenames.find((file) => file.endsWith('.rlib'))
+  if (!rlib) throw new Error('cargo build -p shmkit reported no rlib')
+  const manifest = readFileSync(join(root, 'Cargo.toml'), 'utf8')
+  const edition = /^edition\s*=\s*"(\d+)"/m.exec(manifest)?.[1] ?? '2021'
+  return { rlib, deps: join(dirname(rlib), 'deps'), edition }
 }
 
 /** Runs a program to its end (killed after `timeoutMs`): `{ code, signal, stdout, stderr }`. */
@@ -345,6 +387,18 @@ export async function runBlock(prepared, block, { node = process.execPath, pytho
       ran = await runProgram(python, [main], { cwd: block.dir })
       if (ran.code !== 0)
         return fail(`python ended with ${ran.signal ?? `exit code ${ran.code}`}:\n${ran.stderr}${ran.stdout}`)
+    } else if (block.runAs === 'rust') {
+      const { rlib, deps, edition } = prepared.rust
+      const args = ['--test', main, '--edition', edition, '--extern', `shmkit=${rlib}`, '-L', `dependency=${deps}`]
+      ran = await runProgram('rustdoc', args, { cwd: root })
+      if (ran.code !== 0) {
+        // The markdown rustdoc saw has two lines (fence, `fn main`) before the block's first.
+        const path = main.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+        const output = `${ran.stdout}${ran.stderr}`
+          .replace(new RegExp(`${path} - \\(line \\d+\\)`, 'g'), `${block.file}:${block.line}`)
+          .replace(new RegExp(`${path}:(\\d+)`, 'g'), (_, line) => `${block.file}:${block.line + Number(line) - 2}`)
+        return fail(`rustdoc --test ended with ${ran.signal ?? `exit code ${ran.code}`}:\n${output}`)
+      }
     } else {
       // TypeScript runs as tsc compiled it; JavaScript exactly as written.
       const path = block.runAs === 'ts' ? prepared.outPath(main) : main
@@ -389,6 +443,13 @@ export function leftovers(prefix) {
   return readdirSync('/dev/shm').filter((file) => file.includes(prefix))
 }
 
+/** Why a block cannot run here for want of a tool (python3, rustdoc), or null. */
+export function missingTool(block, { python, rust }) {
+  if (block.runAs === 'python' && !python) return 'no python3 with multiprocessing.shared_memory'
+  if (block.runAs === 'rust' && !rust) return 'no Rust toolchain (rustdoc) here'
+  return null
+}
+
 /** A python3 with multiprocessing.shared_memory (3.8+), or null. */
 export function pythonCommand() {
   const probe = spawnSync('python3', ['-c', 'import multiprocessing.shared_memory'], { stdio: 'ignore' })
@@ -430,15 +491,16 @@ async function main() {
     console.log(`no Node 20 for ${process.arch}: running the blocks on Node ${process.version}`)
   }
   const python = pythonCommand()
+  const rust = rustAvailable()
   const files = process.argv.length > 2 ? process.argv.slice(2) : docFiles()
   const blocks = files.flatMap((file) => extractBlocks(file))
   const examples = process.argv.length > 2 ? [] : exampleFiles()
-  const prepared = prepare(blocks, { examples })
+  const runnable = blocks.filter((block) => !missingTool(block, { python, rust }))
+  const prepared = prepare(runnable, { examples })
   let failed = 0
   try {
     for (const block of blocks) {
-      const skip =
-        block.skip ?? (block.runAs === 'python' && !python ? 'no python3 with multiprocessing.shared_memory' : null)
+      const skip = block.skip ?? missingTool(block, { python, rust })
       if (skip) {
         console.log(`- ${block.title}: not run: ${skip}`)
         continue

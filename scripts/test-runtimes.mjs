@@ -4,13 +4,16 @@
 // named segment and two named semaphores and exchanges messages with scripts/runtime-smoke.mjs
 // running in that runtime, which then checks close safety, shareWith to a spawned Node child,
 // RobustMutex, list() and fork()'s refusal; afterwards this process opens the segment and the
-// semaphore the runtime left. Every name is unlinked, whatever happens. linux-x64 (glibc) only:
+// semaphore the runtime left, and imports and requires shmkit there from a project that links it
+// into node_modules. Every name is unlinked, whatever happens. linux-x64 (glibc) only:
 // the runtimes' npm packages used here are for that platform.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
+import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -27,6 +30,27 @@ const { Semaphore, SharedMemory } = createRequire(import.meta.url)('../index.js'
 const lanes = {
   bun: (binary, args) => [binary, [...args]],
   deno: (binary, args) => [binary, ['run', '--allow-all', ...args]],
+}
+
+/** `import`/`require('shmkit')` from a project whose node_modules/shmkit links to this checkout. */
+function linked(runtime, binary) {
+  const project = mkdtempSync(join(tmpdir(), 'shmkit-linked-'))
+  try {
+    writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'linked', private: true, type: 'module' }))
+    mkdirSync(join(project, 'node_modules'))
+    symlinkSync(join(here, '..'), join(project, 'node_modules', 'shmkit'), 'dir')
+    const check = `if (SharedMemory.anonymous(4096).size !== 4096) throw new Error('no region')`
+    writeFileSync(join(project, 'esm.mjs'), `import { SharedMemory } from 'shmkit'\n${check}\n`)
+    writeFileSync(join(project, 'cjs.cjs'), `const { SharedMemory } = require('shmkit')\n${check}\n`)
+    for (const program of ['esm.mjs', 'cjs.cjs']) {
+      const [command, args] = lanes[runtime](binary, [program])
+      const ran = spawnSync(command, args, { cwd: project, encoding: 'utf8', timeout: 60_000 })
+      assert.equal(ran.status, 0, `${runtime} ${program} with a linked node_modules/shmkit:\n${ran.stderr}`)
+    }
+    console.log('ok import and require from a linked node_modules/shmkit')
+  } finally {
+    rmSync(project, { recursive: true, force: true })
+  }
 }
 
 async function lane(runtime) {
@@ -64,6 +88,7 @@ async function lane(runtime) {
     const backSem = Semaphore.open(names.backSem)
     assert.equal(backSem.tryWait(), true)
     backSem.close()
+    linked(runtime, binary)
     console.log(
       `=== ${runtime} ${RUNTIMES[runtime].version} lane passed in ${((Date.now() - started) / 1000).toFixed(1)} s`,
     )

@@ -4,7 +4,8 @@
 // instead of napi-rs's generic "Cannot find native binding" and its chain of loader attempts.
 //
 // `module.exports = require(...)` is kept as a single statement so Node's ESM loader sees it as
-// a re-export and `import { SharedMemory } from 'shmkit'` gets named exports.
+// a re-export when this file is imported by path; `import ... from 'shmkit'` loads index.mjs,
+// which names every export for runtimes that do not read re-exports (Deno).
 'use strict'
 
 const { existsSync } = require('node:fs')

@@ -4,7 +4,8 @@
 // instead of napi-rs's generic "Cannot find native binding" and its chain of loader attempts.
 //
 // `module.exports = require(...)` is kept as a single statement so Node's ESM loader sees it as
-// a re-export and `import { SharedMemory } from 'shmkit'` gets named exports.
+// a re-export when this file is imported by path; `import ... from 'shmkit'` loads index.mjs,
+// which names every export for runtimes that do not read re-exports (Deno).
 'use strict'
 
 const { existsSync } = require('node:fs')
@@ -24,6 +25,66 @@ try {
   module.exports = require('./binding.js')
 } catch (error) {
   throw unsupportedPlatform(error)
+}
+
+/**
+ * What `console.log` / `util.inspect` show of each class: public getters, each read on its own
+ * so that one that throws (a closed handle's `value`) is left out and inspecting never throws.
+ * A test checks that every exported class is listed here.
+ */
+const INSPECTED = {
+  SharedMemory: {
+    kind: (region) => region.kind,
+    name: (region) => region.name,
+    size: (region) => region.size,
+    closed: (region) => region.closed,
+  },
+  Semaphore: {
+    name: (sem) => sem.name ?? undefined, // in a region: no name, an offset
+    offset: (sem) => (sem.name === null ? sem.offset : undefined),
+    value: (sem) => sem.value,
+    closed: (sem) => sem.closed,
+  },
+  RobustMutex: {
+    offset: (mutex) => mutex.offset,
+    closed: (mutex) => mutex.closed,
+  },
+  ForkedChild: {
+    pid: (child) => child.pid,
+    // tryWait() reaps a child that has ended, as any wait does; its status stays readable.
+    state: (child) => childState(child.tryWait()),
+  },
+}
+
+for (const [className, getters] of Object.entries(INSPECTED)) {
+  const constructor = module.exports[className]
+  if (typeof constructor !== 'function') continue
+  Object.defineProperty(constructor.prototype, Symbol.for('nodejs.util.inspect.custom'), {
+    value: function inspectHandle(depth, options, inspect) {
+      const shown = {}
+      for (const [key, read] of Object.entries(getters)) {
+        try {
+          const value = read(this)
+          if (value !== undefined) shown[key] = value
+        } catch {
+          // unreadable now (closed, or unsupported here): leave it out
+        }
+      }
+      if (typeof inspect !== 'function' || typeof options !== 'object' || options === null) {
+        return `${className} ${JSON.stringify(shown)}`
+      }
+      const nested = { ...options, depth: typeof options.depth === 'number' ? options.depth - 1 : options.depth }
+      return `${className} ${inspect(shown, nested)}`
+    },
+    configurable: true,
+    writable: true,
+  })
+}
+
+/** A forked child's state for display: running, or how it ended. */
+function childState(status) {
+  if (status === null) return 'running'
+  return status.signal ? `killed by ${status.signal}` : `exited with ${status.code}`
 }
 
 /** `linux-x64-gnu`, `darwin-arm64`, `win32-x64`: the names the binary packages use. */
@@ -52,6 +113,13 @@ function loadFailure(loaderError, platform) {
     } catch {
       // not installed
     }
+  }
+  if (!installed && existsSync(join(__dirname, 'Cargo.toml'))) {
+    // A source checkout (the published package holds no Cargo.toml): the binary is built here.
+    return (
+      `no ${binary} has been built in this source checkout: run \`npm run build\` (needs a Rust ` +
+      `toolchain; \`npm test\` and \`npm run demo\` build it too)`
+    )
   }
   if (!installed) {
     return (

@@ -5,12 +5,16 @@ import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
+import { ensureBuilt, ensureInstalled, root } from './setup.mjs'
+
 const self = fileURLToPath(import.meta.url)
-const root = join(dirname(self), '..')
 if (!process.execArgv.includes('--single-threaded')) {
+  // A fresh clone: install and build first, as `npm test` does.
+  ensureInstalled()
+  ensureBuilt()
   const again = spawnSync(
     process.execPath,
     ['--single-threaded', ...process.execArgv, self, ...process.argv.slice(2)],
@@ -22,15 +26,7 @@ if (!process.execArgv.includes('--single-threaded')) {
 }
 
 const require = createRequire(import.meta.url)
-let shmkit
-try {
-  shmkit = require('../index.js')
-} catch {
-  console.log('building the addon first (npm run build)…')
-  spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' })
-  shmkit = require('../index.js')
-}
-const { SharedMemory, fork, getpid, childWrite, shareWith } = shmkit
+const { SharedMemory, fork, getpid, childWrite, shareWith } = require('../index.js')
 
 const child = (code, options = {}) =>
   spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', cwd: root, ...options })

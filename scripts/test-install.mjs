@@ -3,8 +3,10 @@
 // Packs the main package and the linux-x64-gnu binary package (made by the napi CLI from the
 // built `.node`, as the release workflow does), installs both into a fresh project whose PATH
 // has no cargo or rustc, and runs an ESM program, a CJS program (in a second process sharing a
-// named segment) and `tsc` against the installed types there. Then removes the binary package
-// and checks the entry's one clear error. Asserts the main tarball holds only what users need.
+// named segment) and `tsc` against the installed types there; the ESM and CJS programs run in
+// Bun and Deno too (scripts/runtimes.mjs). Then removes the binary package and checks the
+// entry's one clear error, from require() and import(). Asserts the main tarball holds only
+// what users need.
 // Builds the addon first when it is missing (a fresh clone). Cleans up its temporary directory.
 import assert from 'node:assert/strict'
 import { execFileSync, spawnSync } from 'node:child_process'
@@ -22,13 +24,15 @@ import { tmpdir } from 'node:os'
 import { delimiter, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
+import { RUNTIMES, runtimeBinary } from './runtimes.mjs'
+
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const platform = 'linux-x64-gnu'
 const binary = `shmkit.${platform}.node`
 const platformPackage = `shmkit-${platform}`
 
 /** Exactly the files of the main tarball: the entry, the generated loader and types, and npm's always-included files. */
-const mainFiles = ['LICENSE', 'README.md', 'binding.js', 'index.d.ts', 'index.js', 'package.json']
+const mainFiles = ['LICENSE', 'README.md', 'binding.js', 'index.d.ts', 'index.js', 'index.mjs', 'package.json']
 /** Nothing of the build or the repository may ship: Rust sources, manifests, binaries, tests, tooling. */
 const forbidden = [
   /\.rs$/,
@@ -92,16 +96,28 @@ const programs = {
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
-import { SharedMemory } from 'shmkit'
+import { createRequire } from 'node:module'
+import { inspect } from 'node:util'
+import shmkit, { RobustMutex, Semaphore, SharedMemory, shareWith } from 'shmkit'
 
+// Run by Node, Bun and Deno; the peer is always a Node process (SHMKIT_NODE, else this one).
+const runtime = process.versions.bun ? 'bun' : process.versions.deno ? 'deno' : 'node'
 const entry = fileURLToPath(import.meta.resolve('shmkit'))
 assert(entry.startsWith(process.cwd() + '/node_modules/shmkit/'), entry)
+assert(entry.endsWith('/index.mjs'), entry)
+// Named exports, the default export and require() are the same objects.
+assert.equal(shmkit.SharedMemory, SharedMemory)
+assert.equal(createRequire(import.meta.url)('shmkit').Semaphore, Semaphore)
+assert.equal(typeof RobustMutex, 'function')
+assert.equal(typeof shareWith, 'function')
 const name = 'inst' + randomBytes(6).toString('hex')
 const shm = SharedMemory.create(name, 4096)
 try {
+  assert(inspect(shm).includes('/' + name), inspect(shm))
   const words = new Uint32Array(shm.buffer)
   words[0] = 0xc0ffee
-  const child = spawnSync(process.execPath, ['cjs.cjs', name], { encoding: 'utf8', timeout: 60_000 })
+  const node = process.env.SHMKIT_NODE ?? process.execPath
+  const child = spawnSync(node, ['cjs.cjs', name], { encoding: 'utf8', timeout: 60_000 })
   assert.equal(child.status, 0, child.stderr)
   assert.equal(words[1], 0xbeef)
   assert.equal(shm.kind, 'named')
@@ -109,7 +125,7 @@ try {
   shm.close()
   SharedMemory.unlink(name)
 }
-console.log('esm: ok (' + entry + ')')
+console.log('esm: ok in ' + runtime + ' (' + entry + ')')
 `,
   // CJS: with a name, opens it, checks the ESM program's word and answers; alone, maps anonymous memory.
   'cjs.cjs': `const assert = require('node:assert/strict')
@@ -131,7 +147,8 @@ if (name) {
   assert.equal(bytes.length, 0)
   const binaryPackage = require.resolve('${platformPackage}')
   assert(binaryPackage.startsWith(__dirname + '/node_modules/${platformPackage}/'), binaryPackage)
-  console.log('cjs: ok (' + require.resolve('shmkit') + ', ' + binaryPackage + ')')
+  const runtime = process.versions.bun ? 'bun' : process.versions.deno ? 'deno' : 'node'
+  console.log('cjs: ok in ' + runtime + ' (' + require.resolve('shmkit') + ', ' + binaryPackage + ')')
 }
 `,
   // TypeScript: the installed declarations are found and checked, and they reject a wrong call.
@@ -174,7 +191,13 @@ assert.throws(() => require('shmkit'), (error) => {
   assert(error.message.includes('${platformPackage}'), error.message)
   return true
 })
-console.log('missing binary: ok (ERR_SHM_UNSUPPORTED_PLATFORM)')
+import('shmkit').then(
+  () => assert.fail('import() loaded without its binary'),
+  (error) => {
+    assert.equal(error.code, 'ERR_SHM_UNSUPPORTED_PLATFORM')
+    console.log('missing binary: ok (ERR_SHM_UNSUPPORTED_PLATFORM from require() and import())')
+  },
+)
 `,
 }
 
@@ -259,6 +282,13 @@ function main() {
     run(process.execPath, ['esm.mjs'], { cwd: project, env })
     step('run a CJS program')
     run(process.execPath, ['cjs.cjs'], { cwd: project, env })
+    for (const runtime of ['bun', 'deno']) {
+      const binary = runtimeBinary(runtime)
+      const args = runtime === 'deno' ? ['run', '--allow-all'] : []
+      step(`${runtime} ${RUNTIMES[runtime].version}: the ESM program (with a Node peer) and the CJS program`)
+      run(binary, [...args, 'esm.mjs'], { cwd: project, env: { ...env, SHMKIT_NODE: process.execPath } })
+      run(binary, [...args, 'cjs.cjs'], { cwd: project, env })
+    }
     step('type-check a TypeScript program against the installed declarations')
     run(process.execPath, [join(project, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], {
       cwd: project,

@@ -126,6 +126,18 @@ fn workers_in_report(env: &Env) -> Result<usize> {
   Ok(length as usize)
 }
 
+/// The runtime when it is not Node.js (Bun and Deno run Node-API addons but cannot fork).
+fn other_runtime(env: &Env) -> Result<Option<String>> {
+  let process: Object = global(env, "process")?;
+  let versions: Object = process.get_named_property("versions")?;
+  for name in ["bun", "deno"] {
+    if let Some(version) = versions.get_named_property::<Option<String>>(name)? {
+      return Ok(Some(format!("{}{} {version}", name[..1].to_uppercase(), &name[1..])));
+    }
+  }
+  Ok(None)
+}
+
 /// Whether `process.execArgv` holds `--single-threaded` (V8 also accepts underscores).
 fn single_threaded(env: &Env) -> Result<bool> {
   let process: Object = global(env, "process")?;
@@ -167,6 +179,12 @@ fn external_buffers_allowed(env: &Env) -> bool {
 
 /// Every precondition that does not hold, as an instruction to the user.
 fn unsafe_reasons(env: &Env) -> Result<Vec<String>> {
+  if let Some(runtime) = other_runtime(env)? {
+    return Ok(vec![format!(
+      "fork() runs in Node.js only, not in {runtime}; share memory with a spawned process instead \
+       (shareWith with a memfd or named region)"
+    )]);
+  }
   let mut reasons = Vec::new();
   match HOST.get() {
     Some(Ok(_)) => {}

@@ -37,6 +37,8 @@ export interface ShmSystemError extends Error {
 export interface SharedMemory extends Disposable {}
 export interface RobustMutex extends Disposable {}
 export interface Semaphore extends Disposable {}
+// `for await (const message of channel)` receives until the end of the stream.
+export interface Channel extends AsyncIterable<any> {}
 
 export type TypedArray =
   | Int8Array
@@ -145,6 +147,23 @@ export declare class Channel {
   tryReceiveView(): Uint8Array | undefined
   /** As `receiveSync`, without a copy: see `tryReceiveView`. */
   receiveViewSync(options?: ChannelWaitOptions | undefined | null): Uint8Array | undefined
+  /**
+   * Sends a message without blocking: resolves `true` once it is in the channel, `false`
+   * if `options.timeout` milliseconds passed while the channel stayed full. Rejects with
+   * `ERR_SHM_CLOSED` once the channel is closed and with an `AbortError` when
+   * `options.signal` aborts first. The bytes are copied at the call, so the caller may
+   * reuse its buffer at once. A pending send keeps the process alive.
+   */
+  send(data: string | ArrayBufferView | ArrayBuffer | unknown, options?: ChannelAsyncOptions | undefined | null): Promise<boolean>
+  /**
+   * The next message without blocking: resolves with it (a copy, or the value in object
+   * mode), or `undefined` when `options.timeout` milliseconds pass first or the stream
+   * ended (then `ended` is `true`). Rejects with an `AbortError` when `options.signal`
+   * aborts first. Releases this handle's view. A wake from another process lands in the
+   * event loop without a thread in between where the kernel allows (see `waitAsync`).
+   * `for await (const message of channel)` receives until the end of the stream.
+   */
+  receive(options?: ChannelAsyncOptions | undefined | null): Promise<Uint8Array | any | undefined>
   /**
    * Ends the stream for everyone: sends throw `ERR_SHM_CLOSED` from now on, and receivers
    * get every message sent before, then the end. Also releases this handle's view.
@@ -498,6 +517,20 @@ export declare class SharedMemory {
    * redeemed, throws `ERR_SHM_INVALID_TOKEN`.
    */
   static from(token: SharedMemoryToken): SharedMemory
+}
+
+/** Options for the async `send` and `receive`. */
+export interface ChannelAsyncOptions {
+  /**
+   * The longest to wait, in milliseconds (fractions allowed). `0` tries once; `Infinity`
+   * or absent waits as long as it takes.
+   */
+  timeout?: number
+  /**
+   * Aborting it rejects the pending operation with an `AbortError` (`code` `'ABORT_ERR'`,
+   * `cause` the signal's reason), unless it already completed.
+   */
+  signal?: AbortSignal
 }
 
 /** Options for `Channel.init`. */

@@ -49,6 +49,13 @@ const INSPECTED = {
     offset: (mutex) => mutex.offset,
     closed: (mutex) => mutex.closed,
   },
+  Channel: {
+    capacity: (channel) => channel.capacity,
+    maxMessageSize: (channel) => channel.maxMessageSize,
+    objectMode: (channel) => channel.objectMode,
+    closed: (channel) => channel.closed,
+    ended: (channel) => channel.ended,
+  },
   ForkedChild: {
     pid: (child) => child.pid,
     // tryWait() reaps a child that has ended, as any wait does; its status stays readable.

@@ -8,6 +8,7 @@ import { createRequire } from 'node:module'
 const shmkit = createRequire(import.meta.url)('./index.js')
 
 export const {
+  Channel,
   ForkedChild,
   ROBUST_MUTEX_SIZE,
   RobustMutex,
@@ -21,7 +22,11 @@ export const {
   fork,
   getpid,
   inherited,
+  notify,
   shareWith,
+  wait,
+  waitAsync,
+  waitMechanism,
 } = shmkit
 
 export default shmkit

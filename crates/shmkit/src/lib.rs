@@ -24,8 +24,8 @@
 //! front).
 //!
 //! To take turns: [`Semaphore`], named (`sem_open`) or placed inside a region
-//! (`sem_init(pshared = 1)`); [`RobustMutex`], a `pthread_mutex_t` inside a region that reports
-//! a holder that died ([`Lock::OwnerDied`]). [`fork`] runs a closure in a child process and
+//! (`sem_init(pshared = 1)`); [`RobustMutex`], shmkit's own futex lock word inside a region that
+//! reports a holder that died ([`Lock::OwnerDied`]). [`fork`] runs a closure in a child process and
 //! returns a [`Child`] to wait for. [`list`] and [`remove_unused`] find and remove stale names.
 //!
 //! ## Examples
@@ -111,11 +111,11 @@
 //! # Ok::<(), shmkit::Error>(())
 //! ```
 //!
-//! A robust mutex (Linux with glibc): a holder that dies is reported to the next locker,
-//! which repairs the data and marks the mutex consistent.
+//! A robust mutex: a holder that dies is reported to the next locker, which repairs the data
+//! and marks the mutex consistent.
 //!
 //! ```
-//! # #[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))] {
+//! # #[cfg(any(target_os = "linux", target_os = "macos"))] {
 //! use std::sync::Arc;
 //! use shmkit::{fork, Lock, Region, RobustMutex};
 //!
@@ -238,7 +238,7 @@
 //! | `/dev/zero` regions | yes | [`ErrorKind::Unsupported`] |
 //! | named semaphores | yes | yes (timed waits poll; the umask narrows the mode) |
 //! | semaphores in a region | yes | [`ErrorKind::Unsupported`] |
-//! | [`RobustMutex`] | glibc, 64-bit | [`ErrorKind::Unsupported`] |
+//! | [`RobustMutex`] | yes (glibc and musl) | yes (dead holders found by polling) |
 //! | [`list`], [`remove_unused`] | yes (`/dev/shm`) | [`ErrorKind::Unsupported`] |
 //!
 //! Names follow the strictest platform everywhere: at most [`MAX_NAME_LEN`] (30) bytes,

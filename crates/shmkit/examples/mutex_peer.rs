@@ -56,7 +56,7 @@ fn main() -> shmkit::Result<()> {
 }
 
 fn churn(mutex: &RobustMutex, stop: &std::sync::atomic::AtomicU32) {
-  let mut seed = u64::from(std::process::id()) * 0x9E37_79B9_7F4A_7C15 | 1;
+  let mut seed = (u64::from(std::process::id()) * 0x9E37_79B9_7F4A_7C15) | 1;
   let mut random = move |below: u64| {
     seed ^= seed << 13;
     seed ^= seed >> 7;

@@ -367,6 +367,15 @@ impl RobustMutex {
   }
 }
 
+impl Drop for RobustMutex {
+  /// Never unlocks (the lock belongs to the thread, not to this handle). Forgets this
+  /// thread's records of mutexes it no longer holds (their bytes overwritten, say), so their
+  /// regions are not kept mapped any longer.
+  fn drop(&mut self) {
+    held::prune();
+  }
+}
+
 fn words(region: &Region, offset: usize) -> Result<Words<'_>> {
   Ok(Words {
     state: region.atomic_u32(offset + STATE)?,
@@ -502,6 +511,14 @@ mod held {
 
   pub(super) fn acquired(region: &Arc<Region>, offset: usize) {
     with(|thread| thread.held.push((region.clone(), offset)));
+  }
+
+  /// Forgets the mutexes this thread no longer holds.
+  pub(super) fn prune() {
+    with(|thread| {
+      let me = thread.me;
+      thread.held.retain(|(r, o)| still_mine(me, r, *o));
+    });
   }
 
   /// Forgets `region`/`offset` and any record of a mutex this thread no longer holds.

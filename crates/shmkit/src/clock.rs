@@ -1,4 +1,4 @@
-//! Deadlines for the POSIX timed waits (`sem_timedwait`, `pthread_mutex_timedlock`), which
+//! Deadlines for the POSIX timed waits (`sem_timedwait`), which
 //! take an absolute `CLOCK_REALTIME` time.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -461,14 +461,37 @@ fn check_placement(region: &Region, offset: usize) -> Result<()> {
 /// The calling thread's identity and the mutexes it holds. The record keeps their regions
 /// mapped, and its destructor (at thread exit) marks those still held as owner-died.
 mod held {
+  use std::sync::atomic::AtomicU32;
+  use std::sync::Once;
+
   use super::{words, Arc, Error, ErrorKind, Me, Ordering, RefCell, Region, Result, OWNER_DIED};
   use crate::futex;
 
   #[derive(Default)]
   struct Thread {
-    /// `None` until first asked, and again in a forked child (another thread, another pid).
+    /// `None` until first asked.
     me: Option<Me>,
+    /// [`FORKS`] when `me` was found: a forked child is another thread in another process.
+    forks: u32,
     held: Vec<(Arc<Region>, usize)>,
+  }
+
+  /// Bumped in every child of `fork` (a `pthread_atfork` handler): cheaper to compare than
+  /// asking the kernel for the pid on every lock.
+  static FORKS: AtomicU32 = AtomicU32::new(0);
+
+  extern "C" fn forked() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+  }
+
+  fn forks() -> u32 {
+    static REGISTER: Once = Once::new();
+    REGISTER.call_once(|| {
+      // SAFETY: registers a child handler that only does an atomic add (async-signal-safe).
+      // A failure (ENOMEM) leaves forked children to recompute nothing; nothing unsafe.
+      unsafe { libc::pthread_atfork(None, None, Some(forked)) };
+    });
+    FORKS.load(Ordering::Relaxed)
   }
 
   impl Drop for Thread {
@@ -489,13 +512,15 @@ mod held {
   /// forked child forgets what its parent's thread held: it holds nothing, and is another
   /// thread (the regions are not unmapped: the child may still use them).
   pub(super) fn me() -> Result<Me> {
+    let forks = forks();
     let found = with(|thread| {
-      if thread.me.is_some_and(|me| me.pid != std::process::id()) {
+      if thread.me.is_some() && thread.forks != forks {
         thread.me = None;
         std::mem::forget(std::mem::take(&mut thread.held));
       }
       if thread.me.is_none() {
         thread.me = Some(super::sys::me()?);
+        thread.forks = forks;
       }
       Ok(thread.me)
     });

@@ -1,6 +1,8 @@
 // A C process of the mutex tests, written from docs/layout.md alone: it adds 1 to a shared
 // counter ROUNDS times under the RobustMutex that shmkit placed in a named segment.
 //   mutex_counter NAME MUTEX_OFFSET COUNTER_OFFSET ROUNDS lock|nolock
+// Start barrier: it adds 1 to the u32 at COUNTER_OFFSET + 64, then waits for the one at
+// COUNTER_OFFSET + 128 to be non-zero, so that all the processes count at the same time.
 // It takes part in the lock protocol fully (owner record included) but, to stay short, does
 // not check whether a holder died: it only waits in bounded slices.
 #define _GNU_SOURCE
@@ -24,7 +26,7 @@
 
 struct robust_mutex {
   _Atomic uint32_t state;    /* byte 0 */
-  uint32_t reserved0;        /* byte 4 */
+  _Atomic uint32_t sequence; /* byte 4: bumped by each new owner before the record */
   _Atomic uint32_t pid;      /* byte 8 */
   _Atomic uint32_t tid;      /* byte 12 */
   _Atomic uint32_t start_lo; /* byte 16: field 22 of /proc/<pid>/task/<tid>/stat */
@@ -71,11 +73,13 @@ static int mutex_lock(struct robust_mutex *m) {
     if (owner == 0) {
       uint32_t mine = me_tid | (w & OWNER_DIED) | (slept ? WAITERS : 0);
       if (!atomic_compare_exchange_strong(&m->state, &w, mine)) continue;
-      /* Won: complete the owner record, then say so with RECORDED (unless taken over). */
-      atomic_store_explicit(&m->pid, me_pid, memory_order_relaxed);
-      atomic_store_explicit(&m->tid, me_tid, memory_order_relaxed);
-      atomic_store_explicit(&m->start_lo, (uint32_t)me_start, memory_order_relaxed);
-      atomic_store_explicit(&m->start_hi, (uint32_t)(me_start >> 32), memory_order_relaxed);
+      /* Won: bump the sequence, write the owner record, then say so with RECORDED (unless
+         taken over meanwhile). Sequentially consistent, as readers check the sequence. */
+      atomic_fetch_add(&m->sequence, 1);
+      atomic_store(&m->pid, me_pid);
+      atomic_store(&m->tid, me_tid);
+      atomic_store(&m->start_lo, (uint32_t)me_start);
+      atomic_store(&m->start_hi, (uint32_t)(me_start >> 32));
       uint32_t cur = mine;
       for (;;) {
         if ((cur & OWNER_MASK) != me_tid || (cur & RECORDED)) break; /* taken over: lost */
@@ -117,15 +121,20 @@ int main(int argc, char **argv) {
   if (base == MAP_FAILED) return perror("mmap"), 1;
   struct robust_mutex *m = (struct robust_mutex *)(base + atol(argv[2]));
   volatile uint32_t *counter = (volatile uint32_t *)(base + atol(argv[3]));
+  _Atomic uint32_t *ready = (_Atomic uint32_t *)(base + atol(argv[3]) + 64);
+  _Atomic uint32_t *go = (_Atomic uint32_t *)(base + atol(argv[3]) + 128);
   long rounds = atol(argv[4]);
   int locked = strcmp(argv[5], "nolock") != 0;
   me_pid = (uint32_t)getpid();
   me_tid = (uint32_t)syscall(SYS_gettid);
   me_start = start_time(me_pid, me_tid);
+  atomic_fetch_add(ready, 1);
+  while (atomic_load(go) == 0) {
+  }
   for (long i = 0; i < rounds; i++) {
     if (locked && mutex_lock(m) < 0) return fprintf(stderr, "not recoverable\n"), 1;
     uint32_t value = *counter;
-    for (volatile int spin = 0; spin < 64; spin++) {
+    for (volatile int spin = 0; spin < 200; spin++) {
     }
     *counter = value + 1;
     if (locked && mutex_unlock(m) < 0) return fprintf(stderr, "unlock: not the owner\n"), 1;

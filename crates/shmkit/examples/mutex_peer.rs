@@ -4,7 +4,8 @@
 //! ```text
 //! mutex_peer count NAME MUTEX_OFFSET COUNTER_OFFSET ROUNDS lock|nolock
 //!     adds 1 to the u32 at COUNTER_OFFSET, ROUNDS times, as a plain read and write, under
-//!     the mutex (or, as the control, without it); prints "done"
+//!     the mutex (or, as the control, without it); prints "done". Start barrier: adds 1 to
+//!     the u32 at COUNTER_OFFSET + 64, then waits for the one at + 128 to be non-zero
 //! mutex_peer churn NAME MUTEX_OFFSET STOP_OFFSET
 //!     locks and unlocks with random timeouts until the u32 at STOP_OFFSET is non-zero, while
 //!     another process scribbles over the mutex; prints a JSON report of what it saw
@@ -30,8 +31,14 @@ fn main() -> shmkit::Result<()> {
   let mutex = RobustMutex::at(region.clone(), arg(&args, 2))?;
   match args[0].as_str() {
     "count" => {
-      let counter = region.atomic_u32(arg(&args, 3))?;
+      let at: usize = arg(&args, 3);
+      let counter = region.atomic_u32(at)?;
       let rounds: u32 = arg(&args, 4);
+      region.atomic_u32(at + 64)?.fetch_add(1, Ordering::SeqCst);
+      let go = region.atomic_u32(at + 128)?;
+      while go.load(Ordering::SeqCst) == 0 {
+        std::hint::spin_loop();
+      }
       let locked = args.get(5).map(String::as_str) != Some("nolock");
       for _ in 0..rounds {
         if locked {
@@ -39,7 +46,7 @@ fn main() -> shmkit::Result<()> {
         }
         // A plain read-modify-write with a short pause inside: only the lock keeps it exact.
         let value = counter.load(Ordering::Relaxed);
-        for _ in 0..64 {
+        for _ in 0..200 {
           std::hint::spin_loop();
         }
         counter.store(value.wrapping_add(1), Ordering::Relaxed);
@@ -64,7 +71,7 @@ fn churn(mutex: &RobustMutex, stop: &std::sync::atomic::AtomicU32) {
     seed % below
   };
   let mut codes: BTreeMap<String, u32> = BTreeMap::new();
-  let (mut ops, mut locked, mut owner_died) = (0u32, 0u32, 0u32);
+  let (mut ops, mut locked, mut owner_died, mut timed_out, mut over_50ms) = (0u32, 0u32, 0u32, 0u32, 0u32);
   let mut worst = Duration::ZERO;
   while stop.load(Ordering::SeqCst) == 0 {
     ops += 1;
@@ -92,7 +99,10 @@ fn churn(mutex: &RobustMutex, stop: &std::sync::atomic::AtomicU32) {
       Ok(None) => {}
       Err(e) => {
         if e.kind() == ErrorKind::TimedOut {
-          worst = worst.max(start.elapsed().saturating_sub(timeout));
+          let overshoot = start.elapsed().saturating_sub(timeout);
+          timed_out += 1;
+          over_50ms += u32::from(overshoot > Duration::from_millis(50));
+          worst = worst.max(overshoot);
         }
         *codes.entry(e.code().unwrap_or_else(|| "UNTYPED".into())).or_default() += 1;
         if e.errno() == Some(shmkit::Errno::ENOTRECOVERABLE) {
@@ -103,7 +113,7 @@ fn churn(mutex: &RobustMutex, stop: &std::sync::atomic::AtomicU32) {
   }
   let codes: Vec<String> = codes.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
   println!(
-    "{{\"ops\":{ops},\"locked\":{locked},\"ownerDied\":{owner_died},\"maxOvershootMs\":{:.3},\"codes\":{{{}}}}}",
+    "{{\"ops\":{ops},\"locked\":{locked},\"ownerDied\":{owner_died},\"timedOut\":{timed_out},\"over50ms\":{over_50ms},\"maxOvershootMs\":{:.3},\"codes\":{{{}}}}}",
     worst.as_secs_f64() * 1e3,
     codes.join(",")
   );

@@ -65,8 +65,9 @@ const OWNER_MASK: u32 = RECORDED - 1;
 /// An owner field of all ones: the mutex is permanently unusable.
 const NOT_RECOVERABLE: u32 = OWNER_MASK;
 
-// Byte offsets of the owner record.
+// Byte offsets of the sequence and the owner record.
 const STATE: usize = 0;
+const SEQUENCE: usize = 4;
 const OWNER_PID: usize = 8;
 const OWNER_TID: usize = 12;
 const OWNER_START_LO: usize = 16;
@@ -94,6 +95,9 @@ pub struct RobustMutex {
 /// The words of one mutex, borrowed from its region.
 struct Words<'a> {
   state: &'a AtomicU32,
+  /// Bumped by each new owner before it writes the record, so that a reader can tell a
+  /// record read whole from one mixed from two owners'.
+  sequence: &'a AtomicU32,
   pid: &'a AtomicU32,
   tid: &'a AtomicU32,
   start_lo: &'a AtomicU32,
@@ -264,12 +268,15 @@ impl RobustMutex {
     {
       return None;
     }
-    words.pid.store(me.pid, Ordering::Relaxed);
-    words.tid.store(me.tid, Ordering::Relaxed);
+    // Sequentially consistent, like the reads in `owner_is_dead`: a reader that sees any of
+    // these stores also sees the sequence bumped before them.
+    words.sequence.fetch_add(1, Ordering::SeqCst);
+    words.pid.store(me.pid, Ordering::SeqCst);
+    words.tid.store(me.tid, Ordering::SeqCst);
     #[expect(clippy::cast_possible_truncation, reason = "the two halves of a u64")]
     {
-      words.start_lo.store(me.start as u32, Ordering::Relaxed);
-      words.start_hi.store((me.start >> 32) as u32, Ordering::Relaxed);
+      words.start_lo.store(me.start as u32, Ordering::SeqCst);
+      words.start_hi.store((me.start >> 32) as u32, Ordering::SeqCst);
     }
     let mut current = new;
     loop {
@@ -379,6 +386,7 @@ impl Drop for RobustMutex {
 fn words(region: &Region, offset: usize) -> Result<Words<'_>> {
   Ok(Words {
     state: region.atomic_u32(offset + STATE)?,
+    sequence: region.atomic_u32(offset + SEQUENCE)?,
     pid: region.atomic_u32(offset + OWNER_PID)?,
     tid: region.atomic_u32(offset + OWNER_TID)?,
     start_lo: region.atomic_u32(offset + OWNER_START_LO)?,

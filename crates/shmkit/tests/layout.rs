@@ -33,8 +33,9 @@ fn mutex_size_and_alignment_match_the_document() {
 }
 
 /// The mutex's bytes as docs/layout.md gives them: the lock word at 0 (owner thread id in
-/// bits 0..29, record-complete bit 29, owner-died bit 30, waiters bit 31), the owner's pid at
-/// 8, thread id at 12, start time at 16..24; nothing outside the 32 bytes is touched.
+/// bits 0..29, record-complete bit 29, owner-died bit 30, waiters bit 31), the sequence at 4,
+/// the owner's pid at 8, thread id at 12, start time at 16..24; nothing outside the 32 bytes
+/// is touched.
 #[cfg(target_os = "linux")]
 #[test]
 fn a_mutex_encodes_its_owner_as_the_document_says() {
@@ -55,6 +56,7 @@ fn a_mutex_encodes_its_owner_as_the_document_says() {
   // SAFETY: gettid takes no arguments and cannot fail.
   let tid = u32::try_from(unsafe { libc::syscall(libc::SYS_gettid) }).unwrap();
   assert_eq!(word(0), tid | (1 << 29), "owner tid, record complete, no waiters");
+  assert_eq!(word(4), 1, "the sequence, bumped by each new owner");
   assert_eq!(word(8), std::process::id());
   assert_eq!(word(12), tid);
   let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();

@@ -1,7 +1,8 @@
 // RobustMutex across real processes of three languages: Node.js (the binding), Rust (the
 // core, crates/shmkit/examples/mutex_peer.rs) and C (__test__/interop/mutex_counter.c, written
-// from docs/layout.md alone) take turns on one mutex with an exact count, and processes keep
-// locking while another scribbles random bytes over the mutex.
+// from docs/layout.md alone) take turns on one mutex with an exact count, and processes (spawned
+// Node, a child forked from Node, Rust) keep locking while another scribbles random bytes over
+// the mutex.
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { randomFillSync, randomInt } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -129,6 +130,15 @@ test.serial(
       hasCargo
         ? run(await rustPeerPath(), ['churn', name, '0', String(STOP)])
         : runNode(fixture('mutex-peer.mjs'), ['churn', name, '0', String(STOP)], { timeoutMs: 110_000 }),
+      // A child made by shmkit's fork() (Linux: a Node started --single-threaded).
+      runNode(
+        fixture('mutex-peer.mjs'),
+        [process.platform === 'linux' ? 'fork-churn' : 'churn', name, '0', String(STOP)],
+        {
+          timeoutMs: 110_000,
+          execArgv: ['--single-threaded'],
+        },
+      ),
     ]
     for (let round = 0; round < SCRIBBLE_ROUNDS; round++) {
       await new Promise((resolve) => setTimeout(resolve, randomInt(3)))

@@ -112,6 +112,45 @@ fn a_rust_thread_that_exits_holding_is_reported_at_once() {
 }
 
 #[test]
+fn abandoning_a_threads_locks_reports_them_as_owner_died() {
+  let mutex = Arc::new(shared_mutex());
+  mutex.lock().unwrap();
+  RobustMutex::abandon_thread_locks();
+  assert!(!mutex.is_held());
+  let other = mutex.clone();
+  let got = std::thread::spawn(move || {
+    let got = other.try_lock().unwrap();
+    other.make_consistent().unwrap();
+    other.unlock().unwrap();
+    got
+  })
+  .join()
+  .unwrap();
+  assert_eq!(got, Some(Lock::OwnerDied));
+  assert_eq!(mutex.lock().unwrap(), Lock::Acquired, "the thread goes on locking");
+  mutex.unlock().unwrap();
+}
+
+#[test]
+fn a_forked_child_holds_nothing_of_its_parent() {
+  let _lock = fork_lock();
+  let mutex = shared_mutex();
+  mutex.lock().unwrap();
+  // SAFETY: the child only queries and tries the lock.
+  let mut child = unsafe {
+    fork(|| {
+      let fine =
+        !mutex.is_held() && mutex.try_lock() == Ok(None) && mutex.unlock().unwrap_err().errno() == Some(Errno::EPERM);
+      i32::from(!fine)
+    })
+  }
+  .unwrap();
+  assert_eq!(child.wait().unwrap().code(), Some(0));
+  assert!(mutex.is_held());
+  mutex.unlock().unwrap();
+}
+
+#[test]
 fn dropping_handles_never_unlocks() {
   let _lock = fork_lock();
   let region = Arc::new(Region::anonymous(4096).unwrap());

@@ -691,15 +691,21 @@ mod sys {
   use super::{Me, Result, NOT_RECOVERABLE, OWNER_MASK};
   use crate::error::Error;
 
-  /// The process's start time in microseconds since the epoch (`proc_pidinfo`).
-  fn start_time(pid: u32) -> Option<u64> {
+  /// The process's start time in microseconds since the epoch and whether it is a zombie
+  /// (killed, not yet reaped), from `proc_pidinfo`.
+  fn process_info(pid: u32) -> Option<(u64, bool)> {
     let pid = libc::c_int::try_from(pid).ok()?;
     // SAFETY: proc_bsdinfo is plain integers and arrays, for which zero bytes are valid.
     let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
     let size = libc::c_int::try_from(std::mem::size_of::<libc::proc_bsdinfo>()).ok()?;
     // SAFETY: `info` is a writable buffer of `size` bytes for the PROC_PIDTBSDINFO flavour.
     let got = unsafe { libc::proc_pidinfo(pid, libc::PROC_PIDTBSDINFO, 0, (&raw mut info).cast(), size) };
-    (got == size).then(|| info.pbi_start_tvsec * 1_000_000 + info.pbi_start_tvusec)
+    (got == size).then(|| {
+      (
+        info.pbi_start_tvsec * 1_000_000 + info.pbi_start_tvusec,
+        info.pbi_status == libc::SZOMB,
+      )
+    })
   }
 
   pub(super) fn me() -> Result<Me> {
@@ -723,7 +729,7 @@ mod sys {
       id,
       pid,
       tid,
-      start: start_time(pid).unwrap_or(0),
+      start: process_info(pid).map_or(0, |(start, _)| start),
     })
   }
 
@@ -746,8 +752,8 @@ mod sys {
     if rc == -1 && Errno::last() == Errno::ESRCH {
       return false;
     }
-    match start_time(pid) {
-      Some(now) => start == 0 || now == start,
+    match process_info(pid) {
+      Some((now, zombie)) => !zombie && (start == 0 || now == start),
       None => Errno::last() != Errno::ESRCH,
     }
   }

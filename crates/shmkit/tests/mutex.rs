@@ -112,6 +112,21 @@ fn a_rust_thread_that_exits_holding_is_reported_at_once() {
 }
 
 #[test]
+fn a_thread_that_panics_holding_is_reported() {
+  let mutex = Arc::new(shared_mutex());
+  let holder = mutex.clone();
+  let ended = std::thread::spawn(move || {
+    holder.lock().unwrap();
+    panic!("mid-update"); // unwinds past the handle, which must not unlock
+  })
+  .join();
+  assert!(ended.is_err());
+  assert_eq!(mutex.try_lock().unwrap(), Some(Lock::OwnerDied));
+  mutex.make_consistent().unwrap();
+  mutex.unlock().unwrap();
+}
+
+#[test]
 fn abandoning_a_threads_locks_reports_them_as_owner_died() {
   let mutex = Arc::new(shared_mutex());
   mutex.lock().unwrap();

@@ -135,7 +135,8 @@ mod sys {
     let nanos = i128::from(now.tv_nsec) + i128::from(left.subsec_nanos());
     let secs = i128::from(now.tv_sec) + i128::from(left.as_secs()) + nanos / 1_000_000_000;
     let mut ts = now;
-    ts.tv_sec = secs.try_into().unwrap_or_else(|_| i32::MAX.into()); // 68 years of uptime
+    // (64-bit targets only: `libc::time_t` is deprecated on musl, so i64 names it.)
+    ts.tv_sec = secs.try_into().unwrap_or(i64::MAX);
     ts.tv_nsec = (nanos % 1_000_000_000).try_into().unwrap_or(0);
     ts
   }

@@ -46,6 +46,55 @@ pub enum Lock {
   OwnerDied,
 }
 
+/// What to do next in a [`RobustMutex::step`]-wise lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+  /// This thread holds the lock now.
+  Locked(Lock),
+  /// Wait (`futex` style) while the lock word at the mutex's offset holds `expected`, until
+  /// `until` at the latest (a slice: then the owner's liveness is checked), then step again.
+  Wait {
+    /// The lock word's value to wait on.
+    expected: u32,
+    /// When to step again even without a wake-up.
+    until: Instant,
+  },
+}
+
+/// The state of one attempt to take a [`RobustMutex`] by [`RobustMutex::step`].
+#[derive(Clone, Copy, Debug)]
+pub struct LockAttempt {
+  deadline: Option<Instant>,
+  /// Whether this attempt has waited: it then takes the lock with the waiters bit set, as
+  /// others may still be asleep.
+  slept: bool,
+  /// The busy word (waiters bit aside) last seen, and since when: an owner record that
+  /// stays incomplete for the grace period is a dead owner.
+  seen: Option<(u32, Instant)>,
+  /// Whether the owner's liveness is due: after each slice that passed without a wake-up
+  /// and at the deadline, not on every hand-over (reading `/proc` costs microseconds).
+  check_owner: bool,
+}
+
+impl LockAttempt {
+  /// A new attempt that gives up at `deadline` (`None`: never).
+  #[must_use]
+  pub fn new(deadline: Option<Instant>) -> Self {
+    Self {
+      deadline,
+      slept: false,
+      seen: None,
+      check_owner: false,
+    }
+  }
+
+  /// Reports how the wait asked for by [`Step::Wait`] ended.
+  pub fn waited(&mut self, outcome: futex::WaitOutcome) {
+    self.slept = true;
+    self.check_owner = outcome == futex::WaitOutcome::TimedOut;
+  }
+}
+
 /// Bytes a mutex occupies in a region (the same on every platform).
 pub const MUTEX_SIZE: usize = 32;
 /// Required alignment of a mutex's offset.
@@ -73,13 +122,13 @@ const OWNER_TID: usize = 12;
 const OWNER_START_LO: usize = 16;
 const OWNER_START_HI: usize = 20;
 
-/// Bytes a mutex occupies in a region ([`MUTEX_SIZE`]).
+/// Bytes a mutex occupies in a region: 32 on every platform.
 #[must_use]
 pub fn mutex_size() -> usize {
   MUTEX_SIZE
 }
 
-/// Required alignment of a mutex's offset ([`MUTEX_ALIGN`]; regions are page-aligned).
+/// Required alignment of a mutex's offset: 8 (regions are page-aligned).
 #[must_use]
 pub fn mutex_align() -> usize {
   MUTEX_ALIGN
@@ -168,15 +217,29 @@ impl RobustMutex {
   /// # Errors
   /// As [`RobustMutex::lock_timeout`].
   pub fn lock_until(&self, deadline: Option<Instant>) -> Result<Lock> {
+    let mut attempt = LockAttempt::new(deadline);
+    loop {
+      match self.step(&mut attempt)? {
+        Step::Locked(lock) => return Ok(lock),
+        Step::Wait { expected, until } => {
+          let outcome = futex::wait_until(self.words()?.state, expected, Some(until))?;
+          attempt.waited(outcome);
+        }
+      }
+    }
+  }
+
+  /// One step of taking the lock without blocking, for callers that wait their own way (an
+  /// event loop): [`Step::Locked`], or [`Step::Wait`] for the lock word to change from
+  /// `expected` until `until`, then [`LockAttempt::waited`] and another step. The thread
+  /// that takes the lock is the one that calls `step`.
+  ///
+  /// # Errors
+  /// As [`RobustMutex::lock_timeout`] ([`ErrorKind::TimedOut`] once the attempt's deadline
+  /// has passed).
+  pub fn step(&self, attempt: &mut LockAttempt) -> Result<Step> {
     let me = me()?;
     let words = self.words()?;
-    let mut slept = false;
-    // When the current owner (the busy word, waiters bit aside) was first seen: an owner
-    // record that stays incomplete for RECORD_GRACE is a dead owner.
-    let mut seen: Option<(u32, Instant)> = None;
-    // Liveness is checked after each slice that passes without a wake-up and at the
-    // deadline, not on every hand-over: reading /proc costs tens of microseconds.
-    let mut check_owner = false;
     loop {
       let word = words.state.load(Ordering::Acquire);
       let owner = word & OWNER_MASK;
@@ -184,27 +247,27 @@ impl RobustMutex {
         return Err(Error::os(Errno::ENOTRECOVERABLE, "mutex_lock"));
       }
       if owner == 0 {
-        let waiters = if slept { WAITERS } else { 0 };
+        let waiters = if attempt.slept { WAITERS } else { 0 };
         if let Some(lock) = self.take(&words, &me, word, me.id | (word & OWNER_DIED) | waiters) {
-          return Ok(lock);
+          return Ok(Step::Locked(lock));
         }
         continue;
       }
       if names(&words, word, &me) {
         return Err(Error::os(Errno::EDEADLK, "mutex_lock"));
       }
-      let first_seen = match seen {
+      let first_seen = match attempt.seen {
         Some((w, at)) if w == word & !WAITERS => at,
         _ => Instant::now(),
       };
-      seen = Some((word & !WAITERS, first_seen));
+      attempt.seen = Some((word & !WAITERS, first_seen));
       let now = Instant::now();
-      let late = deadline.is_some_and(|at| now >= at);
-      if check_owner || late {
-        check_owner = false;
+      let late = attempt.deadline.is_some_and(|at| now >= at);
+      if attempt.check_owner || late {
+        attempt.check_owner = false;
         if owner_is_dead(&words, word, first_seen) {
           if let Some(lock) = self.take(&words, &me, word, me.id | OWNER_DIED | (word & WAITERS)) {
-            return Ok(lock);
+            return Ok(Step::Locked(lock));
           }
           continue;
         }
@@ -221,10 +284,10 @@ impl RobustMutex {
         continue;
       }
       let slice_end = now + SLICE;
-      let until = deadline.map_or(slice_end, |at| at.min(slice_end));
-      let outcome = futex::wait_until(words.state, word | WAITERS, Some(until))?;
-      slept = true;
-      check_owner = outcome == futex::WaitOutcome::TimedOut;
+      return Ok(Step::Wait {
+        expected: word | WAITERS,
+        until: attempt.deadline.map_or(slice_end, |at| at.min(slice_end)),
+      });
     }
   }
 

@@ -1,6 +1,7 @@
 //! `RobustMutex`: a robust process-shared mutex inside a `SharedMemory` region.
 
 use std::cell::Cell;
+use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
 
@@ -39,7 +40,7 @@ pub const ROBUST_MUTEX_SIZE: u32 = 32;
 /// ```
 #[napi]
 pub struct RobustMutex {
-  inner: Option<shmkit::RobustMutex>,
+  inner: Option<Arc<shmkit::RobustMutex>>,
 }
 
 #[napi]
@@ -52,7 +53,7 @@ impl RobustMutex {
     let region = args::shared_memory(&env, memory, "memory")?.region(&env)?;
     let offset = args::offset(&env, offset, "offset")?;
     Ok(Self {
-      inner: Some(shmkit::RobustMutex::init_in(region, offset).js(&env)?),
+      inner: Some(Arc::new(shmkit::RobustMutex::init_in(region, offset).js(&env)?)),
     })
   }
 
@@ -63,11 +64,11 @@ impl RobustMutex {
     let region = args::shared_memory(&env, memory, "memory")?.region(&env)?;
     let offset = args::offset(&env, offset, "offset")?;
     Ok(Self {
-      inner: Some(shmkit::RobustMutex::at(region, offset).js(&env)?),
+      inner: Some(Arc::new(shmkit::RobustMutex::at(region, offset).js(&env)?)),
     })
   }
 
-  fn live(&self, env: &Env) -> Result<&shmkit::RobustMutex> {
+  fn live(&self, env: &Env) -> Result<&Arc<shmkit::RobustMutex>> {
     self.inner.as_ref().ok_or_else(|| closed(env, "RobustMutex"))
   }
 

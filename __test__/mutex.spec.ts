@@ -10,10 +10,13 @@ import test, { type ExecutionContext } from 'ava'
 import { ROBUST_MUTEX_SIZE, RobustMutex, SharedMemory } from '../index.js'
 import { fixture, runNode, uniqueName } from './helpers.js'
 
-/** Starts `mutex-peer.mjs <mode> <name> <offset>` and resolves once it says "locked". */
+/**
+ * Starts `mutex-peer.mjs <mode> <name> <offset>` and resolves once it says "locked"; `release()`
+ * tells it to die (or terminate its worker), noting the time at byte 1024.
+ */
 async function holder(t: ExecutionContext, mode: string, name: string, offset: number) {
   const child = spawn(process.execPath, [fixture('mutex-peer.mjs'), mode, name, String(offset)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['pipe', 'pipe', 'inherit'],
   })
   t.teardown(() => child.kill('SIGKILL'))
   let out = ''
@@ -24,7 +27,7 @@ async function holder(t: ExecutionContext, mode: string, name: string, offset: n
     if (Date.now() > deadline) throw new Error('holder never locked')
     await new Promise((resolve) => setTimeout(resolve, 5))
   }
-  return { child, output: () => out }
+  return { child, output: () => out, release: () => child.stdin!.write('go\n') }
 }
 
 /** Milliseconds from the moment the holder noted (byte 1024) to now, on the monotonic clock. */
@@ -32,39 +35,45 @@ function msSinceNoted(shm: SharedMemory): number {
   return Number(process.hrtime.bigint() - new BigInt64Array(shm.buffer, 1024, 1)[0]) / 1e6
 }
 
-test('a holder killed by SIGKILL is reported as ownerDied to a blocked locker, and the state can be repaired', async (t) => {
-  const name = uniqueName(t)
-  using shm = SharedMemory.create(name, 4096)
-  using mutex = RobustMutex.init(shm, 0)
-  t.is(mutex.offset, 0)
-  t.is(ROBUST_MUTEX_SIZE, 32)
+// Serial: lockSync blocks this process's event loop, and the delays are measured.
+test.serial(
+  'a holder killed by SIGKILL is reported as ownerDied to a blocked locker, and the state can be repaired',
+  async (t) => {
+    const name = uniqueName(t)
+    using shm = SharedMemory.create(name, 4096)
+    using mutex = RobustMutex.init(shm, 0)
+    t.is(mutex.offset, 0)
+    t.is(ROBUST_MUTEX_SIZE, 32)
 
-  const { child } = await holder(t, 'hold-sigkill', name, 0)
-  t.is(mutex.tryLock(), null, 'held by the child')
-  // Blocks until the child kills itself (200 ms after "locked") and its death is noticed.
-  t.deepEqual(mutex.lockSync({ timeout: 30_000 }), { ownerDied: true })
-  const ms = msSinceNoted(shm)
-  t.log(`owner death (SIGKILL) reported after ${ms.toFixed(1)} ms`)
-  t.true(mutex.held)
-  const record = new Int32Array(shm.buffer)
-  t.is(record[64], 111, 'the half-written record is visible for repair')
-  record[64] = 0
-  mutex.markConsistent()
-  mutex.unlock()
-  t.false(mutex.held)
-  t.deepEqual(mutex.lockSync({ timeout: 10_000 }), { ownerDied: false }, 'back to normal')
-  mutex.unlock()
-  const [, signal] =
-    child.exitCode === null && child.signalCode === null ? await once(child, 'exit') : [0, child.signalCode]
-  t.is(signal, 'SIGKILL')
-})
+    const { child, release } = await holder(t, 'hold-sigkill', name, 0)
+    t.is(mutex.tryLock(), null, 'held by the child')
+    release()
+    // Blocks until the child has killed itself and its death is noticed.
+    t.deepEqual(mutex.lockSync({ timeout: 30_000 }), { ownerDied: true })
+    const ms = msSinceNoted(shm)
+    t.log(`owner death (SIGKILL) reported after ${ms.toFixed(1)} ms`)
+    t.true(mutex.held)
+    const record = new Int32Array(shm.buffer)
+    t.is(record[64], 111, 'the half-written record is visible for repair')
+    record[64] = 0
+    mutex.markConsistent()
+    mutex.unlock()
+    t.false(mutex.held)
+    t.deepEqual(mutex.lockSync({ timeout: 10_000 }), { ownerDied: false }, 'back to normal')
+    mutex.unlock()
+    const [, signal] =
+      child.exitCode === null && child.signalCode === null ? await once(child, 'exit') : [0, child.signalCode]
+    t.is(signal, 'SIGKILL')
+  },
+)
 
-test('a worker terminated while holding is reported as ownerDied while its process lives on', async (t) => {
+test.serial('a worker terminated while holding is reported as ownerDied while its process lives on', async (t) => {
   const name = uniqueName(t)
   using shm = SharedMemory.create(name, 4096)
   using mutex = RobustMutex.init(shm, 64)
-  const { child, output } = await holder(t, 'hold-worker', name, 64)
+  const { child, output, release } = await holder(t, 'hold-worker', name, 64)
   t.is(mutex.tryLock(), null, 'held by the worker')
+  release()
   t.deepEqual(mutex.lockSync({ timeout: 30_000 }), { ownerDied: true })
   const ms = msSinceNoted(shm)
   t.log(`owner death (worker.terminate()) reported after ${ms.toFixed(1)} ms`)
@@ -113,8 +122,10 @@ test('unlocking after ownerDied without markConsistent makes the mutex unrecover
   const name = uniqueName(t)
   using shm = SharedMemory.create(name, 4096)
   using mutex = RobustMutex.init(shm, 128)
-  const { child } = await holder(t, 'hold-sigkill', name, 128)
-  await once(child, 'exit')
+  const { child, release } = await holder(t, 'hold-sigkill', name, 128)
+  const exited = once(child, 'exit')
+  release()
+  await exited
   t.true(mutex.lockSync().ownerDied)
   mutex.unlock()
   for (const attempt of [() => mutex.lockSync(), () => mutex.lockSync({ timeout: 10 }), () => mutex.tryLock()]) {
@@ -204,22 +215,19 @@ test('a mutex keeps its region mapped after the SharedMemory handle closes', (t)
   mutex.unlock()
 })
 
-test('a timed lock gives up with ETIMEDOUT while another process holds it', async (t) => {
+test.serial('a timed lock gives up with ETIMEDOUT while another process holds it', async (t) => {
   const name = uniqueName(t)
   using shm = SharedMemory.create(name, 4096)
   using mutex = RobustMutex.init(shm, 0)
-  const child = spawn(process.execPath, [fixture('mutex-peer.mjs'), 'hold-worker', name, '0'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  t.teardown(() => child.kill('SIGKILL'))
-  await once(child.stdout!, 'data')
+  const { release } = await holder(t, 'hold-worker', name, 0)
   const start = performance.now()
   t.like(
     t.throws(() => mutex.lockSync({ timeout: 20 })),
     { code: 'ETIMEDOUT', syscall: 'mutex_lock' },
   )
   t.log(`lockSync({ timeout: 20 }) gave up after ${(performance.now() - start).toFixed(1)} ms`)
-  t.true(mutex.lockSync({ timeout: 30_000 }).ownerDied, 'the worker is terminated 200 ms after locking')
+  release()
+  t.true(mutex.lockSync({ timeout: 30_000 }).ownerDied, 'then its worker is terminated')
   mutex.markConsistent()
   mutex.unlock()
 })

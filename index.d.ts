@@ -204,13 +204,14 @@ export declare class ForkedChild {
 }
 
 /**
- * A robust, process-shared mutex (`PTHREAD_MUTEX_ROBUST`, `PTHREAD_PROCESS_SHARED`) living at
- * an offset inside a `SharedMemory` region, so every process that maps the region can use it.
+ * A robust, process-shared mutex living at an offset inside a `SharedMemory` region, so
+ * every process that maps the region can use it (and C or Rust programs too: the byte
+ * protocol is in docs/layout.md).
  *
- * If a process dies while holding it, the next `lockSync()` says so (`ownerDied: true`)
- * instead of hanging forever. Locks belong to the calling thread: lock and unlock from the
- * same thread. Locking it twice is `EDEADLK`, unlocking someone else's lock is `EPERM`.
- * Linux only (`ERR_SHM_UNSUPPORTED` on macOS, which has no robust mutexes).
+ * If the thread holding it dies (its process killed, its worker terminated), the next locker
+ * is told (`ownerDied: true`) instead of hanging forever. Locks belong to the calling thread:
+ * lock and unlock from the same thread. Locking it twice is `EDEADLK`, unlocking someone
+ * else's lock is `EPERM`. Closing or collecting a handle never unlocks.
  *
  * ```ts
  * const shm = SharedMemory.create('state', 4096)
@@ -229,25 +230,30 @@ export declare class RobustMutex {
   static at(memory: SharedMemory, offset: number): RobustMutex
   /**
    * Blocks this thread (and the event loop) until the lock is held, or until `timeout`
-   * milliseconds pass (then throws `ETIMEDOUT`). Keep critical sections short.
+   * milliseconds pass on the monotonic clock (then throws `ETIMEDOUT`). A holder that died
+   * is noticed within about 20 ms. Keep critical sections short.
    */
   lockSync(options?: { timeout?: number } | undefined | null): LockResult
-  /** Takes the lock if it is free; `null` if someone else holds it. */
+  /** Takes the lock if it is free (or its holder is dead); `null` if a live thread holds it. */
   tryLock(): LockResult | null
   /** Releases the lock (`EPERM` if this thread does not hold it). */
   unlock(): void
   /**
-   * After `ownerDied: true`: declares the protected data consistent again, so the mutex goes
-   * back to normal use when unlocked.
+   * After `ownerDied: true`, by the thread holding the lock: declares the protected data
+   * consistent again, so the mutex goes back to normal use when unlocked (`EPERM` from a
+   * thread that does not hold it, `EINVAL` when there is nothing to repair).
    */
   markConsistent(): void
+  /** `true` while this thread holds the lock (through any handle). */
+  get held(): boolean
   /** The mutex's offset inside its region. */
   get offset(): number
   /** `true` once `close()` has run. */
   get closed(): boolean
   /**
-   * Lets go of this handle. A lock this thread holds is released first; the mutex itself
-   * stays in the region for other processes. Idempotent.
+   * Lets go of this handle. It never unlocks: a lock this thread holds stays held (unlock it
+   * through another handle, or it is reported as `ownerDied` when the thread ends). The
+   * mutex itself stays in the region for other processes. Idempotent.
    */
   close(): void
 }
@@ -766,7 +772,10 @@ export interface OpenOptions {
   owner?: number | 'any'
 }
 
-/** Bytes a `RobustMutex` occupies in a region on this platform. */
+/**
+ * Bytes a `RobustMutex` occupies in a region (32 on every platform; offsets are multiples
+ * of 8). The byte protocol is in docs/layout.md.
+ */
 export declare const ROBUST_MUTEX_SIZE: number
 
 /** The alignment an in-region semaphore's offset needs (8 on 64-bit Linux). */

@@ -63,7 +63,10 @@ test.serial('thousands of random calls: no crash, only typed errors, nothing lef
         for (const token of s.tokens.splice(0)) s.handles.push(SharedMemory.from(token))
         for (const sem of s.semaphores) sem.close()
         await Promise.allSettled(s.waits)
-        for (const m of s.mutexes) m.close()
+        for (const m of s.mutexes) {
+          if (!m.closed && m.held) m.unlock() // close() never unlocks; a held lock keeps its region mapped
+          m.close()
+        }
         for (const h of s.handles) h.close()
         // Everything created under the prefix, pool names and junk-suffixed ones alike.
         for (const entry of shmEntries()) {

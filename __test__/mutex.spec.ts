@@ -1,57 +1,139 @@
-// Robust process-shared mutexes: a holder killed mid-update is reported to the next locker.
+// Robust process-shared mutexes: a holder that dies (killed, its worker terminated) is reported
+// to the next locker, handles never unlock, and misuse is a typed error.
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 
 import { ROBUST_MUTEX_SIZE, RobustMutex, SharedMemory } from '../index.js'
-import { fixture, uniqueName } from './helpers.js'
+import { fixture, runNode, uniqueName } from './helpers.js'
 
-async function holderKilledWhileLocked(t: import('ava').ExecutionContext, name: string, offset: number) {
-  const child = spawn(process.execPath, [fixture('mutex-holder.mjs'), name, String(offset)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
+/**
+ * Starts `mutex-peer.mjs <mode> <name> <offset>` and resolves once it says "locked"; `release()`
+ * tells it to die (or terminate its worker), noting the time at byte 1024.
+ */
+async function holder(t: ExecutionContext, mode: string, name: string, offset: number) {
+  const child = spawn(process.execPath, [fixture('mutex-peer.mjs'), mode, name, String(offset)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
   })
   t.teardown(() => child.kill('SIGKILL'))
-  const [line] = (await Promise.race([
-    once(child.stdout!, 'data'),
-    new Promise((_, reject) => setTimeout(() => reject(new Error('holder never locked')), 60_000)),
-  ])) as [Buffer]
-  t.is(line.toString().trim(), 'locked false')
-  child.kill('SIGKILL')
-  const [, signal] = await once(child, 'exit')
-  t.is(signal, 'SIGKILL')
+  let out = ''
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (out += chunk))
+  const deadline = Date.now() + 60_000
+  while (!out.includes('locked\n')) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`holder ended: ${out}`)
+    if (Date.now() > deadline) throw new Error('holder never locked')
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+  return { child, output: () => out, release: () => child.stdin!.write('go\n') }
 }
 
-test('a holder killed by SIGKILL is reported as ownerDied, and the state can be repaired', async (t) => {
+/** Milliseconds from the moment the holder noted (byte 1024) to now, on the monotonic clock. */
+function msSinceNoted(shm: SharedMemory): number {
+  return Number(process.hrtime.bigint() - new BigInt64Array(shm.buffer, 1024, 1)[0]) / 1e6
+}
+
+// Serial: lockSync blocks this process's event loop, and the delays are measured.
+test.serial(
+  'a holder killed by SIGKILL is reported as ownerDied to a blocked locker, and the state can be repaired',
+  async (t) => {
+    const name = uniqueName(t)
+    using shm = SharedMemory.create(name, 4096)
+    using mutex = RobustMutex.init(shm, 0)
+    t.is(mutex.offset, 0)
+    t.is(ROBUST_MUTEX_SIZE, 32)
+
+    const { child, release } = await holder(t, 'hold-sigkill', name, 0)
+    t.is(mutex.tryLock(), null, 'held by the child')
+    release()
+    // Blocks until the child has killed itself and its death is noticed.
+    t.deepEqual(mutex.lockSync({ timeout: 30_000 }), { ownerDied: true })
+    const ms = msSinceNoted(shm)
+    t.log(`owner death (SIGKILL) reported after ${ms.toFixed(1)} ms`)
+    t.true(mutex.held)
+    const record = new Int32Array(shm.buffer)
+    t.is(record[64], 111, 'the half-written record is visible for repair')
+    record[64] = 0
+    mutex.markConsistent()
+    mutex.unlock()
+    t.false(mutex.held)
+    t.deepEqual(mutex.lockSync({ timeout: 10_000 }), { ownerDied: false }, 'back to normal')
+    mutex.unlock()
+    const [, signal] =
+      child.exitCode === null && child.signalCode === null ? await once(child, 'exit') : [0, child.signalCode]
+    t.is(signal, 'SIGKILL')
+  },
+)
+
+test.serial('a worker terminated while holding is reported as ownerDied while its process lives on', async (t) => {
   const name = uniqueName(t)
   using shm = SharedMemory.create(name, 4096)
-  using mutex = RobustMutex.init(shm, 0)
-  t.is(mutex.offset, 0)
-  t.true(ROBUST_MUTEX_SIZE >= 24)
-
-  await holderKilledWhileLocked(t, name, 0)
-
-  t.is(mutex.tryLock()?.ownerDied, true, 'the next locker is told, and holds the lock')
-  const record = new Int32Array(shm.buffer)
-  t.is(record[64], 111, 'the half-written record is visible for repair')
-  record[64] = 0
+  using mutex = RobustMutex.init(shm, 64)
+  const { child, output, release } = await holder(t, 'hold-worker', name, 64)
+  t.is(mutex.tryLock(), null, 'held by the worker')
+  release()
+  t.deepEqual(mutex.lockSync({ timeout: 30_000 }), { ownerDied: true })
+  const ms = msSinceNoted(shm)
+  t.log(`owner death (worker.terminate()) reported after ${ms.toFixed(1)} ms`)
+  t.is(child.exitCode, null, 'the worker’s process is still running')
   mutex.markConsistent()
   mutex.unlock()
-  t.deepEqual(mutex.lockSync({ timeout: 10_000 }), { ownerDied: false }, 'back to normal')
-  mutex.unlock()
+  const deadline = Date.now() + 30_000
+  while (!output().includes('terminated') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5))
+  t.true(output().includes('terminated'))
+})
+
+test('closing and collecting other handles of a held mutex leaves it locked', async (t) => {
+  const name = uniqueName(t)
+  using shm = SharedMemory.create(name, 4096)
+  const a = RobustMutex.init(shm, 0)
+  t.deepEqual(a.lockSync(), { ownerDied: false })
+  RobustMutex.at(shm, 0).close()
+  const b = RobustMutex.at(shm, 0)
+  b[Symbol.dispose]()
+  t.true(b.closed)
+  ;(() => {
+    for (let i = 0; i < 100; i++) RobustMutex.at(shm, 0)
+  })()
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as () => void
+  for (let i = 0; i < 3; i++) gc()
+  await new Promise((resolve) => setImmediate(resolve))
+
+  const peer = await runNode(fixture('mutex-peer.mjs'), ['try', name, '0'])
+  t.is(peer.code, 0, peer.stderr)
+  t.is(peer.stdout.trim(), 'null', 'another process still finds it locked')
+  t.true(a.held)
+  a.close()
+  t.like(
+    t.throws(() => a.unlock()),
+    { code: 'ERR_SHM_CLOSED' },
+  )
+  const c = RobustMutex.at(shm, 0)
+  t.true(c.held, 'still held by this thread after its handle closed')
+  c.unlock()
+  const again = await runNode(fixture('mutex-peer.mjs'), ['try', name, '0'])
+  t.is(again.stdout.trim(), '{"ownerDied":false}')
 })
 
 test('unlocking after ownerDied without markConsistent makes the mutex unrecoverable', async (t) => {
   const name = uniqueName(t)
   using shm = SharedMemory.create(name, 4096)
   using mutex = RobustMutex.init(shm, 128)
-  await holderKilledWhileLocked(t, name, 128)
+  const { child, release } = await holder(t, 'hold-sigkill', name, 128)
+  const exited = once(child, 'exit')
+  release()
+  await exited
   t.true(mutex.lockSync().ownerDied)
   mutex.unlock()
-  t.like(
-    t.throws(() => mutex.lockSync()),
-    { code: 'ENOTRECOVERABLE', syscall: 'pthread_mutex_lock' },
-  )
+  for (const attempt of [() => mutex.lockSync(), () => mutex.lockSync({ timeout: 10 }), () => mutex.tryLock()]) {
+    t.like(t.throws(attempt), { code: 'ENOTRECOVERABLE' })
+  }
+  RobustMutex.init(shm, 128) // a new mutex in the same bytes
+  t.deepEqual(mutex.tryLock(), { ownerDied: false })
+  mutex.unlock()
 })
 
 test('misuse is an error, never a hang or a crash', (t) => {
@@ -60,6 +142,11 @@ test('misuse is an error, never a hang or a crash', (t) => {
   t.like(
     t.throws(() => mutex.unlock()),
     { code: 'EPERM' },
+  )
+  t.like(
+    t.throws(() => mutex.markConsistent()),
+    { code: 'EPERM' },
+    'only the holder repairs',
   )
   t.deepEqual(mutex.lockSync(), { ownerDied: false })
   t.like(
@@ -71,6 +158,11 @@ test('misuse is an error, never a hang or a crash', (t) => {
     { code: 'EDEADLK' },
     'already held by this thread',
   )
+  t.like(
+    t.throws(() => mutex.markConsistent()),
+    { code: 'EINVAL' },
+    'nothing to repair',
+  )
   mutex.unlock()
   t.like(
     t.throws(() => RobustMutex.init(shm, 4)),
@@ -78,6 +170,10 @@ test('misuse is an error, never a hang or a crash', (t) => {
   )
   t.like(
     t.throws(() => RobustMutex.init(shm, 4096)),
+    { code: 'ERR_OUT_OF_RANGE' },
+  )
+  t.like(
+    t.throws(() => RobustMutex.init(shm, 4096 - 24)),
     { code: 'ERR_OUT_OF_RANGE' },
   )
   t.like(
@@ -119,22 +215,19 @@ test('a mutex keeps its region mapped after the SharedMemory handle closes', (t)
   mutex.unlock()
 })
 
-test('a timed lock gives up with ETIMEDOUT while another process holds it', async (t) => {
+test.serial('a timed lock gives up with ETIMEDOUT while another process holds it', async (t) => {
   const name = uniqueName(t)
   using shm = SharedMemory.create(name, 4096)
   using mutex = RobustMutex.init(shm, 0)
-  const child = spawn(process.execPath, [fixture('mutex-holder.mjs'), name, '0'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  t.teardown(() => child.kill('SIGKILL'))
-  await once(child.stdout!, 'data')
+  const { release } = await holder(t, 'hold-worker', name, 0)
+  const start = performance.now()
   t.like(
     t.throws(() => mutex.lockSync({ timeout: 20 })),
-    { code: 'ETIMEDOUT' },
+    { code: 'ETIMEDOUT', syscall: 'mutex_lock' },
   )
-  child.kill('SIGKILL')
-  await once(child, 'exit')
-  t.true(mutex.lockSync({ timeout: 30_000 }).ownerDied)
+  t.log(`lockSync({ timeout: 20 }) gave up after ${(performance.now() - start).toFixed(1)} ms`)
+  release()
+  t.true(mutex.lockSync({ timeout: 30_000 }).ownerDied, 'then its worker is terminated')
   mutex.markConsistent()
   mutex.unlock()
 })

@@ -3,7 +3,7 @@
 // rounds, prints a table and writes bench/results.json (quick or partial runs: bench/results-quick.json).
 // See bench/README.md.
 //
-//   node bench/run.mjs [--quick] [--rounds N] [--only pp,bulk,life,fork,chan] [--no-build] [--out FILE]
+//   node bench/run.mjs [--quick] [--rounds N] [--only pp,bulk,life,mutex,fork,chan] [--no-build] [--out FILE]
 //
 // Each round starts every program afresh, in a fixed order, so a ratio is taken between two
 // measurements made minutes apart at most; the reported ratio is the median over the rounds
@@ -103,6 +103,8 @@ function plan() {
       steps.push(['life', `${kase} ${label}`, node, [join(here, 'lifecycle.mjs'), kase, label, String(size.lifeOps)]])
     }
   }
+  steps.push(['mutex', 'native', native, ['mutex', String(size.ppIters)]])
+  steps.push(['mutex', 'shmkit', node, [join(here, 'mutex.mjs'), String(size.ppIters)]])
   steps.push(['fork', 'native', native, ['fork', String(HEAP_MB), String(size.forkOps)]])
   steps.push([
     'fork',
@@ -180,6 +182,7 @@ function baselineOf(id) {
   if (id.startsWith('bulk.') && id !== 'bulk.native.memcpy') return 'bulk.native.memcpy'
   if ((m = /^life\.shmkit\.(.+\.(?:4k|1m))$/.exec(id))) return `life.native.${m[1]}`
   if ((m = /^(life\.\w+\..+\.(?:4k|1m))\.last10$/.exec(id))) return `${m[1]}.first10`
+  if ((m = /^mutex\.shmkit\.(.+)$/.exec(id))) return `mutex.native.${m[1]}`
   if ((m = /^fork\.shmkit\.(small|\d+m)$/.exec(id))) return `fork.native.${m[1]}`
   if ((m = /^fork\.native\.(\d+m)_scattered$/.exec(id))) return `fork.native.${m[1]}`
   if (/^chan\.\w+\.(?:\w+\.)?\dto1\.\w+_gbps$/.test(id)) return 'bulk.native.memcpy'

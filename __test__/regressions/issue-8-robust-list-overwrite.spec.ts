@@ -1,6 +1,7 @@
-// Found by the property test: glibc links the robust mutexes a thread holds through the mutexes'
+// Found by the property test: glibc linked the robust mutexes a thread holds through the mutexes'
 // own bytes, so overwriting a held mutex, or unmapping it, made the next unlock write through a
-// wild pointer (SIGSEGV). Each case runs in its own process so a regression shows as a crash.
+// wild pointer (SIGSEGV). RobustMutex no longer uses glibc's mutex, but the same misuse must
+// still be harmless. Each case runs in its own process so a regression shows as a crash.
 import test from 'ava'
 
 import { fixture, runNode } from '../helpers.js'

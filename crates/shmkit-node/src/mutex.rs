@@ -1,5 +1,8 @@
 //! `RobustMutex`: a robust process-shared mutex inside a `SharedMemory` region.
 
+use std::cell::Cell;
+use std::sync::Arc;
+
 use napi::bindgen_prelude::*;
 
 use crate::args;
@@ -14,22 +17,20 @@ pub struct LockResult {
   pub owner_died: bool,
 }
 
-/// Bytes a `RobustMutex` occupies in a region on this platform.
+/// Bytes a `RobustMutex` occupies in a region (32 on every platform; offsets are multiples
+/// of 8). The byte protocol is in docs/layout.md.
 #[cfg_attr(test, expect(dead_code, reason = "napi registers it with Node outside unit tests"))]
 #[napi]
-pub const ROBUST_MUTEX_SIZE: u32 = {
-  #[expect(clippy::cast_possible_truncation, reason = "a few dozen bytes")]
-  let size = std::mem::size_of::<libc::pthread_mutex_t>() as u32;
-  size
-};
+pub const ROBUST_MUTEX_SIZE: u32 = 32;
 
-/// A robust, process-shared mutex (`PTHREAD_MUTEX_ROBUST`, `PTHREAD_PROCESS_SHARED`) living at
-/// an offset inside a `SharedMemory` region, so every process that maps the region can use it.
+/// A robust, process-shared mutex living at an offset inside a `SharedMemory` region, so
+/// every process that maps the region can use it (and C or Rust programs too: the byte
+/// protocol is in docs/layout.md).
 ///
-/// If a process dies while holding it, the next `lockSync()` says so (`ownerDied: true`)
-/// instead of hanging forever. Locks belong to the calling thread: lock and unlock from the
-/// same thread. Locking it twice is `EDEADLK`, unlocking someone else's lock is `EPERM`.
-/// Linux only (`ERR_SHM_UNSUPPORTED` on macOS, which has no robust mutexes).
+/// If the thread holding it dies (its process killed, its worker terminated), the next locker
+/// is told (`ownerDied: true`) instead of hanging forever. Locks belong to the calling thread:
+/// lock and unlock from the same thread. Locking it twice is `EDEADLK`, unlocking someone
+/// else's lock is `EPERM`. Closing or collecting a handle never unlocks.
 ///
 /// ```ts
 /// const shm = SharedMemory.create('state', 4096)
@@ -39,7 +40,7 @@ pub const ROBUST_MUTEX_SIZE: u32 = {
 /// ```
 #[napi]
 pub struct RobustMutex {
-  inner: Option<shmkit::RobustMutex>,
+  inner: Option<Arc<shmkit::RobustMutex>>,
 }
 
 #[napi]
@@ -48,29 +49,32 @@ impl RobustMutex {
   /// once, before other processes attach with `RobustMutex.at`.
   #[napi(factory, ts_args_type = "memory: SharedMemory, offset: number")]
   pub fn init(env: Env, memory: Unknown, offset: Unknown) -> Result<Self> {
+    abandon_on_teardown(&env)?;
     let region = args::shared_memory(&env, memory, "memory")?.region(&env)?;
     let offset = args::offset(&env, offset, "offset")?;
     Ok(Self {
-      inner: Some(shmkit::RobustMutex::init_in(region, offset).js(&env)?),
+      inner: Some(Arc::new(shmkit::RobustMutex::init_in(region, offset).js(&env)?)),
     })
   }
 
   /// Attaches to the mutex another process initialised at `offset` inside `memory`.
   #[napi(factory, ts_args_type = "memory: SharedMemory, offset: number")]
   pub fn at(env: Env, memory: Unknown, offset: Unknown) -> Result<Self> {
+    abandon_on_teardown(&env)?;
     let region = args::shared_memory(&env, memory, "memory")?.region(&env)?;
     let offset = args::offset(&env, offset, "offset")?;
     Ok(Self {
-      inner: Some(shmkit::RobustMutex::at(region, offset).js(&env)?),
+      inner: Some(Arc::new(shmkit::RobustMutex::at(region, offset).js(&env)?)),
     })
   }
 
-  fn live(&self, env: &Env) -> Result<&shmkit::RobustMutex> {
+  fn live(&self, env: &Env) -> Result<&Arc<shmkit::RobustMutex>> {
     self.inner.as_ref().ok_or_else(|| closed(env, "RobustMutex"))
   }
 
   /// Blocks this thread (and the event loop) until the lock is held, or until `timeout`
-  /// milliseconds pass (then throws `ETIMEDOUT`). Keep critical sections short.
+  /// milliseconds pass on the monotonic clock (then throws `ETIMEDOUT`). A holder that died
+  /// is noticed within about 20 ms. Keep critical sections short.
   #[napi(ts_args_type = "options?: { timeout?: number } | undefined | null")]
   pub fn lock_sync(&self, env: Env, options: Option<Unknown>) -> Result<LockResult> {
     let options = args::options(&env, options, "options")?;
@@ -86,7 +90,7 @@ impl RobustMutex {
     })
   }
 
-  /// Takes the lock if it is free; `null` if someone else holds it.
+  /// Takes the lock if it is free (or its holder is dead); `null` if a live thread holds it.
   #[napi]
   pub fn try_lock(&self, env: Env) -> Result<Option<LockResult>> {
     let lock = self.live(&env)?.try_lock().js(&env)?;
@@ -101,11 +105,18 @@ impl RobustMutex {
     self.live(&env)?.unlock().js(&env)
   }
 
-  /// After `ownerDied: true`: declares the protected data consistent again, so the mutex goes
-  /// back to normal use when unlocked.
+  /// After `ownerDied: true`, by the thread holding the lock: declares the protected data
+  /// consistent again, so the mutex goes back to normal use when unlocked (`EPERM` from a
+  /// thread that does not hold it, `EINVAL` when there is nothing to repair).
   #[napi]
   pub fn mark_consistent(&self, env: Env) -> Result<()> {
     self.live(&env)?.make_consistent().js(&env)
+  }
+
+  /// `true` while this thread holds the lock (through any handle).
+  #[napi(getter)]
+  pub fn held(&self, env: Env) -> Result<bool> {
+    Ok(self.live(&env)?.is_held())
   }
 
   /// The mutex's offset inside its region.
@@ -121,10 +132,30 @@ impl RobustMutex {
     self.inner.is_none()
   }
 
-  /// Lets go of this handle. A lock this thread holds is released first; the mutex itself
-  /// stays in the region for other processes. Idempotent.
+  /// Lets go of this handle. It never unlocks: a lock this thread holds stays held (unlock it
+  /// through another handle, or it is reported as `ownerDied` when the thread ends). The
+  /// mutex itself stays in the region for other processes. Idempotent.
   #[napi]
   pub fn close(&mut self) {
     self.inner = None;
   }
+}
+
+thread_local! {
+  /// Whether this JS thread's env has the teardown hook (one env per JS thread).
+  static HOOKED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A worker's env can be torn down (`worker.terminate()`) without its locks being unlocked:
+/// the hook marks the locks this thread still holds as owner-died and wakes their waiters,
+/// as a thread that exits does.
+fn abandon_on_teardown(env: &Env) -> Result<()> {
+  if !HOOKED.get() {
+    env.add_env_cleanup_hook((), |()| {
+      shmkit::RobustMutex::abandon_thread_locks();
+      HOOKED.set(false);
+    })?;
+    HOOKED.set(true);
+  }
+  Ok(())
 }

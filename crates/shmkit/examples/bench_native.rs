@@ -28,7 +28,7 @@ use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
 use nix::time::{clock_gettime, ClockId};
 #[cfg(target_os = "linux")]
 use nix::unistd::Pid;
-use shmkit::{fork, unique_name, unlink, MapOptions, Region, Semaphore};
+use shmkit::{fork, unique_name, unlink, MapOptions, Region, RobustMutex, Semaphore};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -132,6 +132,61 @@ fn pingpong_sem(iters: usize, warm: usize, child_cpu: usize) -> Result<f64> {
   check_child(child, "pingpong sem")?;
   pin(None)?;
   Ok(micros(elapsed, iters))
+}
+
+/// One `RobustMutex` lock + unlock with nobody else around, µs.
+fn mutex_uncontended(iters: usize) -> Result<f64> {
+  let mutex = RobustMutex::init_in(Arc::new(Region::anonymous(4096)?), 0)?;
+  for _ in 0..iters / 10 {
+    mutex.lock()?;
+    mutex.unlock()?;
+  }
+  let start = Instant::now();
+  for _ in 0..iters {
+    mutex.lock()?;
+    mutex.unlock()?;
+  }
+  Ok(micros(start.elapsed(), iters))
+}
+
+/// Two processes on different CPUs each take and release one `RobustMutex` `iters` times
+/// (adding to a counter inside): µs per lock + unlock, over both.
+fn mutex_contended(iters: usize) -> Result<f64> {
+  let region = Arc::new(Region::anonymous(4096)?);
+  let mutex = RobustMutex::init_in(region.clone(), 0)?;
+  let counter = word32(&region, 64);
+  let go = word32(&region, 128);
+  let work = || -> shmkit::Result<()> {
+    for _ in 0..iters {
+      mutex.lock()?;
+      counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+      mutex.unlock()?;
+    }
+    Ok(())
+  };
+  pin(Some(0))?;
+  // SAFETY: this program is single-threaded.
+  let child = unsafe {
+    fork(|| {
+      if pin(Some(1)).is_err() {
+        return 2;
+      }
+      while go.load(Ordering::Acquire) == 0 {
+        std::hint::spin_loop();
+      }
+      i32::from(work().is_err())
+    })
+  }?;
+  let start = Instant::now();
+  go.store(1, Ordering::Release);
+  work()?;
+  check_child(child, "mutex contended")?;
+  let elapsed = start.elapsed();
+  pin(None)?;
+  if counter.load(Ordering::SeqCst) as usize != 2 * iters {
+    return Err("mutex contended: the count is off".into());
+  }
+  Ok(micros(elapsed, 2 * iters))
 }
 
 /// Round trips by spinning on one shared word: the parent writes odd turns, the child even.
@@ -405,6 +460,11 @@ fn main() -> Result<()> {
       result("bulk.native.copyout", bulk_copyout(size, reps)?, "GB/s");
     }
     Some("lifecycle") => lifecycle(arg(&args, 2, 10_000)?)?,
+    Some("mutex") => {
+      let iters = arg(&args, 2, 100_000)?;
+      result("mutex.native.uncontended", mutex_uncontended(iters)?, "us");
+      result("mutex.native.contended.diff", mutex_contended(iters)?, "us");
+    }
     Some("fork") => {
       let heap_mb = arg(&args, 2, 50)?;
       let ops = arg(&args, 3, 100)?;
@@ -416,7 +476,7 @@ fn main() -> Result<()> {
         "us",
       );
     }
-    _ => return Err("usage: bench_native pingpong|bulk|lifecycle|fork [args]".into()),
+    _ => return Err("usage: bench_native pingpong|bulk|lifecycle|mutex|fork [args]".into()),
   }
   Ok(())
 }

@@ -25,8 +25,8 @@
 //!
 //! To take turns: [`Semaphore`], named or placed inside a region, on glibc's `sem_t` bytes
 //! with shmkit's own wait/wake ([`futex`] on a shared word, which any protocol can use);
-//! [`RobustMutex`], a `pthread_mutex_t` inside a region that reports
-//! a holder that died ([`Lock::OwnerDied`]). [`fork`] runs a closure in a child process and
+//! [`RobustMutex`], shmkit's own futex lock word inside a region that
+//! reports a holder that died ([`Lock::OwnerDied`]). [`fork`] runs a closure in a child process and
 //! returns a [`Child`] to wait for. [`list`] and [`remove_unused`] find and remove stale names.
 //! To pass messages: [`Channel`], a bounded queue in a region for many senders and receivers,
 //! that survives any of them being killed mid-message.
@@ -114,11 +114,11 @@
 //! # Ok::<(), shmkit::Error>(())
 //! ```
 //!
-//! A robust mutex (Linux with glibc): a holder that dies is reported to the next locker,
-//! which repairs the data and marks the mutex consistent.
+//! A robust mutex: a holder that dies is reported to the next locker, which repairs the data
+//! and marks the mutex consistent.
 //!
 //! ```
-//! # #[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))] {
+//! # #[cfg(any(target_os = "linux", target_os = "macos"))] {
 //! use std::sync::Arc;
 //! use shmkit::{fork, Lock, Region, RobustMutex};
 //!
@@ -248,7 +248,7 @@
 //! | named semaphores | yes (`/dev/shm/sem.NAME`, also with musl) | yes (kernel `sem_open`: timed waits poll; the umask narrows the mode) |
 //! | semaphores in a region | yes | yes |
 //! | [`futex`] wait/wake on a shared word | yes | yes (`os_sync_wait_on_address`, else `__ulock`) |
-//! | [`RobustMutex`] | glibc, 64-bit | [`ErrorKind::Unsupported`] |
+//! | [`RobustMutex`] | yes (glibc and musl) | yes (dead holders found by polling) |
 //! | [`list`], [`remove_unused`] | yes (`/dev/shm`) | [`ErrorKind::Unsupported`] |
 //!
 //! Names follow the strictest platform everywhere: at most [`MAX_NAME_LEN`] (30) bytes,
@@ -266,8 +266,6 @@ mod anon;
 mod blocking_write;
 mod channel;
 pub mod child_setup;
-#[cfg(target_os = "linux")]
-mod clock;
 mod condvar_got;
 mod dev_zero;
 mod dontfork;
@@ -295,7 +293,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use futex::WaitOutcome;
 pub use host_fork::HostFork;
 pub use inventory::{list, remove_unused, ObjectInfo, ObjectKind};
-pub use mutex::{mutex_align, mutex_size, Lock, RobustMutex};
+pub use mutex::{mutex_align, mutex_size, Lock, LockAttempt, RobustMutex, Step};
 pub use name::{unique_name, ObjectName, MAX_NAME_LEN};
 pub use nix::errno::Errno;
 pub use nix::sys::signal::Signal;

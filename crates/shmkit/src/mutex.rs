@@ -1,26 +1,39 @@
-//! A robust, process-shared mutex placed inside a [`Region`]: `pthread_mutex_t` with
-//! `PTHREAD_PROCESS_SHARED` and `PTHREAD_MUTEX_ROBUST`. See `pthread_mutexattr_setrobust(3)`.
+//! A robust, process-shared mutex placed inside a [`Region`]: shmkit's own lock word on
+//! [`crate::futex`], whose byte protocol is written down in `docs/layout.md` so that C or any
+//! other language can take part.
 //!
-//! When a process dies holding the lock, the kernel marks it; the next locker is told
-//! ([`Lock::OwnerDied`]), holds the lock, and decides whether the protected data is usable:
-//! [`RobustMutex::make_consistent`] then [`RobustMutex::unlock`] repairs it, while unlocking
-//! without repairing leaves it permanently unusable (`ENOTRECOVERABLE`), so nobody silently
-//! trusts half-written data. It is also error-checking: locking it twice from one thread is
-//! `EDEADLK` instead of a hang, and unlocking someone else's lock is `EPERM`.
+//! When the thread holding the lock dies (its process killed, a worker thread terminated, a
+//! Rust thread exiting), the next locker is told ([`Lock::OwnerDied`]), holds the lock, and
+//! decides whether the protected data is usable: [`RobustMutex::make_consistent`] then
+//! [`RobustMutex::unlock`] repairs it, while unlocking without repairing makes it permanently
+//! unusable (`ENOTRECOVERABLE`), so nobody silently trusts half-written data. It is
+//! error-checking: locking it twice from one thread is `EDEADLK` instead of a hang, and
+//! unlocking (or repairing) someone else's lock is `EPERM`.
 //!
-//! glibc keeps every robust mutex a thread holds on a list threaded through the mutexes
-//! themselves, so a held mutex whose bytes get overwritten, or unmapped, would make the next
-//! unlock write through a wild pointer. shmkit therefore remembers which mutexes each thread
-//! holds (keeping their regions mapped), rewrites their list links before every unlock, and
-//! unlocks a held mutex when its handle is dropped.
+//! Owner death is found two ways. A thread that exits holding locks marks them owner-died and
+//! wakes a waiter on its way out (a thread-local record, which also keeps their regions
+//! mapped until then; the Node binding does the same when a worker's env is torn down). A
+//! process that is killed cannot do that, so a blocked waiter checks the owner recorded in the
+//! mutex every [`SLICE`]: on Linux the thread must still exist (`tgkill(pid, tid, 0)`) and
+//! have the recorded start time (field 22 of `/proc/<pid>/task/<tid>/stat`, so a reused
+//! thread id is not mistaken for the owner); on macOS the process must exist with the
+//! recorded start time.
 //!
-//! Supported with glibc on 64-bit Linux. macOS has no robust mutexes, and musl lays the list
-//! out differently; there every constructor is [`crate::ErrorKind::Unsupported`].
+//! No bytes can break it: every bit pattern is either a lock state, a detectably dead or
+//! impossible owner (reported as [`Lock::OwnerDied`] to whoever takes it), or
+//! `ENOTRECOVERABLE`. Nothing here is kept by the C library, so it works the same with glibc,
+//! musl and on macOS. Dropping or closing a handle never unlocks: a lock belongs to a thread,
+//! not to a handle.
 
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::futex;
 use crate::region::Region;
 
 /// How a lock was acquired.
@@ -33,6 +46,94 @@ pub enum Lock {
   OwnerDied,
 }
 
+/// What to do next in a [`RobustMutex::step`]-wise lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+  /// This thread holds the lock now.
+  Locked(Lock),
+  /// Wait (`futex` style) while the lock word at the mutex's offset holds `expected`, until
+  /// `until` at the latest (a slice: then the owner's liveness is checked), then step again.
+  Wait {
+    /// The lock word's value to wait on.
+    expected: u32,
+    /// When to step again even without a wake-up.
+    until: Instant,
+  },
+}
+
+/// The state of one attempt to take a [`RobustMutex`] by [`RobustMutex::step`].
+#[derive(Clone, Copy, Debug)]
+pub struct LockAttempt {
+  deadline: Option<Instant>,
+  /// Whether this attempt has waited: it then takes the lock with the waiters bit set, as
+  /// others may still be asleep.
+  slept: bool,
+  /// The busy word (waiters bit aside) last seen, and since when: an owner record that
+  /// stays incomplete for the grace period is a dead owner.
+  seen: Option<(u32, Instant)>,
+  /// Whether the owner's liveness is due: after each slice that passed without a wake-up
+  /// and at the deadline, not on every hand-over (reading `/proc` costs microseconds).
+  check_owner: bool,
+}
+
+impl LockAttempt {
+  /// A new attempt that gives up at `deadline` (`None`: never).
+  #[must_use]
+  pub fn new(deadline: Option<Instant>) -> Self {
+    Self {
+      deadline,
+      slept: false,
+      seen: None,
+      check_owner: false,
+    }
+  }
+
+  /// Reports how the wait asked for by [`Step::Wait`] ended.
+  pub fn waited(&mut self, outcome: futex::WaitOutcome) {
+    self.slept = true;
+    self.check_owner = outcome == futex::WaitOutcome::TimedOut;
+  }
+}
+
+/// Bytes a mutex occupies in a region (the same on every platform).
+pub const MUTEX_SIZE: usize = 32;
+/// Required alignment of a mutex's offset.
+pub const MUTEX_ALIGN: usize = 8;
+
+/// How often a blocked locker checks that the owner is still alive.
+pub const SLICE: Duration = Duration::from_millis(20);
+/// How long a locked word without a complete owner record may stay so before its owner is
+/// taken for dead (a legitimate owner completes the record a few instructions after winning).
+const RECORD_GRACE: Duration = Duration::from_secs(1);
+
+// The lock word (byte 0), bit by bit; see docs/layout.md.
+const WAITERS: u32 = 1 << 31;
+const OWNER_DIED: u32 = 1 << 30;
+const RECORDED: u32 = 1 << 29;
+const OWNER_MASK: u32 = RECORDED - 1;
+/// An owner field of all ones: the mutex is permanently unusable.
+const NOT_RECOVERABLE: u32 = OWNER_MASK;
+
+// Byte offsets of the sequence and the owner record.
+const STATE: usize = 0;
+const SEQUENCE: usize = 4;
+const OWNER_PID: usize = 8;
+const OWNER_TID: usize = 12;
+const OWNER_START_LO: usize = 16;
+const OWNER_START_HI: usize = 20;
+
+/// Bytes a mutex occupies in a region: 32 on every platform.
+#[must_use]
+pub fn mutex_size() -> usize {
+  MUTEX_SIZE
+}
+
+/// Required alignment of a mutex's offset: 8 (regions are page-aligned).
+#[must_use]
+pub fn mutex_align() -> usize {
+  MUTEX_ALIGN
+}
+
 /// A robust process-shared mutex at an offset inside a region (see the module docs).
 #[derive(Debug)]
 pub struct RobustMutex {
@@ -40,38 +141,39 @@ pub struct RobustMutex {
   offset: usize,
 }
 
-/// Bytes a mutex occupies in a region on this platform (`size_of::<pthread_mutex_t>()`).
-#[must_use]
-pub fn mutex_size() -> usize {
-  std::mem::size_of::<libc::pthread_mutex_t>()
-}
-
-/// Required alignment of a mutex's offset (and of the region, which is page-aligned).
-#[must_use]
-pub fn mutex_align() -> usize {
-  std::mem::align_of::<libc::pthread_mutex_t>().max(8)
+/// The words of one mutex, borrowed from its region.
+struct Words<'a> {
+  state: &'a AtomicU32,
+  /// Bumped by each new owner before it writes the record, so that a reader can tell a
+  /// record read whole from one mixed from two owners'.
+  sequence: &'a AtomicU32,
+  pid: &'a AtomicU32,
+  tid: &'a AtomicU32,
+  start_lo: &'a AtomicU32,
+  start_hi: &'a AtomicU32,
 }
 
 impl RobustMutex {
-  /// Initialises a new unlocked mutex at `offset` of `region`. Do this once, in one process,
-  /// before anyone else uses the bytes; others attach with [`RobustMutex::at`].
+  /// Initialises a new unlocked mutex at `offset` of `region` (zeroes its 32 bytes). Do this
+  /// once, in one process, before anyone else uses the bytes; others attach with
+  /// [`RobustMutex::at`]. Zeroed memory already is an unlocked mutex.
   ///
   /// # Errors
-  /// [`ErrorKind::InvalidSize`] if the mutex does not fit or `offset` is misaligned;
-  /// `pthread_mutex_init` failures; [`ErrorKind::Unsupported`] on macOS.
+  /// As [`RobustMutex::at`].
   pub fn init_in(region: Arc<Region>, offset: usize) -> Result<Self> {
     let mutex = Self::at(region, offset)?;
-    imp::init(mutex.ptr())?;
+    for word in (0..MUTEX_SIZE).step_by(4) {
+      mutex.region.atomic_u32(offset + word)?.store(0, Ordering::SeqCst);
+    }
     Ok(mutex)
   }
 
-  /// Attaches to a mutex that some process already initialised at `offset` of `region`.
+  /// Attaches to a mutex at `offset` of `region` that some process initialised.
   ///
   /// # Errors
-  /// [`ErrorKind::InvalidSize`] if the mutex does not fit or `offset` is misaligned;
-  /// `EACCES` for a read-only region; [`ErrorKind::Unsupported`] on macOS.
+  /// [`ErrorKind::InvalidSize`] if the mutex does not fit or `offset` is not a multiple of 8;
+  /// `EACCES` for a read-only region; [`ErrorKind::InvalidArgument`] for a private mapping.
   pub fn at(region: Arc<Region>, offset: usize) -> Result<Self> {
-    imp::supported()?;
     check_placement(&region, offset)?;
     Ok(Self { region, offset })
   }
@@ -88,137 +190,335 @@ impl RobustMutex {
     self.offset
   }
 
-  fn ptr(&self) -> *mut libc::pthread_mutex_t {
-    // SAFETY: `check_placement` proved `offset + mutex_size() <= len`.
-    unsafe { self.region.as_ptr().add(self.offset) }.cast()
+  fn words(&self) -> Result<Words<'_>> {
+    words(&self.region, self.offset)
   }
 
   /// Blocks until the lock is held by this thread.
   ///
   /// # Errors
-  /// `EDEADLK` if this thread already holds it; `ENOTRECOVERABLE` if a previous owner died and
-  /// the next one unlocked without [`RobustMutex::make_consistent`].
+  /// `EDEADLK` if this thread already holds it; `ENOTRECOVERABLE` if a previous owner died
+  /// and the next one unlocked without [`RobustMutex::make_consistent`].
   pub fn lock(&self) -> Result<Lock> {
-    self.guarded(|| imp::lock(self.ptr(), None))
+    self.lock_until(None)
   }
 
-  /// Like [`RobustMutex::lock`], giving up after `timeout` with [`ErrorKind::TimedOut`].
+  /// Like [`RobustMutex::lock`], giving up after `timeout` (on the monotonic clock) with
+  /// [`ErrorKind::TimedOut`].
   ///
   /// # Errors
   /// As [`RobustMutex::lock`], and [`ErrorKind::TimedOut`].
   pub fn lock_timeout(&self, timeout: Duration) -> Result<Lock> {
-    self.guarded(|| imp::lock(self.ptr(), Some(timeout)))
+    self.lock_until(Instant::now().checked_add(timeout))
   }
 
-  /// Takes the lock if it is free; `None` if another thread or process holds it.
+  /// Like [`RobustMutex::lock`], giving up at `deadline` (`None`: never).
+  ///
+  /// # Errors
+  /// As [`RobustMutex::lock_timeout`].
+  pub fn lock_until(&self, deadline: Option<Instant>) -> Result<Lock> {
+    let mut attempt = LockAttempt::new(deadline);
+    loop {
+      match self.step(&mut attempt)? {
+        Step::Locked(lock) => return Ok(lock),
+        Step::Wait { expected, until } => {
+          let outcome = futex::wait_until(self.words()?.state, expected, Some(until))?;
+          attempt.waited(outcome);
+        }
+      }
+    }
+  }
+
+  /// One step of taking the lock without blocking, for callers that wait their own way (an
+  /// event loop): [`Step::Locked`], or [`Step::Wait`] for the lock word to change from
+  /// `expected` until `until`, then [`LockAttempt::waited`] and another step. The thread
+  /// that takes the lock is the one that calls `step`.
+  ///
+  /// # Errors
+  /// As [`RobustMutex::lock_timeout`] ([`ErrorKind::TimedOut`] once the attempt's deadline
+  /// has passed).
+  pub fn step(&self, attempt: &mut LockAttempt) -> Result<Step> {
+    let me = me()?;
+    let words = self.words()?;
+    loop {
+      let word = words.state.load(Ordering::Acquire);
+      let owner = word & OWNER_MASK;
+      if owner == NOT_RECOVERABLE {
+        return Err(Error::os(Errno::ENOTRECOVERABLE, "mutex_lock"));
+      }
+      if owner == 0 {
+        let waiters = if attempt.slept { WAITERS } else { 0 };
+        if let Some(lock) = self.take(&words, &me, word, me.id | (word & OWNER_DIED) | waiters) {
+          return Ok(Step::Locked(lock));
+        }
+        continue;
+      }
+      if names(&words, word, &me) {
+        return Err(Error::os(Errno::EDEADLK, "mutex_lock"));
+      }
+      let first_seen = match attempt.seen {
+        Some((w, at)) if w == word & !WAITERS => at,
+        _ => Instant::now(),
+      };
+      attempt.seen = Some((word & !WAITERS, first_seen));
+      let now = Instant::now();
+      let late = attempt.deadline.is_some_and(|at| now >= at);
+      if attempt.check_owner || late {
+        attempt.check_owner = false;
+        if owner_is_dead(&words, word, first_seen) {
+          if let Some(lock) = self.take(&words, &me, word, me.id | OWNER_DIED | (word & WAITERS)) {
+            return Ok(Step::Locked(lock));
+          }
+          continue;
+        }
+      }
+      if late {
+        return Err(Error::timed_out("mutex_lock"));
+      }
+      if word & WAITERS == 0
+        && words
+          .state
+          .compare_exchange(word, word | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+          .is_err()
+      {
+        continue;
+      }
+      let slice_end = now + SLICE;
+      return Ok(Step::Wait {
+        expected: word | WAITERS,
+        until: attempt.deadline.map_or(slice_end, |at| at.min(slice_end)),
+      });
+    }
+  }
+
+  /// Takes the lock if it is free (or its owner is dead); `None` if a live owner holds it.
   ///
   /// # Errors
   /// As [`RobustMutex::lock`].
   pub fn try_lock(&self) -> Result<Option<Lock>> {
-    let mut busy = false;
-    let lock = self.guarded(|| match imp::try_lock(self.ptr())? {
-      Some(lock) => Ok(lock),
-      None => {
-        busy = true;
-        Err(Error::os(nix::errno::Errno::EBUSY, "pthread_mutex_trylock"))
+    let me = me()?;
+    let words = self.words()?;
+    loop {
+      let word = words.state.load(Ordering::Acquire);
+      let owner = word & OWNER_MASK;
+      if owner == NOT_RECOVERABLE {
+        return Err(Error::os(Errno::ENOTRECOVERABLE, "mutex_trylock"));
       }
-    });
-    if busy {
-      return Ok(None);
+      let new = if owner == 0 {
+        me.id | (word & OWNER_DIED) | (word & WAITERS)
+      } else if names(&words, word, &me) {
+        return Err(Error::os(Errno::EDEADLK, "mutex_trylock"));
+      } else if owner_is_dead(&words, word, Instant::now()) {
+        me.id | OWNER_DIED | (word & WAITERS)
+      } else {
+        return Ok(None);
+      };
+      if let Some(lock) = self.take(&words, &me, word, new) {
+        return Ok(Some(lock));
+      }
     }
-    lock.map(Some)
   }
 
-  /// Runs a pthread lock call with glibc's robust list in order around it, and records the
-  /// mutex as held when it succeeds.
-  fn guarded(&self, call: impl FnOnce() -> Result<Lock>) -> Result<Lock> {
-    let address = self.ptr() as usize;
-    if imp::held::overlaps(address, mutex_size()) {
-      return Err(Error::os(nix::errno::Errno::EDEADLK, "pthread_mutex_lock"));
+  /// Swaps the lock word from `word` to `new` (which names this thread), then completes the
+  /// owner record. `None` if the word changed first, or if a waiter took the lock over
+  /// before the record was complete (then this thread never held it in any way that
+  /// matters: it had not returned to its caller).
+  fn take(&self, words: &Words<'_>, me: &Me, word: u32, new: u32) -> Option<Lock> {
+    if words
+      .state
+      .compare_exchange(word, new, Ordering::Acquire, Ordering::Relaxed)
+      .is_err()
+    {
+      return None;
     }
-    imp::held::prepare(None);
-    let lock = call();
-    imp::held::settle();
-    if lock.is_ok() {
-      imp::held::acquired(address, &self.region);
+    // Sequentially consistent, like the reads in `owner_is_dead`: a reader that sees any of
+    // these stores also sees the sequence bumped before them.
+    words.sequence.fetch_add(1, Ordering::SeqCst);
+    words.pid.store(me.pid, Ordering::SeqCst);
+    words.tid.store(me.tid, Ordering::SeqCst);
+    #[expect(clippy::cast_possible_truncation, reason = "the two halves of a u64")]
+    {
+      words.start_lo.store(me.start as u32, Ordering::SeqCst);
+      words.start_hi.store((me.start >> 32) as u32, Ordering::SeqCst);
     }
-    lock
+    let mut current = new;
+    loop {
+      if current & OWNER_MASK != me.id || current & RECORDED != 0 {
+        return None;
+      }
+      match words
+        .state
+        .compare_exchange(current, current | RECORDED, Ordering::AcqRel, Ordering::Acquire)
+      {
+        Ok(_) => break,
+        Err(now) => current = now,
+      }
+    }
+    held::acquired(&self.region, self.offset);
+    Some(if new & OWNER_DIED != 0 {
+      Lock::OwnerDied
+    } else {
+      Lock::Acquired
+    })
   }
 
-  /// Whether this thread holds the lock (through this or another handle).
+  /// Whether this thread holds the lock (through this or any other handle).
   #[must_use]
   pub fn is_held(&self) -> bool {
-    imp::held::holds(self.ptr() as usize)
+    match (me(), self.words()) {
+      (Ok(me), Ok(words)) => names(&words, words.state.load(Ordering::Acquire), &me),
+      _ => false,
+    }
   }
 
-  /// Releases the lock.
+  /// Releases the lock. If it was taken with [`Lock::OwnerDied`] and not repaired with
+  /// [`RobustMutex::make_consistent`], the mutex becomes permanently unusable instead.
   ///
   /// # Errors
   /// `EPERM` if this thread does not hold it.
   pub fn unlock(&self) -> Result<()> {
-    let address = self.ptr() as usize;
-    // Only a mutex this thread locked through shmkit is on glibc's list; anything else (an
-    // overlapping mutex whose lock word happens to carry our thread id, say) must not reach
-    // pthread_mutex_unlock, which would unlink it from a list it is not on.
-    if !imp::held::holds(address) {
-      return Err(Error::os(nix::errno::Errno::EPERM, "pthread_mutex_unlock"));
+    let me = me()?;
+    let words = self.words()?;
+    held::released(&self.region, self.offset);
+    let mut word = words.state.load(Ordering::Acquire);
+    loop {
+      if !names(&words, word, &me) {
+        return Err(Error::os(Errno::EPERM, "mutex_unlock"));
+      }
+      let new = if word & OWNER_DIED != 0 { NOT_RECOVERABLE } else { 0 };
+      match words
+        .state
+        .compare_exchange(word, new, Ordering::Release, Ordering::Acquire)
+      {
+        Ok(_) => break,
+        Err(now) => word = now,
+      }
     }
-    imp::held::prepare(Some(address));
-    let unlocked = imp::unlock(self.ptr());
-    imp::held::settle();
-    unlocked?;
-    imp::held::released(address);
+    if word & OWNER_DIED != 0 {
+      futex::wake_all(words.state)?;
+    } else if word & WAITERS != 0 {
+      futex::wake(words.state, 1)?;
+    }
     Ok(())
   }
 
-  /// After [`Lock::OwnerDied`]: declares the protected data consistent again, so that unlocking
-  /// returns the mutex to normal use.
+  /// After [`Lock::OwnerDied`]: declares the protected data consistent again, so that
+  /// unlocking returns the mutex to normal use.
   ///
   /// # Errors
-  /// `EINVAL` if the mutex is not in the owner-died state or not held by this thread.
+  /// `EPERM` if this thread does not hold the lock; `EINVAL` if it holds it normally (there
+  /// is nothing to repair).
   pub fn make_consistent(&self) -> Result<()> {
-    imp::consistent(self.ptr())
+    let me = me()?;
+    let words = self.words()?;
+    let mut word = words.state.load(Ordering::Acquire);
+    loop {
+      if !names(&words, word, &me) {
+        return Err(Error::os(Errno::EPERM, "mutex_consistent"));
+      }
+      if word & OWNER_DIED == 0 {
+        return Err(Error::os(Errno::EINVAL, "mutex_consistent"));
+      }
+      match words
+        .state
+        .compare_exchange(word, word & !OWNER_DIED, Ordering::AcqRel, Ordering::Acquire)
+      {
+        Ok(_) => return Ok(()),
+        Err(now) => word = now,
+      }
+    }
   }
 
-  /// Destroys the mutex (`pthread_mutex_destroy`). Only when no process uses it any more.
-  ///
-  /// # Errors
-  /// `EBUSY` if it is locked.
-  pub fn destroy(self) -> Result<()> {
-    imp::destroy(self.ptr())
+  /// Marks every lock the calling thread holds as owner-died and wakes a waiter for each, as
+  /// if the thread had exited. For runtimes whose threads end without the thread's exit
+  /// (a Node worker's env torn down); a thread that really exits does this by itself.
+  pub fn abandon_thread_locks() {
+    held::abandon_all();
   }
 }
 
 impl Drop for RobustMutex {
-  /// A lock this thread still holds is released, so no thread keeps a list link into a
-  /// mutex nobody can reach any more. Failures are ignored (Drop cannot report).
+  /// Never unlocks (the lock belongs to the thread, not to this handle). Forgets this
+  /// thread's records of mutexes it no longer holds (their bytes overwritten, say), so their
+  /// regions are not kept mapped any longer.
   fn drop(&mut self) {
-    if self.is_held() {
-      let _ = self.unlock();
-    }
+    held::prune();
   }
 }
 
+fn words(region: &Region, offset: usize) -> Result<Words<'_>> {
+  Ok(Words {
+    state: region.atomic_u32(offset + STATE)?,
+    sequence: region.atomic_u32(offset + SEQUENCE)?,
+    pid: region.atomic_u32(offset + OWNER_PID)?,
+    tid: region.atomic_u32(offset + OWNER_TID)?,
+    start_lo: region.atomic_u32(offset + OWNER_START_LO)?,
+    start_hi: region.atomic_u32(offset + OWNER_START_HI)?,
+  })
+}
+
+/// Whether `word` (read from `words`) says the calling thread holds the lock: its owner field
+/// is this thread's and the completed owner record is this thread's.
+fn names(words: &Words<'_>, word: u32, me: &Me) -> bool {
+  word & OWNER_MASK == me.id
+    && word & RECORDED != 0
+    && words.pid.load(Ordering::Relaxed) == me.pid
+    && words.tid.load(Ordering::Relaxed) == me.tid
+}
+
+/// Whether the owner named by `word` (busy, first seen at `first_seen`) is dead, or the bytes
+/// name an owner that cannot exist.
+fn owner_is_dead(words: &Words<'_>, word: u32, first_seen: Instant) -> bool {
+  if word & RECORDED == 0 {
+    // Won but not yet recorded: normally for a few instructions. A thread id that does not
+    // exist (Linux) or a record that never completes is a dead owner.
+    return sys::id_gone(word & OWNER_MASK) || first_seen.elapsed() >= RECORD_GRACE;
+  }
+  let pid = words.pid.load(Ordering::Relaxed);
+  let tid = words.tid.load(Ordering::Relaxed);
+  let start =
+    u64::from(words.start_lo.load(Ordering::Relaxed)) | (u64::from(words.start_hi.load(Ordering::Relaxed)) << 32);
+  if words.state.load(Ordering::Acquire) != word {
+    return false; // changed under us: the caller looks again
+  }
+  !sys::owner_alive(word & OWNER_MASK, pid, tid, start)
+}
+
+/// Who the calling thread is, in the terms of the lock word and owner record.
+#[derive(Clone, Copy, Debug)]
+struct Me {
+  /// The owner field's value: the kernel thread id (Linux), the low bits of the system-wide
+  /// thread id (macOS). Never 0 or `NOT_RECOVERABLE`.
+  id: u32,
+  pid: u32,
+  tid: u32,
+  /// Start time, as [`sys::owner_alive`] checks it.
+  start: u64,
+}
+
+fn me() -> Result<Me> {
+  held::me()
+}
+
 fn check_placement(region: &Region, offset: usize) -> Result<()> {
-  let fits = offset.checked_add(mutex_size()).is_some_and(|end| end <= region.len());
+  let fits = offset.checked_add(MUTEX_SIZE).is_some_and(|end| end <= region.len());
   if !fits {
     return Err(Error::new(
       ErrorKind::InvalidSize,
       format!(
-        "a mutex needs {} bytes at offset {offset}, and the region has {}",
-        mutex_size(),
+        "a mutex needs {MUTEX_SIZE} bytes at offset {offset}, and the region has {}",
         region.len()
       ),
     ));
   }
-  if !offset.is_multiple_of(mutex_align()) {
+  if !offset.is_multiple_of(MUTEX_ALIGN) {
     return Err(Error::new(
       ErrorKind::InvalidSize,
-      format!("a mutex offset must be a multiple of {}", mutex_align()),
+      format!("a mutex offset must be a multiple of {MUTEX_ALIGN}"),
     ));
   }
   if !region.is_writable() {
-    return Err(Error::os(nix::errno::Errno::EACCES, "pthread_mutex_lock"));
+    return Err(Error::os(Errno::EACCES, "mutex_lock"));
   }
   if region.is_private() {
     return Err(Error::new(
@@ -229,339 +529,311 @@ fn check_placement(region: &Region, offset: usize) -> Result<()> {
   Ok(())
 }
 
-#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
-mod imp {
-  use std::mem::MaybeUninit;
-  use std::time::Duration;
+/// The calling thread's identity and the mutexes it holds. The record keeps their regions
+/// mapped, and its destructor (at thread exit) marks those still held as owner-died.
+mod held {
+  use std::sync::atomic::AtomicU32;
+  use std::sync::Once;
 
-  use nix::errno::Errno;
+  use super::{words, Arc, Error, ErrorKind, Me, Ordering, RefCell, Region, Result, OWNER_DIED};
+  use crate::futex;
 
-  use super::Lock;
-  use crate::error::{Error, Result};
-
-  #[expect(clippy::unnecessary_wraps, reason = "same signature as the macOS stub")]
-  pub(super) fn supported() -> Result<()> {
-    Ok(())
+  #[derive(Default)]
+  struct Thread {
+    /// `None` until first asked.
+    me: Option<Me>,
+    /// [`FORKS`] when `me` was found: a forked child is another thread in another process.
+    forks: u32,
+    held: Vec<(Arc<Region>, usize)>,
   }
 
-  /// pthread calls return the error number instead of setting errno.
-  fn check(ret: libc::c_int, syscall: &'static str) -> Result<()> {
-    if ret == 0 {
-      Ok(())
-    } else {
-      Err(Error::os(Errno::from_raw(ret), syscall))
+  /// Bumped in every child of `fork` (a `pthread_atfork` handler): cheaper to compare than
+  /// asking the kernel for the pid on every lock.
+  static FORKS: AtomicU32 = AtomicU32::new(0);
+
+  extern "C" fn forked() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+  }
+
+  fn forks() -> u32 {
+    static REGISTER: Once = Once::new();
+    REGISTER.call_once(|| {
+      // SAFETY: registers a child handler that only does an atomic add (async-signal-safe).
+      // A failure (ENOMEM) leaves forked children to recompute nothing; nothing unsafe.
+      unsafe { libc::pthread_atfork(None, None, Some(forked)) };
+    });
+    FORKS.load(Ordering::Relaxed)
+  }
+
+  impl Drop for Thread {
+    fn drop(&mut self) {
+      abandon(self);
     }
   }
 
-  pub(super) fn init(mutex: *mut libc::pthread_mutex_t) -> Result<()> {
-    let mut attr = MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
-    let attr_ptr = attr.as_mut_ptr();
-    // SAFETY: `attr_ptr` is valid storage for an attribute object.
-    let ret = unsafe { libc::pthread_mutexattr_init(attr_ptr) };
-    check(ret, "pthread_mutexattr_init")?;
-    let configured = (|| {
-      // SAFETY: `attr_ptr` points to the initialised attribute object.
-      let ret = unsafe { libc::pthread_mutexattr_setpshared(attr_ptr, libc::PTHREAD_PROCESS_SHARED) };
-      check(ret, "pthread_mutexattr_setpshared")?;
-      // SAFETY: as above.
-      let ret = unsafe { libc::pthread_mutexattr_setrobust(attr_ptr, libc::PTHREAD_MUTEX_ROBUST) };
-      check(ret, "pthread_mutexattr_setrobust")?;
-      // SAFETY: as above.
-      let ret = unsafe { libc::pthread_mutexattr_settype(attr_ptr, libc::PTHREAD_MUTEX_ERRORCHECK) };
-      check(ret, "pthread_mutexattr_settype")?;
-      // SAFETY: `mutex` points into a live, writable mapping with room and alignment for a
-      // mutex (checked by the caller); `attr_ptr` is initialised.
-      let ret = unsafe { libc::pthread_mutex_init(mutex, attr_ptr) };
-      check(ret, "pthread_mutex_init")
-    })();
-    // SAFETY: `attr_ptr` is initialised and no longer needed.
-    unsafe { libc::pthread_mutexattr_destroy(attr_ptr) };
-    configured
+  thread_local! {
+    static THREAD: RefCell<Thread> = RefCell::new(Thread::default());
   }
 
-  fn outcome(ret: libc::c_int, syscall: &'static str) -> Result<Lock> {
-    match ret {
-      0 => Ok(Lock::Acquired),
-      libc::EOWNERDEAD => Ok(Lock::OwnerDied),
-      libc::ETIMEDOUT => Err(Error::timed_out(syscall)),
-      e => Err(Error::os(Errno::from_raw(e), syscall)),
-    }
+  fn with<T>(f: impl FnOnce(&mut Thread) -> T) -> Option<T> {
+    THREAD.try_with(|thread| f(&mut thread.borrow_mut())).ok()
   }
 
-  pub(super) fn lock(mutex: *mut libc::pthread_mutex_t, timeout: Option<Duration>) -> Result<Lock> {
-    // A deadline past what a timespec holds is no deadline.
-    match timeout.and_then(crate::clock::realtime_after) {
-      None => {
-        // SAFETY: `mutex` points to a mutex inside a live mapping (checked by the caller).
-        let ret = unsafe { libc::pthread_mutex_lock(mutex) };
-        outcome(ret, "pthread_mutex_lock")
+  /// The calling thread's identity. Every operation starts here, so this is also where a
+  /// forked child forgets what its parent's thread held: it holds nothing, and is another
+  /// thread (the regions are not unmapped: the child may still use them).
+  pub(super) fn me() -> Result<Me> {
+    let forks = forks();
+    let found = with(|thread| {
+      if thread.me.is_some() && thread.forks != forks {
+        thread.me = None;
+        std::mem::forget(std::mem::take(&mut thread.held));
       }
-      Some(deadline) => {
-        // SAFETY: as above; `deadline` is a valid timespec.
-        let ret = unsafe { libc::pthread_mutex_timedlock(mutex, &raw const deadline) };
-        outcome(ret, "pthread_mutex_timedlock")
+      if thread.me.is_none() {
+        thread.me = Some(super::sys::me()?);
+        thread.forks = forks;
+      }
+      Ok(thread.me)
+    });
+    match found {
+      Some(Ok(Some(me))) => Ok(me),
+      Some(Err(e)) => Err(e),
+      _ => Err(Error::new(
+        ErrorKind::Unsupported,
+        "a thread that is exiting cannot lock",
+      )),
+    }
+  }
+
+  pub(super) fn acquired(region: &Arc<Region>, offset: usize) {
+    with(|thread| thread.held.push((region.clone(), offset)));
+  }
+
+  /// Forgets the mutexes this thread no longer holds.
+  pub(super) fn prune() {
+    with(|thread| {
+      let me = thread.me;
+      thread.held.retain(|(r, o)| still_mine(me, r, *o));
+    });
+  }
+
+  /// Forgets `region`/`offset` and any record of a mutex this thread no longer holds.
+  pub(super) fn released(region: &Region, offset: usize) {
+    with(|thread| {
+      let address = region.as_ptr() as usize + offset;
+      thread
+        .held
+        .retain(|(r, o)| r.as_ptr() as usize + o != address && still_mine(thread.me, r, *o));
+    });
+  }
+
+  fn still_mine(me: Option<Me>, region: &Region, offset: usize) -> bool {
+    let (Some(me), Ok(words)) = (me, words(region, offset)) else {
+      return false;
+    };
+    super::names(&words, words.state.load(Ordering::Acquire), &me)
+  }
+
+  pub(super) fn abandon_all() {
+    with(abandon);
+  }
+
+  /// Marks the locks `thread` still holds as owner-died (tid 0 with the owner-died bit: free,
+  /// and the next locker is told) and wakes a waiter for each.
+  fn abandon(thread: &mut Thread) {
+    let me = thread.me;
+    for (region, offset) in std::mem::take(&mut thread.held) {
+      let (Some(me), Ok(words)) = (me, words(&region, offset)) else {
+        continue;
+      };
+      let mut word = words.state.load(Ordering::Acquire);
+      while super::names(&words, word, &me) {
+        match words
+          .state
+          .compare_exchange(word, OWNER_DIED, Ordering::Release, Ordering::Acquire)
+        {
+          Ok(_) => {
+            // Nothing to report to: a thread on its way out.
+            let _ = futex::wake(words.state, 1);
+            break;
+          }
+          Err(now) => word = now,
+        }
       }
     }
-  }
-
-  pub(super) fn try_lock(mutex: *mut libc::pthread_mutex_t) -> Result<Option<Lock>> {
-    // SAFETY: `mutex` points to a mutex inside a live mapping (checked by the caller).
-    match unsafe { libc::pthread_mutex_trylock(mutex) } {
-      libc::EBUSY => Ok(None),
-      ret => outcome(ret, "pthread_mutex_trylock").map(Some),
-    }
-  }
-
-  pub(super) fn unlock(mutex: *mut libc::pthread_mutex_t) -> Result<()> {
-    // SAFETY: `mutex` points to a mutex inside a live mapping (checked by the caller).
-    let ret = unsafe { libc::pthread_mutex_unlock(mutex) };
-    check(ret, "pthread_mutex_unlock")
-  }
-
-  pub(super) fn consistent(mutex: *mut libc::pthread_mutex_t) -> Result<()> {
-    // SAFETY: `mutex` points to a mutex inside a live mapping (checked by the caller).
-    let ret = unsafe { libc::pthread_mutex_consistent(mutex) };
-    check(ret, "pthread_mutex_consistent")
-  }
-
-  /// The robust mutexes this thread holds, and the repair of glibc's list through them.
-  pub(super) mod held {
-    use std::cell::RefCell;
-    use std::sync::Arc;
-
-    use crate::region::Region;
-
-    // glibc's 64-bit `pthread_mutex_t`: `__lock` (the owner's thread id, plus a waiters bit) at
-    // byte 0, `__kind` at 16, `__list { __prev, __next }` at 24..40. List entries point at the
-    // `__next` field, and the list starts and ends at the thread's `robust_head` (whose address
-    // the kernel reports through get_robust_list(2)).
-    const LOCK: usize = 0;
-    const KIND: usize = 16;
-    const PREV: usize = 24;
-    const NEXT: usize = 32;
-    const FUTEX_WAITERS: u32 = 0x8000_0000;
-    const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
-
-    /// A held mutex: its address, its `__kind` when we took it, and its region (kept mapped).
-    struct Entry {
-      address: usize,
-      kind: i32,
-      _region: Arc<Region>,
-    }
-
-    struct Held {
-      pid: u32,
-      /// Oldest first.
-      mutexes: Vec<Entry>,
-      /// The head of glibc's list as our last pthread call left it. A different value later
-      /// means code other than shmkit locked or unlocked a robust mutex on this thread.
-      last_head: Option<usize>,
-      /// Where this thread's list head lives (fixed for the thread's life; asked once).
-      head: Option<usize>,
-    }
-
-    thread_local! {
-      static HELD: RefCell<Held> =
-        const { RefCell::new(Held { pid: 0, mutexes: Vec::new(), last_head: None, head: None }) };
-    }
-
-    /// This thread's state, forgetting any inherited through `fork` (the child holds nothing).
-    fn with_state<T>(f: impl FnOnce(&mut Held) -> T) -> T {
-      HELD.with(|held| {
-        let mut held = held.borrow_mut();
-        let pid = std::process::id();
-        if held.pid != pid {
-          held.pid = pid;
-          held.mutexes.clear();
-          held.last_head = None;
-          held.head = None;
-        }
-        f(&mut held)
-      })
-    }
-
-    fn with<T>(f: impl FnOnce(&mut Vec<Entry>) -> T) -> T {
-      with_state(|held| f(&mut held.mutexes))
-    }
-
-    /// Whether this thread holds a mutex whose bytes overlap the one at `address` without
-    /// being it (two placements that share bytes would corrupt each other's links).
-    pub(in super::super) fn overlaps(address: usize, size: usize) -> bool {
-      with(|held| {
-        held
-          .iter()
-          .any(|e| e.address != address && e.address < address + size && address < e.address + size)
-      })
-    }
-
-    pub(in super::super) fn acquired(address: usize, region: &Arc<Region>) {
-      // SAFETY: `address` is a mutex inside `region`'s live mapping; we just locked it, so its
-      // `__kind` is the real one.
-      let kind = unsafe { ((address + KIND) as *const i32).read_volatile() };
-      with(|held| {
-        if !held.iter().any(|e| e.address == address) {
-          held.push(Entry {
-            address,
-            kind,
-            _region: region.clone(),
-          });
-        }
-      });
-    }
-
-    pub(in super::super) fn released(address: usize) {
-      with(|held| held.retain(|e| e.address != address));
-    }
-
-    pub(in super::super) fn holds(address: usize) -> bool {
-      with(|held| held.iter().any(|e| e.address == address))
-    }
-
-    fn thread_id() -> u32 {
-      // The raw syscall: gettid(3) is newer than the oldest glibc we build against.
-      // SAFETY: gettid takes no arguments and cannot fail.
-      let tid = unsafe { libc::syscall(libc::SYS_gettid) };
-      u32::try_from(tid).unwrap_or(0)
-    }
-
-    /// The address of this thread's robust-list head, from `get_robust_list(2)` the first time.
-    fn robust_head() -> Option<usize> {
-      if let Some(head) = with_state(|state| state.head) {
-        return Some(head);
-      }
-      let mut head: *mut libc::c_void = std::ptr::null_mut();
-      let mut len: libc::size_t = 0;
-      // SAFETY: pid 0 means this thread; both out-pointers are valid.
-      let ret = unsafe { libc::syscall(libc::SYS_get_robust_list, 0, &raw mut head, &raw mut len) };
-      let head = (ret == 0 && !head.is_null()).then_some(head as usize)?;
-      with_state(|state| state.head = Some(head));
-      Some(head)
-    }
-
-    /// Before any pthread call on a robust mutex: makes glibc's list of the mutexes this thread
-    /// holds exactly our record of them (links written through a mutex's own bytes may have
-    /// been overwritten, and a mutex released since may still be linked), and, when
-    /// `unlocking` names a held mutex, restores its lock word and kind (we hold it, so they
-    /// must name this thread and the kind it had). Touches nothing if code other than shmkit
-    /// changed the list since our last call: then its entries are not ours to rewrite.
-    pub(in super::super) fn prepare(unlocking: Option<usize>) {
-      let Some(head) = robust_head() else { return };
-      with_state(|state| {
-        // SAFETY: `head` is this thread's live robust_list_head; its first word is the list.
-        let current = unsafe { (head as *const usize).read_volatile() };
-        let changed_by_others = match state.last_head {
-          Some(last) => last != current,
-          // Our first call on this thread: the list must be empty, or it is someone else's.
-          None => current & !1 != head,
-        };
-        if changed_by_others {
-          return;
-        }
-        if let Some(entry) = state.mutexes.iter().find(|e| Some(e.address) == unlocking) {
-          let lock = (entry.address + LOCK) as *mut u32;
-          let kind = (entry.address + KIND) as *mut i32;
-          let tid = thread_id();
-          // SAFETY: the entry's region is kept mapped and writable while the mutex is held; the
-          // words are inside the mutex, and we own the lock, so nobody else may change them.
-          unsafe {
-            if lock.read_volatile() & FUTEX_TID_MASK != tid {
-              lock.write_volatile(tid | FUTEX_WAITERS); // a spare wake-up at most
-            }
-          }
-          // SAFETY: as above.
-          unsafe {
-            if kind.read_volatile() != entry.kind {
-              kind.write_volatile(entry.kind);
-            }
-          }
-        }
-        // Newest first, as glibc links them: head -> newest -> ... -> oldest -> head.
-        let order: Vec<usize> = state.mutexes.iter().rev().map(|e| e.address).collect();
-        for (i, &mutex) in order.iter().enumerate() {
-          let prev = if i == 0 { head } else { order[i - 1] + NEXT };
-          let next = order.get(i + 1).map_or(head, |m| m + NEXT);
-          // SAFETY: `mutex` is a held mutex whose region the entry keeps mapped and writable;
-          // bytes 24..40 are its list links.
-          unsafe {
-            ((mutex + PREV) as *mut usize).write_volatile(prev);
-          }
-          // SAFETY: as above.
-          unsafe {
-            ((mutex + NEXT) as *mut usize).write_volatile(next);
-          }
-        }
-        let first = order.first().map_or(head, |m| m + NEXT);
-        // SAFETY: as for the read above; the kernel and glibc read this word as the list.
-        unsafe { (head as *mut usize).write_volatile(first) };
-        state.last_head = Some(first);
-      });
-    }
-
-    /// After a pthread call on a robust mutex: remembers the list head it left.
-    pub(in super::super) fn settle() {
-      let Some(head) = robust_head() else { return };
-      // SAFETY: `head` is this thread's live robust_list_head.
-      let current = unsafe { (head as *const usize).read_volatile() };
-      with_state(|state| state.last_head = Some(current));
-    }
-  }
-
-  pub(super) fn destroy(mutex: *mut libc::pthread_mutex_t) -> Result<()> {
-    // SAFETY: `mutex` points to a mutex inside a live mapping (checked by the caller).
-    let ret = unsafe { libc::pthread_mutex_destroy(mutex) };
-    check(ret, "pthread_mutex_destroy")
   }
 }
 
-#[cfg(not(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64")))]
-mod imp {
-  use std::time::Duration;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod sys {
+  use nix::errno::Errno;
 
-  use super::Lock;
-  use crate::error::{Error, ErrorKind, Result};
+  use super::{Me, Result, NOT_RECOVERABLE};
+  use crate::error::Error;
 
-  fn unsupported<T>() -> Result<T> {
-    Err(Error::new(
-      ErrorKind::Unsupported,
-      "robust process-shared mutexes need glibc on 64-bit Linux",
-    ))
-  }
-  pub(super) fn supported() -> Result<()> {
-    unsupported()
-  }
-  pub(super) fn init(_: *mut libc::pthread_mutex_t) -> Result<()> {
-    unsupported()
-  }
-  pub(super) fn lock(_: *mut libc::pthread_mutex_t, _: Option<Duration>) -> Result<Lock> {
-    unsupported()
-  }
-  pub(super) fn try_lock(_: *mut libc::pthread_mutex_t) -> Result<Option<Lock>> {
-    unsupported()
-  }
-  pub(super) fn unlock(_: *mut libc::pthread_mutex_t) -> Result<()> {
-    unsupported()
-  }
-  pub(super) fn consistent(_: *mut libc::pthread_mutex_t) -> Result<()> {
-    unsupported()
-  }
-  pub(super) fn destroy(_: *mut libc::pthread_mutex_t) -> Result<()> {
-    unsupported()
+  fn gettid() -> u32 {
+    // The raw syscall: gettid(3) is newer than the oldest glibc we build against.
+    // SAFETY: gettid takes no arguments and cannot fail.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+    u32::try_from(tid).unwrap_or(0)
   }
 
-  pub(super) mod held {
-    use std::sync::Arc;
+  /// Fields 3 (`state`) and 22 (`starttime`, clock ticks after boot) of
+  /// `/proc/<pid>/task/<tid>/stat`; `Err` with the errno when the file cannot be read
+  /// (`ENOENT`: no such thread).
+  pub(super) fn thread_stat(pid: u32, tid: u32) -> std::result::Result<(char, u64), Errno> {
+    let path = format!("/proc/{pid}/task/{tid}/stat");
+    let text = std::fs::read_to_string(path).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    // The command name (field 2) is in parentheses and may contain anything: count fields
+    // after the last ')'. Field 3 is the first there, so field 22 is the 20th.
+    let rest = text.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next().and_then(|f| f.chars().next()).ok_or(Errno::EIO)?;
+    let start = fields.nth(18).and_then(|f| f.parse().ok()).ok_or(Errno::EIO)?;
+    Ok((state, start))
+  }
 
-    use crate::region::Region;
-
-    pub(in super::super) fn acquired(_: usize, _: &Arc<Region>) {}
-    pub(in super::super) fn released(_: usize) {}
-    pub(in super::super) fn holds(_: usize) -> bool {
-      false
+  pub(super) fn me() -> Result<Me> {
+    let pid = std::process::id();
+    let tid = gettid();
+    if tid == 0 || tid >= NOT_RECOVERABLE {
+      return Err(Error::os(Errno::EOVERFLOW, "gettid"));
     }
-    pub(in super::super) fn prepare(_: Option<usize>) {}
-    pub(in super::super) fn settle() {}
-    pub(in super::super) fn overlaps(_: usize, _: usize) -> bool {
-      false
+    // Without /proc the start time is unknown (0): waiters then trust the thread id alone.
+    let start = thread_stat(pid, tid).map_or(0, |(_, start)| start);
+    Ok(Me {
+      id: tid,
+      pid,
+      tid,
+      start,
+    })
+  }
+
+  /// Whether no thread has id `tid` (kill(2) accepts any thread's id and signals its process;
+  /// signal 0 only checks).
+  pub(super) fn id_gone(tid: u32) -> bool {
+    let Ok(tid) = libc::pid_t::try_from(tid) else {
+      return true;
+    };
+    // SAFETY: signal 0 sends nothing; any pid value is a valid argument.
+    let rc = unsafe { libc::kill(tid, 0) };
+    rc == -1 && Errno::last() == Errno::ESRCH
+  }
+
+  /// Whether thread `tid` of process `pid`, started at `start`, exists and is the one the
+  /// owner field `id` names.
+  pub(super) fn owner_alive(id: u32, pid: u32, tid: u32, start: u64) -> bool {
+    if id != tid {
+      return false; // a record that is not the owner's: scribbled bytes
     }
+    let (Ok(pid_t), Ok(tid_t)) = (libc::pid_t::try_from(pid), libc::pid_t::try_from(tid)) else {
+      return false;
+    };
+    if pid_t <= 0 || tid_t <= 0 {
+      return false;
+    }
+    // SAFETY: signal 0 sends nothing; tgkill checks that `tid` is a thread of `pid`.
+    let rc = unsafe { libc::syscall(libc::SYS_tgkill, pid_t, tid_t, 0) };
+    if rc == -1 && matches!(Errno::last(), Errno::ESRCH | Errno::EINVAL) {
+      return false;
+    }
+    match thread_stat(pid, tid) {
+      // A zombie (killed, not yet reaped) or dead thread holds nothing any more.
+      Ok((state, now)) => !matches!(state, 'Z' | 'X' | 'x') && (start == 0 || now == start),
+      Err(Errno::ENOENT | Errno::ESRCH) => false,
+      // No /proc, or not ours to read: the thread exists, and that is all we can know.
+      Err(_) => true,
+    }
+  }
+}
+
+#[cfg(target_os = "macos")]
+mod sys {
+  use nix::errno::Errno;
+
+  use super::{Me, Result, NOT_RECOVERABLE, OWNER_MASK};
+  use crate::error::Error;
+
+  /// The process's start time in microseconds since the epoch and whether it is a zombie
+  /// (killed, not yet reaped), from `proc_pidinfo`.
+  fn process_info(pid: u32) -> Option<(u64, bool)> {
+    let pid = libc::c_int::try_from(pid).ok()?;
+    // SAFETY: proc_bsdinfo is plain integers and arrays, for which zero bytes are valid.
+    let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
+    let size = libc::c_int::try_from(std::mem::size_of::<libc::proc_bsdinfo>()).ok()?;
+    // SAFETY: `info` is a writable buffer of `size` bytes for the PROC_PIDTBSDINFO flavour.
+    let got = unsafe { libc::proc_pidinfo(pid, libc::PROC_PIDTBSDINFO, 0, (&raw mut info).cast(), size) };
+    (got == size).then(|| {
+      (
+        info.pbi_start_tvsec * 1_000_000 + info.pbi_start_tvusec,
+        info.pbi_status == libc::SZOMB,
+      )
+    })
+  }
+
+  pub(super) fn me() -> Result<Me> {
+    let mut thread_id = 0u64;
+    // SAFETY: a null thread means the calling thread; `thread_id` is a valid out-pointer.
+    let rc = unsafe { libc::pthread_threadid_np(0 as libc::pthread_t, &raw mut thread_id) };
+    if rc != 0 {
+      return Err(Error::os(Errno::from_raw(rc), "pthread_threadid_np"));
+    }
+    // The owner field holds the low bits of the system-wide thread id; two live threads
+    // sharing them would need 2^29 thread creations between them.
+    #[expect(clippy::cast_possible_truncation, reason = "masked to 29 bits")]
+    let mut id = (thread_id as u32) & OWNER_MASK;
+    if id == 0 || id == NOT_RECOVERABLE {
+      id ^= 1;
+    }
+    let pid = std::process::id();
+    #[expect(clippy::cast_possible_truncation, reason = "the record keeps the low half")]
+    let tid = thread_id as u32;
+    Ok(Me {
+      id,
+      pid,
+      tid,
+      start: process_info(pid).map_or(0, |(start, _)| start),
+    })
+  }
+
+  /// Without a record the owner's process is unknown here: only the grace period decides.
+  pub(super) fn id_gone(_: u32) -> bool {
+    false
+  }
+
+  /// Whether process `pid`, started at `start`, still exists (threads of a live process that
+  /// exit holding locks release them as owner-died themselves).
+  pub(super) fn owner_alive(_id: u32, pid: u32, _tid: u32, start: u64) -> bool {
+    let Ok(pid_t) = libc::pid_t::try_from(pid) else {
+      return false;
+    };
+    if pid_t <= 0 {
+      return false;
+    }
+    // SAFETY: signal 0 sends nothing; any pid value is a valid argument.
+    let rc = unsafe { libc::kill(pid_t, 0) };
+    if rc == -1 && Errno::last() == Errno::ESRCH {
+      return false;
+    }
+    match process_info(pid) {
+      Some((now, zombie)) => !zombie && (start == 0 || now == start),
+      None => Errno::last() != Errno::ESRCH,
+    }
+  }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "macos")))]
+mod sys {
+  use super::{Me, Result};
+  use crate::error::{Error, ErrorKind};
+
+  pub(super) fn me() -> Result<Me> {
+    Err(Error::new(ErrorKind::Unsupported, "RobustMutex needs Linux or macOS"))
+  }
+  pub(super) fn id_gone(_: u32) -> bool {
+    false
+  }
+  pub(super) fn owner_alive(_: u32, _: u32, _: u32, _: u64) -> bool {
+    true
   }
 }

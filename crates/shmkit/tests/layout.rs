@@ -10,16 +10,6 @@ use shmkit::{mutex_align, mutex_size, Semaphore};
 /// `sem_t` on every platform (shmkit owns the protocol).
 const SEM_T: (usize, usize) = (32, 8);
 
-/// `(size_of::<pthread_mutex_t>(), mutex_align())` as the document's table gives them.
-#[cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
-const MUTEX: (usize, usize) = (40, 8);
-#[cfg(all(target_os = "linux", target_env = "gnu", target_arch = "aarch64"))]
-const MUTEX: (usize, usize) = (48, 8);
-#[cfg(all(target_os = "linux", target_env = "musl", target_pointer_width = "64"))]
-const MUTEX: (usize, usize) = (40, 8);
-#[cfg(target_vendor = "apple")]
-const MUTEX: (usize, usize) = (64, 8);
-
 #[test]
 fn semaphore_size_and_alignment_match_the_document() {
   assert_eq!((Semaphore::SIZE, Semaphore::ALIGN), SEM_T);
@@ -33,11 +23,54 @@ fn semaphore_size_and_alignment_match_the_document() {
   assert_eq!(8 % Semaphore::ALIGN, 0);
 }
 
-#[cfg(any(all(target_os = "linux", target_pointer_width = "64"), target_vendor = "apple"))]
 #[test]
 fn mutex_size_and_alignment_match_the_document() {
-  assert_eq!((mutex_size(), mutex_align()), MUTEX);
-  assert_eq!(mutex_size(), size_of::<libc::pthread_mutex_t>());
+  assert_eq!((mutex_size(), mutex_align()), (32, 8));
+}
+
+/// The mutex's bytes as docs/layout.md gives them: the lock word at 0 (owner thread id in
+/// bits 0..29, record-complete bit 29, owner-died bit 30, waiters bit 31), the sequence at 4,
+/// the owner's pid at 8, thread id at 12, start time at 16..24; nothing outside the 32 bytes
+/// is touched.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_mutex_encodes_its_owner_as_the_document_says() {
+  use std::sync::Arc;
+
+  use shmkit::{Region, RobustMutex};
+
+  let region = Arc::new(Region::anonymous(4096).unwrap());
+  region.write_at(0, &[0xAA; 4096]).unwrap();
+  let mutex = RobustMutex::init_in(region.clone(), 64).unwrap();
+  let word = |at: usize| {
+    let mut b = [0u8; 4];
+    region.read_at(64 + at, &mut b).unwrap();
+    u32::from_ne_bytes(b)
+  };
+  assert!((0..32).step_by(4).all(|at| word(at) == 0), "init zeroes the 32 bytes");
+  mutex.lock().unwrap();
+  // SAFETY: gettid takes no arguments and cannot fail.
+  let tid = u32::try_from(unsafe { libc::syscall(libc::SYS_gettid) }).unwrap();
+  assert_eq!(word(0), tid | (1 << 29), "owner tid, record complete, no waiters");
+  assert_eq!(word(4), 1, "the sequence, bumped by each new owner");
+  assert_eq!(word(8), std::process::id());
+  assert_eq!(word(12), tid);
+  let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+  let field22: u64 = stat
+    .rsplit_once(')')
+    .unwrap()
+    .1
+    .split_whitespace()
+    .nth(19)
+    .unwrap()
+    .parse()
+    .unwrap();
+  assert_eq!(u64::from(word(16)) | (u64::from(word(20)) << 32), field22, "start time");
+  mutex.unlock().unwrap();
+  assert_eq!(word(0), 0, "unlocked");
+  let mut bytes = [0u8; 4096];
+  region.read_at(0, &mut bytes).unwrap();
+  assert!(bytes[..64].iter().chain(&bytes[96..]).all(|&b| b == 0xAA));
 }
 
 /// What Linux does with names and bytes.

@@ -234,6 +234,14 @@ export declare class RobustMutex {
    * is noticed within about 20 ms. Keep critical sections short.
    */
   lockSync(options?: { timeout?: number } | undefined | null): LockResult
+  /**
+   * Takes the lock without blocking the event loop: resolves `{ ownerDied }` once this JS
+   * thread holds it (as with `lockSync`, the lock belongs to this thread). Rejects with
+   * `ETIMEDOUT` after `timeout` milliseconds, with an `AbortError` when `signal` aborts (the
+   * lock is then not taken), or with the errors of `lockSync`. A holder that died is
+   * noticed within about 20 ms. Uses no thread of its own and never the libuv threadpool.
+   */
+  lock(options?: { timeout?: number; signal?: AbortSignal } | undefined | null): Promise<LockResult>
   /** Takes the lock if it is free (or its holder is dead); `null` if a live thread holds it. */
   tryLock(): LockResult | null
   /** Releases the lock (`EPERM` if this thread does not hold it). */
@@ -252,8 +260,9 @@ export declare class RobustMutex {
   get closed(): boolean
   /**
    * Lets go of this handle. It never unlocks: a lock this thread holds stays held (unlock it
-   * through another handle, or it is reported as `ownerDied` when the thread ends). The
-   * mutex itself stays in the region for other processes. Idempotent.
+   * through another handle, or it is reported as `ownerDied` when the thread ends). Pending
+   * `lock()` calls reject with `ERR_SHM_CLOSED` without taking the lock. The mutex itself
+   * stays in the region for other processes. Idempotent.
    */
   close(): void
 }

@@ -72,6 +72,7 @@ export const action = fc.oneof(
       'consistent' as const,
       'closeMutex' as const,
       'mutexHeld' as const,
+      'lockAsync' as const,
     ),
     pick,
   }),
@@ -334,6 +335,11 @@ export function step(s: State, a: Action) {
       const m = at(s.mutexes, a.pick)
       if (m && !m.closed && m.held) m.unlock()
       m?.close()
+      break
+    }
+    case 'lockAsync': {
+      const m = at(s.mutexes, a.pick)
+      if (m) s.waits.push(m.lock({ timeout: 20 }).catch(typedOnly))
       break
     }
     case 'mutexHeld':

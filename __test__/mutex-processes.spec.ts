@@ -1,6 +1,7 @@
 // RobustMutex across real processes of three languages: Node.js (the binding), Rust (the
 // core, crates/shmkit/examples/mutex_peer.rs) and C (__test__/interop/mutex_counter.c, written
-// from docs/layout.md alone) take turns on one mutex with an exact count, and processes (spawned
+// from docs/layout.md alone; Node both with lockSync() and await lock()) take turns on one
+// mutex with an exact count, and processes (spawned
 // Node, a child forked from Node, Rust) keep locking while another scribbles random bytes over
 // the mutex.
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
@@ -80,10 +81,12 @@ async function countAll(t: ExecutionContext, shm: SharedMemory, name: string, lo
   const words = new Uint32Array(shm.buffer, COUNTER, 64)
   words.fill(0)
   const args = [name, '0', String(COUNTER), String(ROUNDS), locking]
-  const node = () => runNode(fixture('mutex-peer.mjs'), ['count', ...args], { timeoutMs: 110_000 })
+  const node = (style = locking) =>
+    runNode(fixture('mutex-peer.mjs'), ['count', ...args.slice(0, 4), style], { timeoutMs: 110_000 })
   const rust = hasCargo ? run(await rustPeerPath(), ['count', ...args]) : node()
   const c = hasCc ? run(compileC(t), [`/${name}`, ...args.slice(1)]) : node()
-  const all = Promise.all([node(), node(), rust, c])
+  // One Node process waits with lockSync(), the other with await lock().
+  const all = Promise.all([node(), node(locking === 'lock' ? 'async' : locking), rust, c])
   const deadline = Date.now() + 60_000
   while (Atomics.load(words, 16) < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2))
   Atomics.store(words, 32, 1) // go

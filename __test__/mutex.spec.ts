@@ -231,3 +231,60 @@ test.serial('a timed lock gives up with ETIMEDOUT while another process holds it
   mutex.markConsistent()
   mutex.unlock()
 })
+
+test.serial(
+  'lock() waits without blocking the event loop and resolves ownerDied when the holder is killed',
+  async (t) => {
+    const name = uniqueName(t)
+    using shm = SharedMemory.create(name, 4096)
+    using mutex = RobustMutex.init(shm, 0)
+    const { release } = await holder(t, 'hold-sigkill', name, 0)
+    let ticks = 0
+    const ticker = setInterval(() => ticks++, 1)
+    const locking = mutex.lock({ timeout: 30_000 })
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    release()
+    const got = await locking
+    const ms = msSinceNoted(shm)
+    clearInterval(ticker)
+    t.deepEqual(got, { ownerDied: true })
+    t.log(
+      `owner death (SIGKILL) reported to lock() after ${ms.toFixed(1)} ms; the event loop ticked ${ticks} times meanwhile`,
+    )
+    t.true(ticks > 0, 'the event loop ran while lock() waited')
+    t.true(mutex.held)
+    mutex.markConsistent()
+    mutex.unlock()
+    t.deepEqual(await mutex.lock(), { ownerDied: false }, 'a free mutex resolves at once')
+    await t.throwsAsync(mutex.lock(), { code: 'EDEADLK' })
+    mutex.unlock()
+  },
+)
+
+test.serial('lock() rejects with ETIMEDOUT, or with an AbortError without taking the lock', async (t) => {
+  const name = uniqueName(t)
+  using shm = SharedMemory.create(name, 4096)
+  using mutex = RobustMutex.init(shm, 0)
+  const { release } = await holder(t, 'hold-worker', name, 0)
+  const start = performance.now()
+  await t.throwsAsync(mutex.lock({ timeout: 30 }), { code: 'ETIMEDOUT' })
+  t.log(`lock({ timeout: 30 }) gave up after ${(performance.now() - start).toFixed(1)} ms`)
+  const controller = new AbortController()
+  const aborted = mutex.lock({ signal: controller.signal })
+  setTimeout(() => controller.abort(), 20)
+  await t.throwsAsync(aborted, { code: 'ABORT_ERR', name: 'AbortError' })
+  await t.throwsAsync(mutex.lock({ signal: AbortSignal.abort() }), { code: 'ABORT_ERR' })
+  t.false(mutex.held, 'an aborted lock() took nothing')
+  t.throws(() => mutex.lock({ signal: {} as never }), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.throws(() => mutex.lock({ timeout: -1 }), { code: 'ERR_OUT_OF_RANGE' })
+  const other = RobustMutex.at(shm, 0)
+  const closing = other.lock()
+  other.close()
+  await t.throwsAsync(closing, { code: 'ERR_SHM_CLOSED' })
+  t.false(mutex.held, 'a lock() ended by close() took nothing')
+  const locking = mutex.lock({ timeout: 30_000 })
+  release() // its worker is terminated: the pending lock() learns of it
+  t.deepEqual(await locking, { ownerDied: true })
+  mutex.markConsistent()
+  mutex.unlock()
+})

@@ -111,7 +111,8 @@ export function extractBlocks(path, text = readFileSync(path, 'utf8')) {
     }
     const fence = /^(\s*)(`{3,}|~{3,})\s*([\w+-]*)/.exec(line)
     if (!fence) {
-      if (line.trim() !== '') pending = []
+      // Other one-line HTML comments (`<!-- prettier-ignore -->`) keep the directives seen.
+      if (line.trim() !== '' && !/^\s*<!--.*-->\s*$/.test(line)) pending = []
       continue
     }
     const [, indent, marker, lang] = fence

@@ -125,7 +125,8 @@ export declare class Channel {
   sendSync(data: string | ArrayBufferView | ArrayBuffer | unknown, options?: ChannelWaitOptions | undefined | null): boolean
   /**
    * Gives back the slot of the view from the last `tryReceiveView`/`receiveViewSync`; the
-   * view reads length 0 from now on. Does nothing if no view is held.
+   * view reads zeros from now on (length 0 where the region is private). Does nothing if no
+   * view is held.
    */
   release(): void
   /**

@@ -660,25 +660,38 @@ impl Region {
   /// # Errors
   /// The `mremap` failure (`ENOMEM` when out of address space or mappings).
   pub fn alias(&self) -> Result<Option<Alias>> {
+    Ok(self.alias_range(0, self.len)?.map(|(alias, _)| alias))
+  }
+
+  /// Like [`Region::alias`], for the bytes `offset..offset + len` only: the alias covers the
+  /// whole pages holding them, and the second value is where `offset` lies in it.
+  ///
+  /// # Errors
+  /// `InvalidSize` for an empty range or one outside the region; the `mremap` failure.
+  pub fn alias_range(&self, offset: usize, len: usize) -> Result<Option<(Alias, usize)>> {
+    self.check_range(offset, len)?;
+    if len == 0 {
+      return Err(Error::new(ErrorKind::InvalidSize, "an alias needs at least 1 byte"));
+    }
     #[cfg(target_os = "linux")]
     if !self.private {
-      // SAFETY: an old size of 0 asks for a new mapping of the same pages at an address the
-      // kernel picks (MREMAP_MAYMOVE), so nothing we own is moved or replaced; the new range
-      // is owned by the returned Alias, which unmaps it once.
-      let ptr = unsafe {
-        nix::sys::mman::mremap(
-          self.range.ptr,
-          0,
-          self.len,
-          nix::sys::mman::MRemapFlags::MREMAP_MAYMOVE,
-          None,
-        )
-      }
-      .syscall("mremap")
-      .map_err(|e| self.named(e))?;
-      return Ok(Some(Alias {
-        range: AddressRange { ptr, len: self.len },
-      }));
+      // SAFETY: sysconf only reads a system value.
+      let page = usize::try_from(unsafe { nix::libc::sysconf(nix::libc::_SC_PAGESIZE) }).unwrap_or(4096);
+      let start = offset - offset % page;
+      let end = (offset + len).div_ceil(page).saturating_mul(page).min(self.len);
+      let from = self.range.ptr.map_addr(|addr| addr.saturating_add(start));
+      // SAFETY: an old size of 0 asks for a new mapping of the same pages (`from`, page
+      // aligned, inside this mapping) at an address the kernel picks (MREMAP_MAYMOVE), so
+      // nothing we own is moved or replaced; the new range is owned by the returned Alias,
+      // which unmaps it once.
+      let ptr =
+        unsafe { nix::sys::mman::mremap(from, 0, end - start, nix::sys::mman::MRemapFlags::MREMAP_MAYMOVE, None) }
+          .syscall("mremap")
+          .map_err(|e| self.named(e))?;
+      let alias = Alias {
+        range: AddressRange { ptr, len: end - start },
+      };
+      return Ok(Some((alias, offset - start)));
     }
     Ok(None)
   }

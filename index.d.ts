@@ -125,7 +125,8 @@ export declare class Channel {
   sendSync(data: string | ArrayBufferView | ArrayBuffer | unknown, options?: ChannelWaitOptions | undefined | null): boolean
   /**
    * Gives back the slot of the view from the last `tryReceiveView`/`receiveViewSync`; the
-   * view reads length 0 from now on. Does nothing if no view is held.
+   * view reads zeros from now on (length 0 where the region is private). Does nothing if no
+   * view is held.
    */
   release(): void
   /**
@@ -384,8 +385,9 @@ export declare class Semaphore {
  * Memory shared between processes, mapped into this one.
  *
  * Make one with a static factory (one per technique), use `buffer` through typed-array
- * views, and `close()` it (or let `using` do it). Closing detaches `buffer`: views that
- * escaped read length 0 instead of crashing. A name is removed only by `unlink()`.
+ * views, and `close()` it (or let `using` do it). After `close()`, views that escaped keep
+ * their length but read zeros, and their writes reach only private pages of this process,
+ * never the shared memory. A name is removed only by `unlink()`.
  *
  * ```ts
  * import { SharedMemory } from 'shmkit'
@@ -506,15 +508,17 @@ export declare class SharedMemory {
    */
   unlink(): void
   /**
-   * Detaches `buffer` (every view now has length 0) and lets go of the memory. Idempotent.
-   * The name, if any, stays until `unlink()`.
+   * Cuts `buffer` off from the memory and lets go of the region. Idempotent. The name, if
+   * any, stays until `unlink()`.
    *
-   * Native work handed a view before `close()` (an `fs.write`, a `zlib` or `crypto` job, a
-   * socket write in flight) never faults: if this handle was the region's last user, its
-   * memory is replaced in place by zero pages, so such work reads zeros and its writes go
-   * nowhere; the addresses are released once the buffer is garbage-collected. Handles made
+   * The buffer is not detached: views keep their length, but its memory is replaced in place
+   * by private zero pages, so views read zeros and their writes reach only this process's
+   * blank pages, never the shared object. Native work handed a view before `close()` (an
+   * `fs.write`, a `zlib` or `crypto` job, a socket write in flight) therefore never faults or
+   * aborts. The addresses are released once the buffer is garbage-collected. Handles made
    * with `share()`/`from()` in other threads, and semaphores in the region, keep the memory
-   * itself alive until they close too.
+   * itself alive until they close too. (Private and read-only regions have no separate
+   * mapping per handle: their views are blanked when the region's last user lets go.)
    */
   close(): void
   /**

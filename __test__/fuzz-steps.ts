@@ -296,7 +296,8 @@ export function step(s: State, a: Action) {
       const v = at(s.views, a.pick)
       if (!v) break
       if (v instanceof DataView) {
-        // Throws a TypeError once detached; out of range is a RangeError.
+        // Views keep their length after close (blank pages); a buffer detached by transfer()
+        // reads length 0.
         if (v.byteLength > 0) v.setUint8(a.at % v.byteLength, a.value & 0xff)
       } else {
         const array = v as unknown as { length: number; [i: number]: number }

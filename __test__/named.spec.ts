@@ -1,4 +1,5 @@
 // Named POSIX shared memory between two real Node processes.
+import { spawnSync } from 'node:child_process'
 import { statfsSync, statSync } from 'node:fs'
 
 import test from 'ava'
@@ -101,7 +102,34 @@ test('unlink removes the name; mappings stay usable until close', (t) => {
   t.is(view[3], 3)
   t.throws(() => shm.unlink(), { code: 'ENOENT' })
   shm.close()
-  t.is(view.length, 0)
+  t.is(view.length, 64, 'views keep their length after close')
+  t.is(view[3], 0, 'and read zeros')
+})
+
+test('after close, a stale view neither sees nor reaches the object in another process', (t) => {
+  const name = uniqueName(t)
+  const shm = SharedMemory.create(name, 64)
+  const view = new Uint8Array(shm.buffer)
+  view[0] = 5
+  shm.close()
+  t.is(view[0], 0, 'the closed handle reads zeros where the object holds 5')
+  view[1] = 9 // lands in this process's private blank page
+  const entry = new URL('../index.js', import.meta.url).href
+  const child = spawnSync(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `import { SharedMemory } from '${entry}'
+       const shm = SharedMemory.open(process.argv[1])
+       console.log([...new Uint8Array(shm.buffer, 0, 2)].join(','))
+       shm.close()`,
+      name,
+    ],
+    { encoding: 'utf8' },
+  )
+  t.is(child.status, 0, child.stderr)
+  t.is(child.stdout.trim(), '5,0', 'the object still holds 5, and the stale write never reached it')
 })
 
 test('a read-only open sees the data, and its writes never reach the segment', async (t) => {

@@ -25,11 +25,14 @@ test("closing in one thread never breaks another thread's views, for every kind 
     t.deepEqual(
       r,
       {
-        mainViewLength: 0, // the main thread closed: its own views are detached
+        mainViewLength: 4096 * 2, // the main thread closed: its views keep their length
+        mainReads: 0, // but read zeros where the memory holds 7
+        bSeesStaleWrite: 0, // and their writes never reach the memory
         aReads: 7, // worker A still reads what the main thread wrote
         aWrites: 9,
         bSeesA: 9, // the same memory, not a copy
-        aLengthAfterClose: 0, // A closed: A's views are detached
+        aLengthAfterClose: 4096 * 2, // A closed: A's views keep their length
+        aReadsAfterClose: 0, // and read zeros where the memory holds 9
         bStillWrites: 5, // B is unaffected until it closes too
         bLength: 4096 * 2,
       },

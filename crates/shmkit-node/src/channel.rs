@@ -5,10 +5,12 @@
 //! - Sent bytes are read straight from the caller's `ArrayBufferView`/`ArrayBuffer` into the
 //!   ring (one copy); received bytes are copied into a fresh `ArrayBuffer` (one copy).
 //! - A view (`tryReceiveView`/`receiveViewSync`) is an external `ArrayBuffer` over the
-//!   message's slot. Its finaliser holds an `Arc<Region>`, so the mapping outlives every
-//!   view; the slot is held (producers cannot reuse it) until `release()`, the next receive,
-//!   `close()` or GC of the channel object, which first detach the buffer so every view of it
-//!   reads length 0.
+//!   message's slot, through an alias of the slot's pages where the region allows one. Its
+//!   finaliser holds an `Arc<Region>` and the alias, so the mapping outlives every view; the
+//!   slot is held (producers cannot reuse it) until `release()`, the next receive, `close()`
+//!   or GC of the channel object, which first blank the alias in place (views keep their
+//!   length and read zeros; native work still holding the view, such as a zlib job, reads
+//!   zeros instead of aborting), or, without an alias, detach the buffer.
 //! - Object mode serialises with Node's own `v8.serialize` / `v8.deserialize` (the
 //!   structured clone that `process.send` uses with `serialization: 'advanced'`).
 
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use napi::bindgen_prelude::*;
 use napi::{sys, ValueType};
-use shmkit::{Recv, Region, SendStatus};
+use shmkit::{Alias, Recv, Region, SendStatus};
 
 use crate::args;
 use crate::error::{abort_error, closed, IntoJs};
@@ -88,7 +90,13 @@ enum Wait {
 struct View {
   held: shmkit::Held,
   buffer: sys::napi_ref,
+  /// The view's own mapping of the slot's pages, blanked on release; `None` where the region
+  /// cannot be aliased (the buffer is then detached on release).
+  alias: Option<Arc<Alias>>,
 }
+
+/// What a view's buffer keeps alive until V8 frees it.
+type ViewHold = (Arc<Region>, Option<Arc<Alias>>);
 
 /// A bounded message queue inside a `SharedMemory` region, shared by every process that
 /// maps it: many senders, many receivers, each message received exactly once, in order per
@@ -120,8 +128,8 @@ pub struct Channel {
 
 /// The external buffer's finaliser: drops the `Arc<Region>` that kept the mapping alive.
 unsafe extern "C" fn drop_region(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
-  // SAFETY: `hint` is the `Box<Arc<Region>>` leaked in `view_of`, reclaimed exactly once here.
-  drop(unsafe { Box::from_raw(hint.cast::<Arc<Region>>()) });
+  // SAFETY: `hint` is the `Box<ViewHold>` leaked in `view_of`, reclaimed exactly once here.
+  drop(unsafe { Box::from_raw(hint.cast::<ViewHold>()) });
 }
 
 fn check(status: sys::napi_status) -> Result<()> {
@@ -415,16 +423,24 @@ impl Channel {
   }
 
   /// Gives back the slot of the view from the last `tryReceiveView`/`receiveViewSync`; the
-  /// view reads length 0 from now on. Does nothing if no view is held.
+  /// view reads zeros from now on (length 0 where the region is private). Does nothing if no
+  /// view is held.
   #[napi]
   pub fn release(&mut self, env: Env) {
     if let Some(view) = self.view.take() {
+      // Blanking in place, not detaching, where possible: native work still holding the view
+      // (a zlib job between chunks) aborts the process when its input is detached.
+      let blanked = view.alias.as_ref().is_some_and(|alias| alias.blank().is_ok());
       let raw = env.raw();
       let mut value = ptr::null_mut();
       // SAFETY: `view.buffer` is a live reference created in this env; each call gets valid
-      // out-pointers. Detaching first means no JS view reaches the slot once it is freed.
+      // out-pointers. Detaching (without an alias) means no JS view reaches the slot once it
+      // is freed.
       unsafe {
-        if sys::napi_get_reference_value(raw, view.buffer, &raw mut value) == sys::Status::napi_ok && !value.is_null() {
+        if !blanked
+          && sys::napi_get_reference_value(raw, view.buffer, &raw mut value) == sys::Status::napi_ok
+          && !value.is_null()
+        {
           sys::napi_detach_arraybuffer(raw, value);
         }
         sys::napi_delete_reference(raw, view.buffer);
@@ -453,8 +469,8 @@ impl Channel {
     if as_view && !self.object_mode {
       let held = message.into_held();
       match self.view_of(env, &held) {
-        Ok(Some((view, buffer))) => {
-          self.view = Some(View { held, buffer });
+        Ok(Some((view, buffer, alias))) => {
+          self.view = Some(View { held, buffer, alias });
           return Ok(view);
         }
         // The runtime forbids external buffers (Electron's V8 sandbox): copy instead.
@@ -468,18 +484,36 @@ impl Channel {
     message_value(env, &self.inner, message.into_held(), self.object_mode)
   }
 
-  /// An external `ArrayBuffer` over the held message's payload, wrapped in a `Uint8Array`,
-  /// and a strong reference to the buffer (to detach it on release); `None` where the
-  /// runtime forbids external buffers.
-  fn view_of<'e>(&self, env: &'e Env, held: &shmkit::Held) -> Result<Option<(Unknown<'e>, sys::napi_ref)>> {
-    let hint = Box::into_raw(Box::new(self.inner.region().clone()));
+  /// An external `ArrayBuffer` over the held message's payload (through an alias of its
+  /// pages where the region allows one), wrapped in a `Uint8Array`, a strong reference to the
+  /// buffer and the alias (to cut it off on release); `None` where the runtime forbids
+  /// external buffers, or no alias can be made now (out of mappings): the caller copies.
+  #[expect(clippy::type_complexity, reason = "a private helper's three results")]
+  fn view_of<'e>(
+    &self,
+    env: &'e Env,
+    held: &shmkit::Held,
+  ) -> Result<Option<(Unknown<'e>, sys::napi_ref, Option<Arc<Alias>>)>> {
+    let region = self.inner.region();
+    let payload = self.inner.held_ptr(held);
+    let (data, alias) = if held.is_empty() {
+      (payload, None)
+    } else {
+      match region.alias_range(payload as usize - region.as_ptr() as usize, held.len()) {
+        // SAFETY: `at` is the payload's offset inside the alias, which covers its pages.
+        Ok(Some((alias, at))) => (unsafe { alias.as_ptr().add(at) }, Some(Arc::new(alias))),
+        Ok(None) => (payload, None),
+        Err(_) => return Ok(None),
+      }
+    };
+    let hint: *mut ViewHold = Box::into_raw(Box::new((region.clone(), alias.clone())));
     let mut array_buffer = ptr::null_mut();
-    // SAFETY: the pointer and length are the held message's payload inside the mapping,
-    // which the `Arc<Region>` in `hint` keeps mapped until `drop_region` runs.
+    // SAFETY: the pointer and length are the held message's payload inside the mapping or
+    // its alias, which the `Arc`s in `hint` keep mapped until `drop_region` runs.
     let status = unsafe {
       sys::napi_create_external_arraybuffer(
         env.raw(),
-        self.inner.held_ptr(held).cast(),
+        data.cast(),
         held.len(),
         Some(drop_region),
         hint.cast(),
@@ -498,7 +532,7 @@ impl Channel {
     // SAFETY: `array_buffer` was just created in this env; valid out-pointer.
     check(unsafe { sys::napi_create_reference(env.raw(), array_buffer, 1, &raw mut reference) })?;
     match uint8_array(env, array_buffer, held.len()) {
-      Ok(view) => Ok(Some((view, reference))),
+      Ok(view) => Ok(Some((view, reference, alias))),
       Err(e) => {
         // SAFETY: the reference was just created in this env.
         unsafe { sys::napi_delete_reference(env.raw(), reference) };

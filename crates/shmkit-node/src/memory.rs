@@ -7,11 +7,15 @@
 //!   pointer, so a finalizer that runs twice, or a runtime that runs it on a failed creation,
 //!   cannot free anything twice). The claim holds the region while the handle is alive, and an
 //!   `AddressPin` until V8 has released both the backing store and the `ArrayBuffer` object.
-//! - `close()` detaches the buffer (views read length 0) and drops the region. Native work
-//!   still in flight (a thread-pool job handed a view before `close()`) keeps the buffer
-//!   object alive, and through the pin the addresses: if this was the region's last user its
-//!   memory is replaced in place by zero pages, so such work reads zeros or writes nowhere, and
-//!   the addresses are unmapped only when the buffer object is collected.
+//! - The buffer lies over an alias: the handle's own mapping of the region's memory
+//!   (`Region::alias`), where the kernel can make one (shared mappings on Linux); otherwise
+//!   over the region's mapping itself, kept mapped by an `AddressPin`.
+//! - `close()` never detaches the buffer: native work still in flight (a zlib job between
+//!   chunks, an `fs.write`) holds raw pointers into it, and a detached input makes Node abort.
+//!   Instead it cuts the buffer off in place: the alias is replaced by private zero pages, so
+//!   views keep their length, read zeros, and write only to pages nobody else sees. Without
+//!   an alias, the region's own range is blanked the same way once its last user lets go.
+//!   The addresses are unmapped when the buffer object is collected.
 
 use std::collections::BTreeMap;
 use std::ffi::c_void;
@@ -22,7 +26,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use napi::bindgen_prelude::*;
 use napi::sys;
-use shmkit::{AddressPin, MapOptions, Region};
+use shmkit::{AddressPin, Alias, MapOptions, Region};
 
 use crate::args;
 use crate::error::{
@@ -33,8 +37,11 @@ use crate::error::{
 struct Claim {
   /// The region, while the handle that made the buffer is neither closed nor collected.
   region: Option<Arc<Region>>,
-  /// The addresses, until V8 is done with the buffer.
-  _pin: AddressPin,
+  /// The buffer's own mapping of the memory, blanked when the handle closes; unmapped when
+  /// V8 is done with the buffer.
+  alias: Option<Alias>,
+  /// Without an alias, the region's addresses, until V8 is done with the buffer.
+  _pin: Option<AddressPin>,
   /// How many finalizers (backing store, buffer object) have yet to run.
   pending: u8,
 }
@@ -65,15 +72,32 @@ unsafe extern "C" fn settle_claim(_env: sys::napi_env, _data: *mut c_void, hint:
   drop(done); // outside the lock: may unmap
 }
 
-/// The claim no longer keeps its region (the handle closed); the pin stays.
+/// The handle closed: its buffer's alias no longer reaches the memory (zero pages in place,
+/// so views keep their length), and the claim no longer keeps the region.
 fn release_region(key: usize) {
-  let region = claims().get_mut(&key).and_then(|claim| claim.region.take());
+  let region = {
+    let mut claims = claims();
+    let Some(claim) = claims.get_mut(&key) else {
+      return;
+    };
+    if let Some(alias) = &claim.alias {
+      // A failed blank (out of mappings) leaves the alias reaching the memory until the
+      // buffer is collected: never a fault.
+      let _ = alias.blank();
+    }
+    claim.region.take()
+  };
   drop(region); // outside the lock: may blank or unmap
 }
 
-/// The region behind a buffer's claim, while the handle that made the buffer is open.
-pub(crate) fn claimed_region(key: usize) -> Option<Arc<Region>> {
-  claims().get(&key).and_then(|claim| claim.region.clone())
+/// The region behind a buffer's claim, while the handle that made the buffer is open, and
+/// the address where the buffer starts (its alias, or the region itself).
+pub(crate) fn claimed_region(key: usize) -> Option<(Arc<Region>, usize)> {
+  let claims = claims();
+  let claim = claims.get(&key)?;
+  let region = claim.region.clone()?;
+  let base = claim.alias.as_ref().map_or(region.as_ptr(), Alias::as_ptr) as usize;
+  Some((region, base))
 }
 
 /// Drops a claim whose buffer was never made.
@@ -154,8 +178,9 @@ pub struct FileOptions {
 /// Memory shared between processes, mapped into this one.
 ///
 /// Make one with a static factory (one per technique), use `buffer` through typed-array
-/// views, and `close()` it (or let `using` do it). Closing detaches `buffer`: views that
-/// escaped read length 0 instead of crashing. A name is removed only by `unlink()`.
+/// views, and `close()` it (or let `using` do it). After `close()`, views that escaped keep
+/// their length but read zeros, and their writes reach only private pages of this process,
+/// never the shared memory. A name is removed only by `unlink()`.
 ///
 /// ```ts
 /// import { SharedMemory } from 'shmkit'
@@ -267,22 +292,28 @@ pub(crate) fn check_buffer_size(env: &Env, size: usize) -> Result<()> {
 /// its claim.
 fn new_buffer(env: &Env, region: &Arc<Region>) -> Result<(sys::napi_ref, usize)> {
   check_buffer_size(env, region.len())?;
+  let alias = region.alias().js(env)?;
+  let (data, pin) = match &alias {
+    Some(alias) => (alias.as_ptr(), None),
+    None => (region.as_ptr(), Some(region.pin())),
+  };
   let key = NEXT_CLAIM.fetch_add(1, Ordering::Relaxed);
   claims().insert(
     key,
     Claim {
       region: Some(region.clone()),
-      _pin: region.pin(),
+      alias,
+      _pin: pin,
       pending: 1,
     },
   );
   let mut value = ptr::null_mut();
-  // SAFETY: the pointer and length describe the live mapping, which the claim keeps mapped
-  // until `settle_claim` runs for it; the hint is a number, not a pointer.
+  // SAFETY: the pointer and length describe the live mapping (alias or region), which the
+  // claim keeps mapped until `settle_claim` runs for it; the hint is a number, not a pointer.
   let status = unsafe {
     sys::napi_create_external_arraybuffer(
       env.raw(),
-      region.as_ptr().cast(),
+      data.cast(),
       region.len(),
       Some(settle_claim),
       key as *mut c_void,
@@ -306,8 +337,8 @@ fn new_buffer(env: &Env, region: &Arc<Region>) -> Result<(sys::napi_ref, usize)>
     }
     return Err(Error::from_status(Status::from(status)));
   }
-  // The buffer object may outlive its backing store (a detached buffer still held by native
-  // work in flight): the claim also waits for the object.
+  // The buffer object may outlive its backing store (a buffer detached by `transfer()` still
+  // held by native work in flight): the claim also waits for the object.
   if let Some(claim) = claims().get_mut(&key) {
     claim.pending += 1;
   }
@@ -754,22 +785,25 @@ impl SharedMemory {
     }
   }
 
-  /// Detaches `buffer` (every view now has length 0) and lets go of the memory. Idempotent.
-  /// The name, if any, stays until `unlink()`.
+  /// Cuts `buffer` off from the memory and lets go of the region. Idempotent. The name, if
+  /// any, stays until `unlink()`.
   ///
-  /// Native work handed a view before `close()` (an `fs.write`, a `zlib` or `crypto` job, a
-  /// socket write in flight) never faults: if this handle was the region's last user, its
-  /// memory is replaced in place by zero pages, so such work reads zeros and its writes go
-  /// nowhere; the addresses are released once the buffer is garbage-collected. Handles made
+  /// The buffer is not detached: views keep their length, but its memory is replaced in place
+  /// by private zero pages, so views read zeros and their writes reach only this process's
+  /// blank pages, never the shared object. Native work handed a view before `close()` (an
+  /// `fs.write`, a `zlib` or `crypto` job, a socket write in flight) therefore never faults or
+  /// aborts. The addresses are released once the buffer is garbage-collected. Handles made
   /// with `share()`/`from()` in other threads, and semaphores in the region, keep the memory
-  /// itself alive until they close too.
+  /// itself alive until they close too. (Private and read-only regions have no separate
+  /// mapping per handle: their views are blanked when the region's last user lets go.)
   #[napi]
   pub fn close(&mut self, env: Env) {
     let Some(region) = self.region.take() else {
       return;
     };
     if let Some(reference) = self.buffer.take() {
-      detach_and_release(&env, reference);
+      // SAFETY: `reference` is a live reference created in this env.
+      unsafe { sys::napi_delete_reference(env.raw(), reference) };
     }
     // No view of ours reaches the bytes any more: the claim keeps only the addresses.
     release_region(self.claim);
@@ -833,24 +867,6 @@ impl SharedMemory {
       return Err(invalid("unknown or already redeemed id"));
     };
     Self::wrap_shared(&env, region, read_only)
-  }
-}
-
-/// Detaches the referenced buffer (unless someone else did, with `transfer()`) and deletes
-/// the reference.
-fn detach_and_release(env: &Env, reference: sys::napi_ref) {
-  let raw = env.raw();
-  let mut value = ptr::null_mut();
-  // SAFETY: `reference` is a live reference created in this env; each call gets valid
-  // out-pointers, and the value handle lives in the current scope.
-  unsafe {
-    if sys::napi_get_reference_value(raw, reference, &raw mut value) == sys::Status::napi_ok && !value.is_null() {
-      let mut already = false;
-      if sys::napi_is_detached_arraybuffer(raw, value, &raw mut already) == sys::Status::napi_ok && !already {
-        sys::napi_detach_arraybuffer(raw, value);
-      }
-    }
-    sys::napi_delete_reference(raw, reference);
   }
 }
 

@@ -274,12 +274,21 @@ unsafe extern "C" fn teardown(handle: sys::napi_async_cleanup_hook_handle, arg: 
     unsafe { sys::napi_remove_async_cleanup_hook(handle) };
     return;
   };
+  // Some runtimes (Deno) run cleanup hooks with no handle scope open, and dropping a
+  // pending wait may make handles (its promise's settlement).
+  let mut scope = ptr::null_mut();
+  // SAFETY: the env is still valid while its cleanup hooks run; `scope` is an out-pointer.
+  let opened = unsafe { sys::napi_open_handle_scope(env, &raw mut scope) } == sys::Status::napi_ok;
   let pending = std::mem::take(&mut *lp.pending.borrow_mut());
   drop(pending);
   // SAFETY: the env is still valid while its cleanup hooks run.
   unsafe {
     sys::napi_async_destroy(env, lp.async_context);
     sys::napi_delete_reference(env, lp.resource);
+  }
+  if opened {
+    // SAFETY: the scope opened above, closed once.
+    unsafe { sys::napi_close_handle_scope(env, scope) };
   }
   match &lp.backend {
     Backend::Uring(ring) => ring.shut(handle),
@@ -317,6 +326,19 @@ fn in_callback_scope(lp: &Loop, f: impl FnOnce(&Env)) {
 }
 
 #[cfg_attr(not(target_os = "linux"), allow(dead_code, reason = "the io_uring path only"))]
+/// Whether this is Node.js itself: Bun and Deno export some libuv names without a libuv
+/// event loop behind them (Bun panics in `uv_poll_init`), so they get the waiter threads.
+fn runs_in_node(env: &Env) -> bool {
+  let Ok(process) = crate::js::global(env, "process") else {
+    return false;
+  };
+  let Ok(versions) = process.get_named_property::<Object>("versions") else {
+    return false;
+  };
+  let other = |name: &str| versions.has_named_property(name).unwrap_or(true);
+  !other("bun") && !other("deno")
+}
+
 /// Whether `SHMKIT_IO_URING=0` turned `io_uring` off.
 fn io_uring_disabled() -> bool {
   std::env::var_os("SHMKIT_IO_URING").is_some_and(|v| v == "0")
@@ -614,7 +636,7 @@ mod uring {
     /// A ring for this JS thread, or `None` when `io_uring` futex waits are not available
     /// (then the waiter threads serve).
     pub(super) fn start(env: &Env) -> Option<Box<Ring>> {
-      if super::io_uring_disabled() {
+      if super::io_uring_disabled() || !super::runs_in_node(env) {
         return None;
       }
       let uv = uv()?;

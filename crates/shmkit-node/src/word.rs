@@ -115,7 +115,7 @@ fn word_at(env: &Env, view: Unknown<'_>, index: Unknown<'_>) -> Result<Word> {
   check(unsafe { sys::napi_unwrap(env.raw(), buffer, &raw mut claim) })?;
   // SAFETY: the Box<usize> lives as long as the buffer, which `view` keeps alive.
   let claim = unsafe { *claim.cast::<usize>() };
-  let region = crate::memory::claimed_region(claim).ok_or_else(|| closed(env, "SharedMemory"))?;
+  let (region, base) = crate::memory::claimed_region(claim).ok_or_else(|| closed(env, "SharedMemory"))?;
   #[expect(clippy::cast_precision_loss, reason = "view lengths are far below 2**53")]
   let last = length as f64 - 1.0;
   if length == 0 {
@@ -129,7 +129,7 @@ fn word_at(env: &Env, view: Unknown<'_>, index: Unknown<'_>) -> Result<Word> {
   let i = args::integer(env, index, "index", 0.0, last)?;
   #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "0..length")]
   let i = i as usize;
-  let offset = (data as usize - region.as_ptr() as usize) + i * 4;
+  let offset = (data as usize - base) + i * 4;
   Word::in_region(region, offset).js(env)
 }
 

@@ -300,5 +300,5 @@ pub use nix::sys::signal::Signal;
 pub use owner::Owner;
 pub use posix_shm::unlink;
 pub use process::{fork, Child, ExitStatus, ExitWaiter};
-pub use region::{AddressPin, Kind, MapOptions, Region};
+pub use region::{AddressPin, Alias, Kind, MapOptions, Region};
 pub use sem::{SemOptions, Semaphore};

@@ -314,6 +314,52 @@ impl std::fmt::Debug for AddressPin {
   }
 }
 
+/// A second mapping of a region's memory at addresses of its own (see [`Region::alias`]).
+///
+/// It can be cut off from the memory without touching the region or other aliases:
+/// [`Alias::blank`] replaces its range in place with private zero pages, so a late reader
+/// sees zeros and a late writer writes only to pages nobody else sees. Dropping it unmaps it.
+pub struct Alias {
+  range: AddressRange,
+}
+
+impl Alias {
+  /// The first address of the alias.
+  #[must_use]
+  pub fn as_ptr(&self) -> *mut u8 {
+    self.range.ptr.as_ptr().cast()
+  }
+
+  /// The length of the alias in bytes.
+  #[must_use]
+  pub fn len(&self) -> usize {
+    self.range.len
+  }
+
+  /// Always `false`: an alias holds at least one byte.
+  #[must_use]
+  pub fn is_empty(&self) -> bool {
+    self.range.len == 0
+  }
+
+  /// Cuts the alias off from the shared memory, keeping its addresses mapped (to private
+  /// zero pages) until it is dropped.
+  ///
+  /// # Errors
+  /// The `mmap` failure; the alias then still reaches the memory.
+  pub fn blank(&self) -> Result<()> {
+    self.range.blank()
+  }
+}
+
+impl std::fmt::Debug for Alias {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("Alias")
+      .field("len", &self.range.len)
+      .finish_non_exhaustive()
+  }
+}
+
 /// A mapped range of memory that other processes can share.
 ///
 /// Constructors, one per technique: [`Region::anonymous`], [`Region::dev_zero`],
@@ -603,6 +649,51 @@ impl Region {
     AddressPin {
       range: self.range.clone(),
     }
+  }
+
+  /// A second mapping of the same memory at fresh addresses, which can be blanked or
+  /// unmapped on its own (see [`Alias`]). Writes through either are seen through the other.
+  ///
+  /// Linux only, and only for shared mappings (`mremap` with an old size of 0): `Ok(None)`
+  /// for private (copy-on-write) regions and on other systems, which have no such call.
+  ///
+  /// # Errors
+  /// The `mremap` failure (`ENOMEM` when out of address space or mappings).
+  pub fn alias(&self) -> Result<Option<Alias>> {
+    Ok(self.alias_range(0, self.len)?.map(|(alias, _)| alias))
+  }
+
+  /// Like [`Region::alias`], for the bytes `offset..offset + len` only: the alias covers the
+  /// whole pages holding them, and the second value is where `offset` lies in it.
+  ///
+  /// # Errors
+  /// `InvalidSize` for an empty range or one outside the region; the `mremap` failure.
+  pub fn alias_range(&self, offset: usize, len: usize) -> Result<Option<(Alias, usize)>> {
+    self.check_range(offset, len)?;
+    if len == 0 {
+      return Err(Error::new(ErrorKind::InvalidSize, "an alias needs at least 1 byte"));
+    }
+    #[cfg(target_os = "linux")]
+    if !self.private {
+      // SAFETY: sysconf only reads a system value.
+      let page = usize::try_from(unsafe { nix::libc::sysconf(nix::libc::_SC_PAGESIZE) }).unwrap_or(4096);
+      let start = offset - offset % page;
+      let end = (offset + len).div_ceil(page).saturating_mul(page).min(self.len);
+      let from = self.range.ptr.map_addr(|addr| addr.saturating_add(start));
+      // SAFETY: an old size of 0 asks for a new mapping of the same pages (`from`, page
+      // aligned, inside this mapping) at an address the kernel picks (MREMAP_MAYMOVE), so
+      // nothing we own is moved or replaced; the new range is owned by the returned Alias,
+      // which unmaps it once.
+      let ptr =
+        unsafe { nix::sys::mman::mremap(from, 0, end - start, nix::sys::mman::MRemapFlags::MREMAP_MAYMOVE, None) }
+          .syscall("mremap")
+          .map_err(|e| self.named(e))?;
+      let alias = Alias {
+        range: AddressRange { ptr, len: end - start },
+      };
+      return Ok(Some((alias, offset - start)));
+    }
+    Ok(None)
   }
 
   /// Releases the memory: with pins outstanding the range is blanked in place, and the last

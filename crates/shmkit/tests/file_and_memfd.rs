@@ -123,3 +123,45 @@ fn a_pin_keeps_the_addresses_and_blanks_the_memory() {
   assert_eq!(pin.len(), 4096);
   drop(pin);
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_alias_shares_the_memory_until_blanked_and_the_region_is_untouched() {
+  let region = shmkit::Region::anonymous(3 * 4096).unwrap();
+  let alias = region.alias().unwrap().expect("shared mappings alias on Linux");
+  assert_eq!(alias.len(), region.len());
+  region.write_at(5, b"x").unwrap();
+  // SAFETY: the alias is mapped for its length until dropped.
+  unsafe {
+    assert_eq!(alias.as_ptr().add(5).read(), b'x', "the same pages");
+    alias.as_ptr().add(6).write(b'y');
+  }
+  let mut seen = [0u8; 2];
+  region.read_at(5, &mut seen).unwrap();
+  assert_eq!(&seen, b"xy");
+  alias.blank().unwrap();
+  // SAFETY: as above; the range now holds private zero pages.
+  unsafe {
+    assert_eq!(alias.as_ptr().add(5).read(), 0, "cut off: zeros");
+    alias.as_ptr().add(7).write(b'z'); // reaches only the blank page
+  }
+  let mut seen = [0u8; 3];
+  region.read_at(5, &mut seen).unwrap();
+  assert_eq!(
+    &seen, b"xy\0",
+    "the region keeps its bytes and never sees the stale write"
+  );
+
+  // A sub-range: the alias covers its pages, and says where the offset lies in it.
+  region.write_at(4096 + 10, b"q").unwrap();
+  let (part, at) = region.alias_range(4096 + 10, 3).unwrap().unwrap();
+  assert_eq!((part.len(), at), (4096, 10));
+  // SAFETY: `at` is inside the alias.
+  assert_eq!(unsafe { part.as_ptr().add(at).read() }, b'q');
+  assert!(region.alias_range(3 * 4096, 1).is_err(), "outside the region");
+  let private = shmkit::Region::anonymous_with(4096, &MapOptions::new().private(true)).unwrap();
+  assert!(
+    private.alias().unwrap().is_none(),
+    "private memory has no second mapping"
+  );
+}

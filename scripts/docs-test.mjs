@@ -261,9 +261,8 @@ export function prepare(blocks, { examples = [], prefix = `dt${randomBytes(3).to
   const tsc = spawnSync(
     process.execPath,
     [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', work, '--pretty', 'false'],
-    {
-      encoding: 'utf8',
-    },
+    // tsc prints paths relative to its working directory: run it in `work`, where they are read.
+    { cwd: work, encoding: 'utf8' },
   )
   const diagnostics = new Map() // a written file -> its tsc errors, located in the markdown
   let last

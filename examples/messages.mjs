@@ -20,13 +20,19 @@ const RESULTS_AT = Channel.size(CAPACITY, MAX_MESSAGE) // the second channel fol
 
 function worker() {
   const [shm] = inherited()
+  if (!(shm instanceof SharedMemory)) throw new Error('expected the shared region as fd 3')
   const jobs = Channel.at(shm, 0, { objectMode: true })
   const results = Channel.at(shm, RESULTS_AT, { objectMode: true })
   for (let job; (job = jobs.receiveSync()) !== undefined;) {
-    results.sendSync({ id: job.id, pid: process.pid, sum: job.numbers.reduce((a, b) => a + b, 0) })
+    results.sendSync({
+      id: job.id,
+      pid: process.pid,
+      sum: job.numbers.reduce((/** @type {number} */ a, /** @type {number} */ b) => a + b, 0),
+    })
   }
 }
 
+/** @param {number} count */
 async function primary(count) {
   const shm = SharedMemory.memfd(2 * RESULTS_AT)
   const options = { capacity: CAPACITY, maxMessageSize: MAX_MESSAGE, objectMode: true }

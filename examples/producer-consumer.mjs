@@ -14,15 +14,20 @@ import { fileURLToPath } from 'node:url'
 import { SEMAPHORE_ALIGNMENT, SEMAPHORE_SIZE, Semaphore, SharedMemory } from '../index.js'
 
 const SLOTS = 16
-const align = (n) => Math.ceil(n / Math.max(SEMAPHORE_ALIGNMENT, 8)) * Math.max(SEMAPHORE_ALIGNMENT, 8)
+const align = (/** @type {number} */ n) =>
+  Math.ceil(n / Math.max(SEMAPHORE_ALIGNMENT, 8)) * Math.max(SEMAPHORE_ALIGNMENT, 8)
 // Layout: [items semaphore][slots semaphore][SLOTS Float64 slots]
 const ITEMS_AT = 0
 const SLOTS_AT = align(SEMAPHORE_SIZE)
 const RING_AT = align(SLOTS_AT + SEMAPHORE_SIZE)
 const SIZE = RING_AT + SLOTS * Float64Array.BYTES_PER_ELEMENT
 
-const item = (i) => i * 7 + 3
+const item = (/** @type {number} */ i) => i * 7 + 3
 
+/**
+ * @param {string} name
+ * @param {number} count
+ */
 async function consumer(name, count) {
   const shm = SharedMemory.open(name)
   // The semaphores were initialised by the producer: attach, do not initialise again.
@@ -43,6 +48,7 @@ async function consumer(name, count) {
   process.stdout.write(JSON.stringify({ count, sum, wrong }) + '\n')
 }
 
+/** @param {number} count */
 async function producer(count) {
   const name = `pc${process.pid}`
   const shm = SharedMemory.create(name, SIZE)

@@ -40,6 +40,44 @@ export interface Semaphore extends Disposable {}
 // `for await (const message of channel)` receives until the end of the stream.
 export interface Channel extends AsyncIterable<any> {}
 
+// shareWith and inherited are written in JavaScript (share.js); their declarations live here.
+
+/**
+ * Returns a copy of `options` for `child_process.spawn`/`fork` that hands `regions` to the
+ * child: fd-backed regions (`memfd`, `fromFd`) are appended to `stdio` as descriptors,
+ * named regions, files and named semaphores go by name, and the list is put in the `SHMKIT_INHERITED`
+ * environment variable (added to `options.env`, or to a copy of `process.env`). In the
+ * child, `inherited()` maps them in the same order. Both processes then see each other's
+ * writes. The list's format is in docs/layout.md, so a child in another language can read it
+ * (Rust: `shmkit::inherited()`).
+ *
+ * Anonymous and `devZero` regions cannot cross `exec` (no descriptor, no name): they throw
+ * `ERR_INVALID_ARG_VALUE`, pointing to `SharedMemory.memfd()`, `SharedMemory.create()` or
+ * `fork()`. So do private (copy-on-write) regions, which are this process's own copy.
+ *
+ * ```ts
+ * import { spawn } from 'node:child_process'
+ * const jobs = SharedMemory.memfd(1 << 20)
+ * const child = spawn(process.execPath, ['child.mjs'], shareWith([jobs], { stdio: 'inherit' }))
+ * // child.mjs: const [jobs] = inherited()
+ * ```
+ */
+export declare function shareWith<T extends object = {}>(
+  regions: Array<SharedMemory | Semaphore>,
+  options?: T,
+): Omit<T, 'stdio' | 'env'> & {
+  stdio: Array<'pipe' | 'overlapped' | 'ignore' | 'inherit' | 'ipc' | number | null | undefined>
+  env: Record<string, string | undefined>
+}
+
+/**
+ * In a child started with `shareWith(...)` options: maps the regions (and opens the named
+ * semaphores) handed over, in the order given to `shareWith`, and returns them (an empty array when there are none). The
+ * inherited descriptors are closed after mapping (each region keeps its own) and
+ * `SHMKIT_INHERITED` is removed from `process.env`, so call it once.
+ */
+export declare function inherited(): Array<SharedMemory | Semaphore>
+
 export type TypedArray =
   | Int8Array
   | Uint8Array
@@ -182,11 +220,11 @@ export declare class ForkedChild {
   get pid(): number
   /**
    * Blocks until the child ends, reaps it, and returns how it ended. Waits for this pid
-   * only, so Node's own `child_process` children are unaffected. With `timeout` (ms), throws
-   * `ETIMEDOUT` when it runs out, leaving the child running. Calling it again returns the
-   * same status.
+   * only, so Node's own `child_process` children are unaffected. With `timeout` (ms),
+   * returns `null` when it runs out, leaving the child running. Calling it again after the
+   * child ended returns the same status.
    */
-  wait(options?: ChildWaitOptions | undefined | null): ExitStatus
+  wait(options?: ChildWaitOptions | undefined | null): ExitStatus | null
   /** Reaps the child if it has ended and returns how; `null` while it runs. Never blocks. */
   tryWait(): ExitStatus | null
   /**
@@ -590,9 +628,9 @@ export interface ChannelWaitOptions {
 /** Options of `ForkedChild.wait`. */
 export interface ChildWaitOptions {
   /**
-   * The longest time to wait, in milliseconds (an integer, `0` to check without waiting).
-   * Default: no limit. When it runs out, `wait` throws an error with `code: 'ETIMEDOUT'`
-   * and the child keeps running (`kill()` it).
+   * The longest to wait, in milliseconds (fractions allowed). `0` checks without waiting;
+   * absent or `Infinity`: no limit; negative or `NaN`: `ERR_OUT_OF_RANGE`. When it runs
+   * out, `wait` returns `null` and the child keeps running (`kill()` it).
    */
   timeout?: number
 }
@@ -703,14 +741,6 @@ export declare function fork(callback: () => unknown): ForkedChild
  * code that cached it earlier still holds the parent's).
  */
 export declare function getpid(): number
-
-/**
- * In a child started with `shareWith(...)` options: maps the regions (and opens the named
- * semaphores) handed over, in the order given to `shareWith`, and returns them (an empty array when there are none). The
- * inherited descriptors are closed after mapping (each region keeps its own) and
- * `SHMKIT_INHERITED` is removed from `process.env`, so call it once.
- */
-export declare function inherited(): Array<SharedMemory | Semaphore>
 
 /** The outcome of taking a `RobustMutex`. */
 export interface LockResult {
@@ -851,27 +881,6 @@ export interface SharedMemoryToken {
   /** The region's name or path, or `null`. */
   name?: string
 }
-
-/**
- * Returns a copy of `options` for `child_process.spawn`/`fork` that hands `regions` to the
- * child: fd-backed regions (`memfd`, `fromFd`) are appended to `stdio` as descriptors,
- * named regions, files and named semaphores go by name, and the list is put in the `SHMKIT_INHERITED`
- * environment variable (added to `options.env`, or to a copy of `process.env`). In the
- * child, `inherited()` maps them in the same order. Both processes then see each other's
- * writes.
- *
- * Anonymous and `devZero` regions cannot cross `exec` (no descriptor, no name): they throw
- * `ERR_INVALID_ARG_VALUE`, pointing to `SharedMemory.memfd()`, `SharedMemory.create()` or
- * `fork()`. So do private (copy-on-write) regions, which are this process's own copy.
- *
- * ```ts
- * import { spawn } from 'node:child_process'
- * const jobs = SharedMemory.memfd(1 << 20)
- * const child = spawn(process.execPath, ['child.mjs'], shareWith([jobs], { stdio: 'inherit' }))
- * // child.mjs: const [jobs] = inherited()
- * ```
- */
-export declare function shareWith<T extends object = {}>(regions: Array<SharedMemory | Semaphore>, options?: T): Omit<T, 'stdio' | 'env'> & { stdio: Array<'pipe' | 'overlapped' | 'ignore' | 'inherit' | 'ipc' | number | null | undefined>; env: Record<string, string | undefined> }
 
 /**
  * Waits, blocking this thread, while `typedArray[index]` holds `value`, until a `notify` on

@@ -27,6 +27,14 @@ try {
   throw unsupportedPlatform(error)
 }
 
+// shareWith/inherited are plain JavaScript (share.js) over the binding, with one native helper
+// that share.js alone uses. Assigned one by one so that Node's ESM loader sees them as exports.
+const { handOverDescriptor } = module.exports
+delete module.exports.handOverDescriptor
+const share = require('./share.js').makeShare(module.exports, handOverDescriptor)
+module.exports.shareWith = share.shareWith
+module.exports.inherited = share.inherited
+
 /**
  * What `console.log` / `util.inspect` show of each class: public getters, each read on its own
  * so that one that throws (a closed handle's `value`) is left out and inspecting never throws.

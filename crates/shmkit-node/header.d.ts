@@ -39,3 +39,41 @@ export interface RobustMutex extends Disposable {}
 export interface Semaphore extends Disposable {}
 // `for await (const message of channel)` receives until the end of the stream.
 export interface Channel extends AsyncIterable<any> {}
+
+// shareWith and inherited are written in JavaScript (share.js); their declarations live here.
+
+/**
+ * Returns a copy of `options` for `child_process.spawn`/`fork` that hands `regions` to the
+ * child: fd-backed regions (`memfd`, `fromFd`) are appended to `stdio` as descriptors,
+ * named regions, files and named semaphores go by name, and the list is put in the `SHMKIT_INHERITED`
+ * environment variable (added to `options.env`, or to a copy of `process.env`). In the
+ * child, `inherited()` maps them in the same order. Both processes then see each other's
+ * writes. The list's format is in docs/layout.md, so a child in another language can read it
+ * (Rust: `shmkit::inherited()`).
+ *
+ * Anonymous and `devZero` regions cannot cross `exec` (no descriptor, no name): they throw
+ * `ERR_INVALID_ARG_VALUE`, pointing to `SharedMemory.memfd()`, `SharedMemory.create()` or
+ * `fork()`. So do private (copy-on-write) regions, which are this process's own copy.
+ *
+ * ```ts
+ * import { spawn } from 'node:child_process'
+ * const jobs = SharedMemory.memfd(1 << 20)
+ * const child = spawn(process.execPath, ['child.mjs'], shareWith([jobs], { stdio: 'inherit' }))
+ * // child.mjs: const [jobs] = inherited()
+ * ```
+ */
+export declare function shareWith<T extends object = {}>(
+  regions: Array<SharedMemory | Semaphore>,
+  options?: T,
+): Omit<T, 'stdio' | 'env'> & {
+  stdio: Array<'pipe' | 'overlapped' | 'ignore' | 'inherit' | 'ipc' | number | null | undefined>
+  env: Record<string, string | undefined>
+}
+
+/**
+ * In a child started with `shareWith(...)` options: maps the regions (and opens the named
+ * semaphores) handed over, in the order given to `shareWith`, and returns them (an empty array when there are none). The
+ * inherited descriptors are closed after mapping (each region keeps its own) and
+ * `SHMKIT_INHERITED` is removed from `process.env`, so call it once.
+ */
+export declare function inherited(): Array<SharedMemory | Semaphore>

@@ -179,10 +179,13 @@
 //! semaphore on macOS), `producer_consumer` (a ring between two unrelated processes, by name),
 //! `peer` (the Rust side of the Rust/Node.js interoperability tests) and `seed`.
 //!
-//! [`fork`] is the plain POSIX fork for Rust programs. [`HostFork`] forks from inside a
-//! multi-threaded runtime such as Node.js (Linux only), with the mechanisms it needs in their
-//! own modules: [`DontForkRanges`] (memory hidden from children), [`CondvarSlots`] (condvar
-//! calls in a one-thread child), [`child_setup`] and [`write_all`].
+//! [`fork`] is the plain POSIX fork for Rust programs. Forking from inside a multi-threaded
+//! runtime such as Node.js (Linux only) is the `host_fork` module, behind the `host-fork`
+//! cargo feature (off by default; the Node.js binding turns it on): `HostFork` and the
+//! mechanisms it needs, `DontForkRanges` (memory hidden from children), `CondvarSlots`
+//! (condvar calls in a one-thread child), `child_setup` and `write_all`.
+//!
+//! [`inherited`] reads what a Node.js parent handed to this process with `shareWith`.
 //!
 //! ## Safety model
 //!
@@ -263,16 +266,15 @@
 //! [the layout contract](https://github.com/shmkit/shmkit/blob/main/docs/layout.md).
 
 mod anon;
-mod blocking_write;
 mod channel;
-pub mod child_setup;
-mod condvar_got;
 mod dev_zero;
-mod dontfork;
 mod error;
+mod fd;
 mod file;
 pub mod futex;
+#[cfg(feature = "host-fork")]
 pub mod host_fork;
+mod inherited;
 mod inventory;
 mod memfd;
 mod mutex;
@@ -283,15 +285,13 @@ mod process;
 mod region;
 mod sem;
 
-pub use blocking_write::write_all;
 pub use channel::{
   Channel, Held, Message, Poll, Recv, SendStatus, WaitPlan, CHANNEL_MAX_CAPACITY, CHANNEL_MAX_MESSAGE_SIZE,
 };
-pub use condvar_got::CondvarSlots;
-pub use dontfork::{DontForkRanges, InheritGuard};
 pub use error::{Error, ErrorKind, Result};
+pub use fd::borrow_fd;
 pub use futex::WaitOutcome;
-pub use host_fork::HostFork;
+pub use inherited::{inherited, parse_inherited, Inherited, INHERITED_ENV};
 pub use inventory::{list, remove_unused, ObjectInfo, ObjectKind};
 pub use mutex::{mutex_align, mutex_size, Lock, LockAttempt, RobustMutex, Step};
 pub use name::{unique_name, ObjectName, MAX_NAME_LEN};

@@ -92,8 +92,8 @@ pub struct Child {
 /// copy-on-write copy of everything else; it must not rely on resources that only make sense
 /// once (a buffered writer flushed twice, a temporary file deleted by a destructor): no
 /// destructor of the caller's frames runs in the child, because it never returns from this
-/// call. Memory marked `MADV_DONTFORK` is absent in the child (see
-/// [`crate::DontForkRanges`]).
+/// call. Memory marked `MADV_DONTFORK` is absent in the child (the `host-fork` feature's
+/// `host_fork::DontForkRanges` shows it to a child).
 ///
 /// # Errors
 /// `fork` failures (`EAGAIN`, `ENOMEM`).

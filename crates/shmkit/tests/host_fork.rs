@@ -21,7 +21,8 @@ use common::{byte_at, fork_lock};
 use nix::sys::mman::{madvise, mmap_anonymous, munmap, MapFlags, MmapAdvise, ProtFlags};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::sys::stat::{fstat, SFlag};
-use shmkit::{child_setup, fork, CondvarSlots, DontForkRanges, HostFork, Region};
+use shmkit::host_fork::{child_setup, CondvarSlots, DontForkRanges, HostFork};
+use shmkit::{fork, Region};
 
 const PAGE: usize = 4096;
 const LONG: Duration = Duration::from_secs(60);
@@ -350,7 +351,7 @@ fn write_all_delivers_every_byte_through_a_full_non_blocking_pipe() {
 
   // SAFETY: the child writes from memory allocated before the fork; write_all does not
   // allocate.
-  let mut child = unsafe { fork(|| i32::from(shmkit::write_all(write.as_fd(), &data).is_err())) }.unwrap();
+  let mut child = unsafe { fork(|| i32::from(shmkit::host_fork::write_all(write.as_fd(), &data).is_err())) }.unwrap();
   drop(write);
   let mut received = Vec::new();
   File::from(read).read_to_end(&mut received).unwrap();

@@ -46,7 +46,7 @@ impl DontForkRanges {
   /// VmFlags: rd wr mr mw me dc ac sd \n\
   /// 7f0000002000-7f0000003000 rw-s 00000000 00:01 1234                       /dev/zero (deleted)\n\
   /// VmFlags: rd wr sh mr mw me ms dc sd \n";
-  /// let ranges = shmkit::DontForkRanges::parse(smaps);
+  /// let ranges = shmkit::host_fork::DontForkRanges::parse(smaps);
   /// assert_eq!(ranges.ranges(), &[0x7f00_0000_0000..0x7f00_0000_2000]);
   /// assert_eq!(ranges.bytes(), 8192);
   /// ```

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 /// ```
 /// let (read, write) = nix::unistd::pipe().unwrap();
 /// # use std::os::fd::AsFd;
-/// shmkit::write_all(write.as_fd(), b"hello").unwrap();
+/// shmkit::host_fork::write_all(write.as_fd(), b"hello").unwrap();
 /// let mut buf = [0u8; 5];
 /// nix::unistd::read(read.as_fd(), &mut buf).unwrap();
 /// assert_eq!(&buf, b"hello");

@@ -43,7 +43,7 @@ impl CondvarSlots {
   ///
   /// ```
   /// // A program that never calls the two functions may have no slot: both answers are fine.
-  /// match shmkit::CondvarSlots::find() {
+  /// match shmkit::host_fork::CondvarSlots::find() {
   ///   Ok(slots) => assert!(slots.len() > 0),
   ///   Err(e) => assert_eq!(e.kind(), shmkit::ErrorKind::Unsupported),
   /// }

@@ -27,8 +27,16 @@
 
 use std::time::Duration;
 
-use crate::condvar_got::CondvarSlots;
-use crate::dontfork::DontForkRanges;
+pub mod child_setup;
+
+mod blocking_write;
+mod condvar_got;
+mod dontfork;
+
+pub use blocking_write::write_all;
+pub use condvar_got::CondvarSlots;
+pub use dontfork::{DontForkRanges, InheritGuard};
+
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::Child;
 
@@ -120,10 +128,7 @@ mod imp {
   use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
   use nix::unistd::{getpid, pipe2, ForkResult, Pid};
 
-  use super::{HANDSHAKE_TIMEOUT, SETUP_FAILED_EXIT_CODE};
-  use crate::child_setup;
-  use crate::condvar_got::CondvarSlots;
-  use crate::dontfork::DontForkRanges;
+  use super::{child_setup, CondvarSlots, DontForkRanges, HANDSHAKE_TIMEOUT, SETUP_FAILED_EXIT_CODE};
   use crate::error::{Error, Result, SyscallExt};
   use crate::process::Child;
 
@@ -239,7 +244,7 @@ mod imp {
       let mut report = [0u8; 8];
       report[..4].copy_from_slice(&u32::try_from(step).unwrap_or(0).to_ne_bytes());
       report[4..].copy_from_slice(&errno.to_ne_bytes());
-      let _ = crate::blocking_write::write_all(handshake.as_fd(), &report);
+      let _ = super::write_all(handshake.as_fd(), &report);
       SETUP_FAILED_EXIT_CODE
     };
     if let Err(e) = child_setup::die_with_parent(parent) {
@@ -268,11 +273,18 @@ mod imp {
 
 #[cfg(not(target_os = "linux"))]
 mod imp {
-  use crate::condvar_got::CondvarSlots;
-  use crate::dontfork::DontForkRanges;
+  use super::{CondvarSlots, DontForkRanges};
   use crate::error::{Error, ErrorKind, Result};
   use crate::process::Child;
 
+  #[cfg(target_os = "macos")]
+  pub(super) fn is_main_thread() -> bool {
+    // SAFETY: a query of the calling thread with no arguments.
+    let main = unsafe { libc::pthread_main_np() };
+    main == 1
+  }
+
+  #[cfg(not(target_os = "macos"))]
   pub(super) fn is_main_thread() -> bool {
     false
   }

@@ -33,7 +33,8 @@ test('index.mjs exports every export of index.js by name, the same objects, and 
 test('package.json declares CommonJS, maps import/require/types to the entries, and ships them', (t) => {
   t.is(packageJson.type, 'commonjs')
   t.deepEqual(packageJson.exports['.'], { types: './index.d.ts', import: './index.mjs', require: './index.js' })
-  for (const file of ['index.js', 'index.mjs', 'index.d.ts', 'binding.js']) t.true(packageJson.files.includes(file))
+  for (const file of ['index.js', 'index.mjs', 'share.js', 'index.d.ts', 'binding.js'])
+    t.true(packageJson.files.includes(file))
 })
 
 test('in a source checkout without a binary, the loader says to run npm run build', async (t) => {

@@ -5,12 +5,14 @@
 // cargo (a no-op after `npm test`'s `cargo test --workspace --release`).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 import test, { type ExecutionContext } from 'ava'
 
-import { Semaphore, SharedMemory } from '../index.js'
-import { fixture, here, uniqueName } from './helpers.js'
+import { Semaphore, SharedMemory, shareWith } from '../index.js'
+import { fixture, here, uniqueName, uniqueSemName } from './helpers.js'
 
 const COUNT = 10_000
 const SUFFIXES = ['fi', 'ff', 'bi', 'bf']
@@ -248,3 +250,37 @@ withCargo('the Rust examples run: fork counter, producer/consumer by name, seed'
   t.regex(run(await example('producer_consumer'), ['20000']), /^ok: 20000 items passed/)
   t.regex(run(await example('seed'), []), /named: child \d+ exited Some\(0\); parent reads "hello from child \d+"/)
 })
+
+withCargo(
+  'Node hands regions and a semaphore to a Rust child with shareWith; shmkit::inherited() reads them',
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'shmkit-inherit-'))
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+    const semName = uniqueSemName(t)
+    using fd = SharedMemory.memfd(4096)
+    using named = SharedMemory.create(uniqueName(t), 4096)
+    using file = SharedMemory.file(join(dir, 'region'), 4096)
+    using done = Semaphore.create(semName)
+    const regions = [fd, named, file]
+    regions.forEach((region, i) => (new Int32Array(region.buffer)[0] = 41 + i))
+    const options = shareWith([fd, named, file, done], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(await example('inherited_peer'), [], { ...options, stdio: options.stdio as never })
+    t.teardown(() => child.kill('SIGKILL'))
+    let out = ''
+    let err = ''
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d))
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d))
+    const [code] = await once(child, 'exit')
+    t.is(code, 0, err)
+    t.true(done.tryWait(), 'the Rust child posted the semaphore')
+    t.deepEqual(JSON.parse(out), [
+      { kind: 'memfd', read: 41 },
+      { kind: 'named', read: 42 },
+      { kind: 'file', read: 43 },
+      { kind: 'semaphore', name: `/${semName}` },
+    ])
+    regions.forEach((region, i) =>
+      t.is(new Int32Array(region.buffer)[1], 42 + i, `the child's write to ${region.kind}`),
+    )
+  },
+)

@@ -1,5 +1,5 @@
 // The three seed techniques and the fd-backed region, one by one.
-import { closeSync } from 'node:fs'
+import { closeSync, readFileSync } from 'node:fs'
 
 import test from 'ava'
 
@@ -26,12 +26,38 @@ test('devZero: zeroed, sized, nameless', (t) => {
   t.true(priv.private)
 })
 
-test('a large region costs nothing until touched', (t) => {
+test('a 4 GiB region maps, and its last byte is writable', (t) => {
   using shm = SharedMemory.anonymous(2 ** 32) // 4 GiB
   t.is(shm.size, 2 ** 32)
   const view = new Uint8Array(shm.buffer)
   view[2 ** 32 - 1] = 1
   t.is(view[2 ** 32 - 1], 1)
+})
+
+/** This process's resident shared memory in bytes (`RssShmem` of /proc/self/status). */
+function residentShared(): number {
+  const line = readFileSync('/proc/self/status', 'utf8').match(/^RssShmem:\s+(\d+) kB$/m)
+  if (!line) throw new Error('/proc/self/status has no RssShmem line')
+  return Number(line[1]) * 1024
+}
+
+const onLinux = process.platform === 'linux' ? test.serial : test.serial.skip
+if (process.platform !== 'linux')
+  console.log('techniques: no /proc/self/status here to measure resident memory; skipping')
+
+// Serial: no other test of this file maps memory meanwhile. The bounds are loose on purpose
+// (other mappings of this process may move by a few pages); 4 GiB resident would be 65536x more.
+onLinux('a 4 GiB region is not resident until touched, and then only the touched page is', (t) => {
+  const before = residentShared()
+  using shm = SharedMemory.anonymous(2 ** 32)
+  const view = new Uint8Array(shm.buffer)
+  const mapped = residentShared()
+  view[2 ** 31] = 1
+  const touched = residentShared()
+  t.log(`RssShmem: ${before} before, ${mapped} after mapping 4 GiB, ${touched} after touching one byte`)
+  t.true(mapped - before < 16 * 2 ** 20, `mapping made ${mapped - before} bytes resident`)
+  t.true(touched - mapped >= 4096, 'the touched page is resident')
+  t.true(touched - mapped < 16 * 2 ** 20, `touching one byte made ${touched - mapped} bytes resident`)
 })
 
 test("memfd: a spawned child maps the inherited fd and both see each other's writes", async (t) => {

@@ -32,7 +32,16 @@ const binary = `shmkit.${platform}.node`
 const platformPackage = `shmkit-${platform}`
 
 /** Exactly the files of the main tarball: the entry, the generated loader and types, and npm's always-included files. */
-const mainFiles = ['LICENSE', 'README.md', 'binding.js', 'index.d.ts', 'index.js', 'index.mjs', 'package.json']
+const mainFiles = [
+  'LICENSE',
+  'README.md',
+  'binding.js',
+  'index.d.ts',
+  'index.js',
+  'index.mjs',
+  'package.json',
+  'share.js',
+]
 /** Nothing of the build or the repository may ship: Rust sources, manifests, binaries, tests, tooling. */
 const forbidden = [
   /\.rs$/,

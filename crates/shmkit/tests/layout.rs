@@ -1,31 +1,102 @@
 //! The numbers and mappings that `docs/layout.md` promises, checked on the platform the tests
-//! run on: sizes and alignments of what shmkit places in a region, a segment's bytes being
-//! exactly the file's bytes, and where Linux keeps named objects. Keep the two in step.
+//! run on: sizes and alignments of what shmkit places in a region (against the document's
+//! own text, and on glibc against the C compiler's `sem_t`), a segment's bytes being exactly
+//! the file's bytes, and where Linux keeps named objects. Keep the two in step.
 
 mod common;
 
 use shmkit::{mutex_align, mutex_size, Semaphore};
 
-/// `(Semaphore::SIZE, Semaphore::ALIGN)` as the document's table gives them: glibc's 64-bit
-/// `sem_t` on every platform (shmkit owns the protocol).
-const SEM_T: (usize, usize) = (32, 8);
+/// docs/layout.md, read at test time: the numbers below are compared with what it says.
+fn document() -> String {
+  let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/layout.md");
+  std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The row of a Markdown table whose first cell starts with `first_cell`.
+fn row<'d>(document: &'d str, first_cell: &str) -> &'d str {
+  let prefix = format!("| {first_cell}");
+  let mut rows = document.lines().filter(|line| line.starts_with(&prefix));
+  let found = rows
+    .next()
+    .unwrap_or_else(|| panic!("docs/layout.md has no table row '{first_cell}'"));
+  assert!(rows.next().is_none(), "docs/layout.md has two rows '{first_cell}'");
+  found
+}
 
 #[test]
-fn semaphore_size_and_alignment_match_the_document() {
-  assert_eq!((Semaphore::SIZE, Semaphore::ALIGN), SEM_T);
-  #[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
-  assert_eq!(
-    (Semaphore::SIZE, Semaphore::ALIGN),
-    (size_of::<libc::sem_t>(), align_of::<libc::sem_t>()),
-    "glibc's sem_t, byte for byte"
+fn semaphore_size_and_alignment_are_the_documented_ones() {
+  let platform = if cfg!(target_os = "macos") {
+    "macOS"
+  } else if cfg!(target_env = "musl") {
+    "Linux musl"
+  } else if cfg!(target_arch = "aarch64") {
+    "Linux glibc, aarch64"
+  } else {
+    "Linux glibc, x86_64"
+  };
+  let document = document();
+  let documented = row(&document, platform);
+  let actual = format!("{} bytes, align {}", Semaphore::SIZE, Semaphore::ALIGN);
+  assert!(
+    documented.contains(&actual),
+    "docs/layout.md says {documented:?}, the code {actual:?}"
   );
   // The document's advice: offsets that are multiples of 8 (or 64) suit every platform.
   assert_eq!(8 % Semaphore::ALIGN, 0);
 }
 
 #[test]
-fn mutex_size_and_alignment_match_the_document() {
-  assert_eq!((mutex_size(), mutex_align()), (32, 8));
+fn mutex_size_and_alignment_are_the_documented_ones() {
+  let document = document();
+  let documented = row(&document, "robust mutex");
+  let size = format!("| {} (`mutex_size()`", mutex_size());
+  let align = format!("| {} (`mutex_align()`)", mutex_align());
+  assert!(
+    documented.contains(&size) && documented.contains(&align),
+    "docs/layout.md says {documented:?}, the code size {} align {}",
+    mutex_size(),
+    mutex_align()
+  );
+  let everywhere = format!(
+    "the mutex is {} bytes, align {}, everywhere",
+    mutex_size(),
+    mutex_align()
+  );
+  assert!(document.contains(&everywhere), "docs/layout.md lacks {everywhere:?}");
+}
+
+/// On glibc a C program's `sem_t` and shmkit's semaphore are the same bytes (named
+/// semaphores and semaphores in a region are shared with `sem_post`/`sem_wait`), so the C
+/// compiler's `sizeof`/`alignof` must be shmkit's. Needs `cc`, as the C interop tests do.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn semaphore_is_the_c_compilers_sem_t() {
+  let dir = std::env::temp_dir().join(format!("shmkit-layout-{}", std::process::id()));
+  std::fs::create_dir_all(&dir).unwrap();
+  let source = dir.join("sem_t.c");
+  let program = dir.join("sem_t");
+  std::fs::write(
+    &source,
+    "#include <semaphore.h>\n#include <stdalign.h>\n#include <stdio.h>\n\
+     int main(void) { printf(\"%zu %zu\\n\", sizeof(sem_t), alignof(sem_t)); return 0; }\n",
+  )
+  .unwrap();
+  let compiled = std::process::Command::new("cc")
+    .arg("-o")
+    .arg(&program)
+    .arg(&source)
+    .status()
+    .unwrap_or_else(|e| panic!("cc is needed to check sem_t against C (the interop tests need it too): {e}"));
+  assert!(compiled.success(), "cc failed on {}", source.display());
+  let output = std::process::Command::new(&program).output().unwrap();
+  std::fs::remove_dir_all(&dir).unwrap();
+  let printed = String::from_utf8(output.stdout).unwrap();
+  assert_eq!(
+    printed.trim(),
+    format!("{} {}", Semaphore::SIZE, Semaphore::ALIGN),
+    "C's sizeof and alignof of sem_t"
+  );
 }
 
 /// The mutex's bytes as docs/layout.md gives them: the lock word at 0 (owner thread id in

@@ -240,9 +240,10 @@ mod imp {
   }
 
   unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
-    // SAFETY: dl_iterate_phdr passes a valid info for the duration of this call, and `data`
-    // is the `CondvarSlots` that `find` passed.
-    let (info, found) = unsafe { (&*info, &mut *data.cast::<CondvarSlots>()) };
+    // SAFETY: dl_iterate_phdr passes a valid info for the duration of this call.
+    let info = unsafe { &*info };
+    // SAFETY: `data` is the `CondvarSlots` that `find` passed, borrowed by no one else.
+    let found = unsafe { &mut *data.cast::<CondvarSlots>() };
     let before = found.slots.len();
     // SAFETY: the loader's own description of a loaded object.
     unsafe { scan_object(info, found) };
@@ -337,12 +338,14 @@ mod imp {
         if symbol == 0 || !SLOT_TYPES.contains(&kind) || relocation.r_addend != 0 {
           continue;
         }
-        // SAFETY: a relocation's symbol index is within the object's symbol table, and its
-        // name offset within the string table, which holds NUL-terminated names.
-        let name = unsafe {
-          let sym = &*self.symtab.add(symbol);
-          CStr::from_ptr(self.strtab.add(sym.st_name as usize).cast())
-        };
+        // SAFETY: a relocation's symbol index is within the object's symbol table.
+        let sym = unsafe { self.symtab.add(symbol) };
+        // SAFETY: the entry just located, an initialised symbol of the loaded object.
+        let name_offset = unsafe { (*sym).st_name } as usize;
+        // SAFETY: a symbol's name offset is within the string table.
+        let name = unsafe { self.strtab.add(name_offset) };
+        // SAFETY: the string table holds NUL-terminated names, alive while the object is loaded.
+        let name = unsafe { CStr::from_ptr(name.cast()) };
         if SYMBOLS.iter().any(|s| s.as_bytes() == name.to_bytes()) {
           #[expect(clippy::cast_possible_truncation, reason = "addresses fit in usize on 64-bit")]
           let addr = self.base + relocation.r_offset as usize;

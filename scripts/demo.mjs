@@ -44,7 +44,7 @@ for (const [n, technique, label] of [
     childWrite(1, `   child ${getpid()} reads ${view[0]} and writes ${view[0] + 22}\n`)
     view[1] = view[0] + 22
   })
-  const { code } = forked.wait({ timeout: 60_000 })
+  const { code } = forked.wait({ timeout: 60_000 }) ?? { code: 'still running after 60 s' }
   console.log(`   parent ${process.pid} reads ${view[1]} after the child (pid ${forked.pid}) exited with code ${code}`)
   area.close()
 }

@@ -34,6 +34,7 @@ mod mutex;
 )]
 mod pool;
 mod promise;
+mod raw;
 mod semaphore;
 #[cfg_attr(
   test,

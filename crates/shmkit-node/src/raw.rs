@@ -1,0 +1,84 @@
+//! The raw N-API calls napi-rs has no safe form for, each in one place: status checks,
+//! taking a pending exception, strong references, and wrapped numbers. Everything else in the binding goes through napi-rs or these helpers.
+
+#![deny(clippy::multiple_unsafe_ops_per_block)]
+
+use std::ffi::c_void;
+use std::ptr;
+
+use napi::bindgen_prelude::*;
+use napi::sys;
+
+/// `Ok` for `napi_ok`, otherwise napi-rs's error for the status.
+pub fn check(status: sys::napi_status) -> Result<()> {
+  if status == sys::Status::napi_ok {
+    Ok(())
+  } else {
+    Err(Error::from_status(Status::from(status)))
+  }
+}
+
+/// Takes the pending JS exception, if any, so that it is no longer pending.
+pub fn take_exception<'v>(env: &Env) -> Option<Unknown<'v>> {
+  let mut exception = ptr::null_mut();
+  // SAFETY: a valid env and out-pointer; with nothing pending this sets `undefined`.
+  let status = unsafe { sys::napi_get_and_clear_last_exception(env.raw(), &raw mut exception) };
+  if status != sys::Status::napi_ok || exception.is_null() {
+    return None;
+  }
+  // SAFETY: a valid handle of the current scope.
+  Some(unsafe { Unknown::from_raw_unchecked(env.raw(), exception) })
+}
+
+/// A strong reference to a JS value, deleted with [`Strong::delete`] (from the JS thread or a
+/// finalizer).
+pub struct Strong(sys::napi_ref);
+
+impl Strong {
+  /// Holds `value` until [`Strong::delete`].
+  pub fn new(env: &Env, value: sys::napi_value) -> Result<Self> {
+    let mut reference = ptr::null_mut();
+    // SAFETY: `value` is a live handle of this env; `reference` is a valid out-pointer.
+    check(unsafe { sys::napi_create_reference(env.raw(), value, 1, &raw mut reference) })?;
+    Ok(Self(reference))
+  }
+
+  /// The value, as a handle of the current scope.
+  pub fn get<'v>(&self, env: &Env) -> Result<Unknown<'v>> {
+    let mut value = ptr::null_mut();
+    // SAFETY: `self.0` is a live strong reference of this env (deleted only by consuming
+    // `self`); `value` is a valid out-pointer.
+    check(unsafe { sys::napi_get_reference_value(env.raw(), self.0, &raw mut value) })?;
+    if value.is_null() {
+      return Err(Error::from_status(Status::GenericFailure));
+    }
+    // SAFETY: a valid handle of the current scope.
+    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
+  }
+
+  /// Lets go of the value.
+  pub fn delete(self, env: &Env) {
+    // SAFETY: `self.0` is a live reference of this env, deleted once (this consumes it).
+    // Deleting only fails for a reference of another env, which we never hold.
+    let _ = unsafe { sys::napi_delete_reference(env.raw(), self.0) };
+  }
+}
+
+/// Attaches the number `key` to `object` (`napi_wrap`), with `finalize` called with `key` as
+/// its hint when V8 collects the object.
+pub fn wrap_number(env: &Env, object: sys::napi_value, key: usize, finalize: sys::napi_finalize) -> Result<()> {
+  let data = key as *mut c_void;
+  // SAFETY: `object` is a live object handle of this env that nothing has wrapped; the data
+  // and hint are plain numbers, never dereferenced.
+  check(unsafe { sys::napi_wrap(env.raw(), object, data, finalize, data, ptr::null_mut()) })
+}
+
+/// The number attached to `object` by [`wrap_number`], or `None` when nothing is attached
+/// (another object, or one another addon wrapped: callers check that the number is theirs).
+pub fn unwrap_number(env: &Env, object: sys::napi_value) -> Option<usize> {
+  let mut data = ptr::null_mut();
+  // SAFETY: `object` is a live handle of this env; `data` is a valid out-pointer. An object
+  // without a wrap is `napi_invalid_arg`, not an exception.
+  let status = unsafe { sys::napi_unwrap(env.raw(), object, &raw mut data) };
+  (status == sys::Status::napi_ok).then_some(data as usize)
+}

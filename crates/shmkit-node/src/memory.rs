@@ -17,6 +17,8 @@
 //!   an alias, the region's own range is blanked the same way once its last user lets go.
 //!   The addresses are unmapped when the buffer object is collected.
 
+#![deny(clippy::multiple_unsafe_ops_per_block)]
+
 use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -247,6 +249,27 @@ impl SharedMemory {
   pub fn region(&self, env: &Env) -> Result<Arc<Region>> {
     self.live(env).cloned()
   }
+
+  /// A `SharedMemory` argument (checked by napi's type tag, so another class or a look-alike
+  /// object is `ERR_INVALID_ARG_TYPE`, never a bad cast).
+  pub fn from_arg<'a>(env: &Env, value: Unknown<'a>, arg: &str) -> Result<ClassInstance<'a, Self>> {
+    let not_ours = || args::invalid_type(env, arg, "an instance of SharedMemory", value);
+    if value.get_type()? != napi::ValueType::Object {
+      return Err(not_ours());
+    }
+    // SAFETY: `value` is a live object handle of this env; napi unwraps it only after
+    // confirming the SharedMemory type tag and class identity.
+    unsafe { ClassInstance::<Self>::from_napi_value(env.raw(), value.raw()) }.map_err(|_| {
+      // A failed type-tag check may leave a JS exception pending; ours replaces it.
+      let _ = raw::take_exception(env);
+      not_ours()
+    })
+  }
+
+  /// The region of a `SharedMemory` argument, for objects placed in it.
+  pub fn region_arg(env: &Env, value: Unknown<'_>, arg: &str) -> Result<Arc<Region>> {
+    Self::from_arg(env, value, arg)?.region(env)
+  }
 }
 
 /// The largest `ArrayBuffer` this runtime makes over external memory: Node's
@@ -258,13 +281,13 @@ fn buffer_limit(env: &Env) -> f64 {
 }
 
 fn query_buffer_limit(env: &Env) -> Option<f64> {
-  let process = crate::js::global(env, "process").ok()?;
+  let process = raw::global(env, "process").ok()?;
   let get: Unknown = process.get_named_property("getBuiltinModule").ok()?;
   if get.get_type().ok()? != napi::ValueType::Function {
     return None;
   }
   let name = env.create_string("buffer").ok()?.to_unknown();
-  let buffer = crate::js::call(env, process.to_unknown(), get, &[name]).ok()?;
+  let buffer = raw::call(env, process.to_unknown(), get, &[name]).ok()?;
   // SAFETY: the module is an object (checked by the property reads, which fail otherwise).
   let buffer: Object = unsafe { buffer.cast() }.ok()?;
   let constants: Object = buffer.get_named_property("constants").ok()?;

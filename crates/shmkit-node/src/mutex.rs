@@ -1,5 +1,7 @@
 //! `RobustMutex`: a robust process-shared mutex inside a `SharedMemory` region.
 
+#![deny(clippy::multiple_unsafe_ops_per_block)]
+
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use shmkit::{Lock, LockAttempt, Step};
 
 use crate::args;
 use crate::error::{abort_error, closed, to_js, IntoJs};
+use crate::memory::SharedMemory;
 use crate::promise::{abort_reason, settled, signal_option, AbortHook, Deferred};
 use crate::waiter::{self, WaitId, Word};
 
@@ -57,7 +60,7 @@ impl RobustMutex {
   #[napi(factory, ts_args_type = "memory: SharedMemory, offset: number")]
   pub fn init(env: Env, memory: Unknown, offset: Unknown) -> Result<Self> {
     abandon_on_teardown(&env)?;
-    let region = args::shared_memory(&env, memory, "memory")?.region(&env)?;
+    let region = SharedMemory::region_arg(&env, memory, "memory")?;
     let offset = args::offset(&env, offset, "offset")?;
     Ok(Self {
       inner: Some(Arc::new(shmkit::RobustMutex::init_in(region, offset).js(&env)?)),
@@ -69,7 +72,7 @@ impl RobustMutex {
   #[napi(factory, ts_args_type = "memory: SharedMemory, offset: number")]
   pub fn at(env: Env, memory: Unknown, offset: Unknown) -> Result<Self> {
     abandon_on_teardown(&env)?;
-    let region = args::shared_memory(&env, memory, "memory")?.region(&env)?;
+    let region = SharedMemory::region_arg(&env, memory, "memory")?;
     let offset = args::offset(&env, offset, "offset")?;
     Ok(Self {
       inner: Some(Arc::new(shmkit::RobustMutex::at(region, offset).js(&env)?)),

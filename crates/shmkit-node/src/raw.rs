@@ -3,11 +3,12 @@
 
 #![deny(clippy::multiple_unsafe_ops_per_block)]
 
+use std::cell::Cell;
 use std::ffi::c_void;
 use std::ptr;
 
 use napi::bindgen_prelude::*;
-use napi::sys;
+use napi::{sys, JsValue};
 
 /// `Ok` for `napi_ok`, otherwise napi-rs's error for the status.
 pub fn check(status: sys::napi_status) -> Result<()> {
@@ -20,8 +21,14 @@ pub fn check(status: sys::napi_status) -> Result<()> {
 
 /// Takes the pending JS exception, if any, so that it is no longer pending.
 pub fn take_exception<'v>(env: &Env) -> Option<Unknown<'v>> {
+  let mut pending = false;
+  // SAFETY: a valid env and out-pointer.
+  let status = unsafe { sys::napi_is_exception_pending(env.raw(), &raw mut pending) };
+  if status != sys::Status::napi_ok || !pending {
+    return None;
+  }
   let mut exception = ptr::null_mut();
-  // SAFETY: a valid env and out-pointer; with nothing pending this sets `undefined`.
+  // SAFETY: a valid env and out-pointer; an exception is pending.
   let status = unsafe { sys::napi_get_and_clear_last_exception(env.raw(), &raw mut exception) };
   if status != sys::Status::napi_ok || exception.is_null() {
     return None;
@@ -30,9 +37,41 @@ pub fn take_exception<'v>(env: &Env) -> Option<Unknown<'v>> {
   Some(unsafe { Unknown::from_raw_unchecked(env.raw(), exception) })
 }
 
-/// A strong reference to a JS value, deleted with [`Strong::delete`] (from the JS thread or a
-/// finalizer).
-pub struct Strong(sys::napi_ref);
+/// `globalThis[name]` as an object.
+pub fn global<'e>(env: &'e Env, name: &str) -> Result<Object<'e>> {
+  env.get_global()?.get_named_property_unchecked(name)
+}
+
+/// Calls `function` with `this` and `args`. A JS exception is taken (no longer pending) and
+/// becomes the `Err`, so it can be rethrown or dropped.
+pub fn call<'e>(env: &Env, this: Unknown<'_>, function: Unknown<'_>, args: &[Unknown<'_>]) -> Result<Unknown<'e>> {
+  let raw: Vec<sys::napi_value> = args.iter().map(JsValue::raw).collect();
+  let mut result = ptr::null_mut();
+  // SAFETY: every handle belongs to this env and the current scope; `result` is a valid
+  // out-pointer.
+  let status = unsafe {
+    sys::napi_call_function(
+      env.raw(),
+      this.raw(),
+      function.raw(),
+      raw.len(),
+      raw.as_ptr(),
+      &raw mut result,
+    )
+  };
+  if status == sys::Status::napi_pending_exception {
+    if let Some(exception) = take_exception(env) {
+      return Err(Error::from(exception));
+    }
+  }
+  check(status)?;
+  // SAFETY: napi_call_function succeeded, so `result` is a valid handle.
+  Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), result) })
+}
+
+/// A strong reference to a JS value, until [`Strong::delete`] (from the JS thread or a
+/// finalizer). Deleting twice, or reading after deleting, is harmless.
+pub struct Strong(Cell<sys::napi_ref>);
 
 impl Strong {
   /// Holds `value` until [`Strong::delete`].
@@ -40,15 +79,19 @@ impl Strong {
     let mut reference = ptr::null_mut();
     // SAFETY: `value` is a live handle of this env; `reference` is a valid out-pointer.
     check(unsafe { sys::napi_create_reference(env.raw(), value, 1, &raw mut reference) })?;
-    Ok(Self(reference))
+    Ok(Self(Cell::new(reference)))
   }
 
   /// The value, as a handle of the current scope.
   pub fn get<'v>(&self, env: &Env) -> Result<Unknown<'v>> {
+    let reference = self.0.get();
+    if reference.is_null() {
+      return Err(Error::new(Status::InvalidArg, "the reference was deleted"));
+    }
     let mut value = ptr::null_mut();
-    // SAFETY: `self.0` is a live strong reference of this env (deleted only by consuming
-    // `self`); `value` is a valid out-pointer.
-    check(unsafe { sys::napi_get_reference_value(env.raw(), self.0, &raw mut value) })?;
+    // SAFETY: a live strong reference of this env (not deleted: checked above); `value` is a
+    // valid out-pointer.
+    check(unsafe { sys::napi_get_reference_value(env.raw(), reference, &raw mut value) })?;
     if value.is_null() {
       return Err(Error::from_status(Status::GenericFailure));
     }
@@ -57,10 +100,14 @@ impl Strong {
   }
 
   /// Lets go of the value.
-  pub fn delete(self, env: &Env) {
-    // SAFETY: `self.0` is a live reference of this env, deleted once (this consumes it).
-    // Deleting only fails for a reference of another env, which we never hold.
-    let _ = unsafe { sys::napi_delete_reference(env.raw(), self.0) };
+  pub fn delete(&self, env: &Env) {
+    let reference = self.0.replace(ptr::null_mut());
+    if reference.is_null() {
+      return;
+    }
+    // SAFETY: a live reference of this env, deleted once (the cell is now empty). Deleting
+    // only fails for a reference of another env, which we never hold.
+    let _ = unsafe { sys::napi_delete_reference(env.raw(), reference) };
   }
 }
 

@@ -15,6 +15,8 @@
 //!   closure drops (settled, cancelled, or dropped by env teardown).
 //! - No thread of its own: `io_uring` or the few shared waiter threads (see `waiter.rs`).
 
+#![deny(clippy::multiple_unsafe_ops_per_block)]
+
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -26,6 +28,7 @@ use napi::ValueType;
 
 use crate::args;
 use crate::error::{abort_error, closed, js_error, Class, IntoJs, ERR_SHM_UNSUPPORTED};
+use crate::memory::SharedMemory;
 use crate::promise::{abort_reason, settled, signal_option, AbortHook, Deferred};
 use crate::waiter::{self, WaitId, Word};
 
@@ -345,7 +348,7 @@ fn initial_value(env: &Env, value: Option<Unknown>, arg: &str) -> Result<u32> {
 
 /// Borrows the region of a `SharedMemory` argument, which must be a shared mapping.
 fn region_of(env: &Env, memory: Unknown<'_>) -> Result<Arc<shmkit::Region>> {
-  let instance = args::shared_memory(env, memory, "memory")?;
+  let instance = SharedMemory::from_arg(env, memory, "memory")?;
   if instance.private() {
     return Err(args::invalid_value(
       env,

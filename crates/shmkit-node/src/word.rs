@@ -8,6 +8,8 @@
 //! `ArrayBuffer` and wraps a handle to its mapping in it ([`mark_buffer`]); a view of any
 //! other buffer is refused, a view of a closed one is `ERR_SHM_CLOSED`.
 
+#![deny(clippy::multiple_unsafe_ops_per_block)]
+
 use std::cell::RefCell;
 use std::ptr;
 use std::rc::Rc;
@@ -23,16 +25,8 @@ use crate::args;
 use crate::error::{abort_error, closed, IntoJs};
 use crate::memory::Claimed;
 use crate::promise::{abort_reason, settled, signal_option, AbortHook, Deferred};
-use crate::raw;
+use crate::raw::{self, check};
 use crate::waiter::{self, Word};
-
-fn check(status: sys::napi_status) -> Result<()> {
-  if status == sys::Status::napi_ok {
-    Ok(())
-  } else {
-    Err(Error::from_status(Status::from(status)))
-  }
-}
 
 /// The word `view[index]`, where `view` must be an `Int32Array` over a `SharedMemory`.
 fn word_at(env: &Env, view: Unknown<'_>, index: Unknown<'_>) -> Result<Word> {

@@ -424,7 +424,7 @@ impl Semaphore {
     factory,
     ts_args_type = "memory: SharedMemory, offset: number, initial?: number | undefined | null"
   )]
-  pub fn init_in(env: Env, memory: Unknown, offset: Unknown, initial: Option<Unknown>) -> Result<Self> {
+  pub fn init(env: Env, memory: Unknown, offset: Unknown, initial: Option<Unknown>) -> Result<Self> {
     let offset = args::offset(&env, offset, "offset")?;
     let initial = match initial {
       Some(value) if value.get_type()? != ValueType::Null => initial_value(&env, Some(value), "initial")?,
@@ -434,7 +434,7 @@ impl Semaphore {
     Self::wrap(&env, shmkit::Semaphore::init_in(region, offset, initial).js(&env)?)
   }
 
-  /// Uses the semaphore that `Semaphore.initIn` (in this or another process) placed at byte
+  /// Uses the semaphore that `Semaphore.init` (in this or another process) placed at byte
   /// `offset` of `memory` (or a C program's `sem_init(pshared = 1)` on glibc), without
   /// initialising anything. Throws `EINVAL` when the bytes there hold no semaphore.
   #[napi(factory, ts_args_type = "memory: SharedMemory, offset: number")]
@@ -599,7 +599,7 @@ impl Semaphore {
   }
 
   /// Destroys an in-region semaphore (`sem_destroy`) and closes this handle. No process may
-  /// use it afterwards until `Semaphore.initIn` initialises it again. Throws
+  /// use it afterwards until `Semaphore.init` initialises it again. Throws
   /// `ERR_SHM_UNSUPPORTED` for a named semaphore (use `unlink()`).
   #[napi]
   pub fn destroy(&mut self, env: Env) -> Result<()> {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use shmkit::{mutex_align, mutex_size, Semaphore};
+use shmkit::{RobustMutex, Semaphore};
 
 /// `(Semaphore::SIZE, Semaphore::ALIGN)` as the document's table gives them: glibc's 64-bit
 /// `sem_t` on every platform (shmkit owns the protocol).
@@ -25,7 +25,7 @@ fn semaphore_size_and_alignment_match_the_document() {
 
 #[test]
 fn mutex_size_and_alignment_match_the_document() {
-  assert_eq!((mutex_size(), mutex_align()), (32, 8));
+  assert_eq!((RobustMutex::SIZE, RobustMutex::ALIGN), (32, 8));
 }
 
 /// The mutex's bytes as docs/layout.md gives them: the lock word at 0 (owner thread id in

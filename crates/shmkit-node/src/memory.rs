@@ -352,36 +352,14 @@ fn new_buffer(env: &Env, region: &Arc<Region>) -> Result<(raw::Strong, usize)> {
       pending: 1,
     },
   );
-  let mut value = ptr::null_mut();
   // SAFETY: the pointer and length describe the live mapping (alias or region), which the
   // claim keeps mapped until `settle_claim` runs for it; the hint is a number, not a pointer.
-  let status = unsafe {
-    sys::napi_create_external_arraybuffer(
-      env.raw(),
-      data.cast(),
-      region.len(),
-      Some(settle_claim),
-      key as *mut c_void,
-      &raw mut value,
-    )
+  let created =
+    unsafe { raw::external_arraybuffer(env, data.cast(), region.len(), Some(settle_claim), key as *mut c_void) };
+  let value = match created {
+    Ok(value) => value,
+    Err(status) => return Err(refused_buffer(env, key, status)),
   };
-  if status != sys::Status::napi_ok {
-    // Some runtimes (Node 20 past 4 GiB) ran the finalizer already; dropping by key is safe
-    // either way.
-    drop_claim(key);
-    let _ = raw::take_exception(env);
-    if status == sys::Status::napi_no_external_buffers_allowed {
-      // Electron's V8 sandbox: a copy would not be shared memory, so refuse rather than copy.
-      return Err(js_error(
-        env,
-        Class::Error,
-        ERR_SHM_EXTERNAL_BUFFER,
-        "this runtime forbids external ArrayBuffers, so shared memory cannot be exposed without copying",
-        &[],
-      ));
-    }
-    return Err(Error::from_status(Status::from(status)));
-  }
   // The buffer object may outlive its backing store (a buffer detached by `transfer()` still
   // held by native work in flight): the claim also waits for the object. The same wrap lets
   // `wait`/`notify` find the claim from a view.
@@ -394,6 +372,25 @@ fn new_buffer(env: &Env, region: &Arc<Region>) -> Result<(raw::Strong, usize)> {
     return Err(e);
   }
   Ok((raw::Strong::new(env, value)?, key))
+}
+
+/// The error for a buffer the runtime did not make, after dropping its claim.
+fn refused_buffer(env: &Env, key: usize, status: sys::napi_status) -> Error {
+  // Some runtimes (Node 20 past 4 GiB) ran the finalizer already; dropping by key is safe
+  // either way.
+  drop_claim(key);
+  let _ = raw::take_exception(env);
+  if status == sys::Status::napi_no_external_buffers_allowed {
+    // Electron's V8 sandbox: a copy would not be shared memory, so refuse rather than copy.
+    return js_error(
+      env,
+      Class::Error,
+      ERR_SHM_EXTERNAL_BUFFER,
+      "this runtime forbids external ArrayBuffers, so shared memory cannot be exposed without copying",
+      &[],
+    );
+  }
+  Error::from_status(Status::from(status))
 }
 
 /// 128 random bits from the kernel, for share tokens.

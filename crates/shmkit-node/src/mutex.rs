@@ -13,7 +13,7 @@ use shmkit::{Lock, LockAttempt, Step};
 use crate::args;
 use crate::error::{abort_error, closed, to_js, IntoJs};
 use crate::memory::SharedMemory;
-use crate::promise::{abort_reason, settled, signal_option, AbortHook, Deferred};
+use crate::promise::{settled, AbortHook, AsyncWait, Deferred};
 use crate::waiter::{self, WaitId, Word};
 
 /// The outcome of taking a `RobustMutex`.
@@ -60,23 +60,27 @@ impl RobustMutex {
   /// once, before other processes attach with `RobustMutex.at`.
   #[napi(factory, ts_args_type = "memory: SharedMemory, offset: number")]
   pub fn init(env: Env, memory: Unknown, offset: Unknown) -> Result<Self> {
-    abandon_on_teardown(&env)?;
-    let region = SharedMemory::region_arg(&env, memory, "memory")?;
-    let offset = args::offset(&env, offset, "offset")?;
-    Ok(Self {
-      inner: Some(Arc::new(shmkit::RobustMutex::init_in(region, offset).js(&env)?)),
-      pending: RefCell::default(),
-    })
+    Self::place(&env, memory, offset, shmkit::RobustMutex::init_in)
   }
 
   /// Attaches to the mutex another process initialised at `offset` inside `memory`.
   #[napi(factory, ts_args_type = "memory: SharedMemory, offset: number")]
   pub fn at(env: Env, memory: Unknown, offset: Unknown) -> Result<Self> {
-    abandon_on_teardown(&env)?;
-    let region = SharedMemory::region_arg(&env, memory, "memory")?;
-    let offset = args::offset(&env, offset, "offset")?;
+    Self::place(&env, memory, offset, shmkit::RobustMutex::at)
+  }
+
+  /// A handle over the mutex `make` (initialise or attach) finds at `offset` of `memory`.
+  fn place(
+    env: &Env,
+    memory: Unknown<'_>,
+    offset: Unknown<'_>,
+    make: fn(Arc<shmkit::Region>, usize) -> shmkit::Result<shmkit::RobustMutex>,
+  ) -> Result<Self> {
+    abandon_on_teardown(env)?;
+    let region = SharedMemory::region_arg(env, memory, "memory")?;
+    let offset = args::offset(env, offset, "offset")?;
     Ok(Self {
-      inner: Some(Arc::new(shmkit::RobustMutex::at(region, offset).js(&env)?)),
+      inner: Some(Arc::new(make(region, offset).js(env)?)),
       pending: RefCell::default(),
     })
   }
@@ -111,15 +115,12 @@ impl RobustMutex {
     ts_return_type = "Promise<LockResult | null>"
   )]
   pub fn lock<'e>(&self, env: &'e Env, options: Option<Unknown>) -> Result<Object<'e>> {
-    let options = args::options(env, options, "options")?;
-    let timeout = args::timeout_option(env, options.as_ref(), "options")?;
-    let signal = signal_option(env, options.as_ref(), "options")?;
+    let wait = AsyncWait::parse(env, options)?;
     let mutex = self.live(env)?.clone();
-    if let Some(signal) = &signal {
-      if let Some(reason) = abort_reason(signal)? {
-        return settled::<Option<LockResult>>(env, Err(abort_error(env, Some(reason))));
-      }
+    if let Some(error) = wait.aborted(env)? {
+      return settled::<Option<LockResult>>(env, Err(error));
     }
+    let AsyncWait { timeout, signal } = wait;
     let word = Word::in_region(mutex.region().clone(), mutex.offset()).js(env)?;
     let (deferred, promise) = Deferred::new(env)?;
     let pending = Rc::new(AsyncLock {

@@ -4,11 +4,13 @@
 #![deny(clippy::multiple_unsafe_ops_per_block)]
 
 use std::ptr;
+use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use napi::{sys, ValueType};
 
 use crate::args;
+use crate::error::abort_error;
 use crate::raw::{self, check, Strong};
 
 /// A promise's resolving half. Settling consumes it; dropping it unsettled (env teardown)
@@ -55,6 +57,31 @@ pub fn settled<T: ToNapiValue>(env: &Env, outcome: Result<T>) -> Result<Object<'
   let (deferred, promise) = Deferred::new(env)?;
   deferred.settle(env, outcome);
   Ok(promise)
+}
+
+/// The `{ timeout, signal }` options of a promise-returning wait.
+pub struct AsyncWait<'e> {
+  pub timeout: Option<Duration>,
+  pub signal: Option<Object<'e>>,
+}
+
+impl<'e> AsyncWait<'e> {
+  /// Reads `options` (absent, or an object with `timeout` and `signal`).
+  pub fn parse(env: &Env, options: Option<Unknown<'e>>) -> Result<Self> {
+    let options = args::options(env, options, "options")?;
+    Ok(Self {
+      timeout: args::timeout_option(env, options.as_ref(), "options")?,
+      signal: signal_option(env, options.as_ref(), "options")?,
+    })
+  }
+
+  /// The `AbortError` to reject with at once when the signal has already aborted.
+  pub fn aborted(&self, env: &Env) -> Result<Option<Error>> {
+    let Some(signal) = &self.signal else {
+      return Ok(None);
+    };
+    Ok(abort_reason(signal)?.map(|reason| abort_error(env, Some(reason))))
+  }
 }
 
 /// Reads `options.signal`: an `AbortSignal` or absent.

@@ -111,6 +111,29 @@ impl Strong {
   }
 }
 
+/// An `ArrayBuffer` over the `len` bytes at `data`, which V8 does not own: `finalize` runs
+/// with `hint` when V8 frees the memory. The status is returned as is, so that callers can tell
+/// a runtime that forbids external buffers (`napi_no_external_buffers_allowed`).
+///
+/// # Safety
+/// `data` must stay valid for `len` bytes until `finalize` runs.
+pub unsafe fn external_arraybuffer(
+  env: &Env,
+  data: *mut c_void,
+  len: usize,
+  finalize: sys::napi_finalize,
+  hint: *mut c_void,
+) -> std::result::Result<sys::napi_value, sys::napi_status> {
+  let mut value = ptr::null_mut();
+  // SAFETY: the caller keeps `data` valid until `finalize`; `value` is a valid out-pointer.
+  let status = unsafe { sys::napi_create_external_arraybuffer(env.raw(), data, len, finalize, hint, &raw mut value) };
+  if status == sys::Status::napi_ok {
+    Ok(value)
+  } else {
+    Err(status)
+  }
+}
+
 /// Attaches the number `key` to `object` (`napi_wrap`), with `finalize` called with `key` as
 /// its hint when V8 collects the object.
 pub fn wrap_number(env: &Env, object: sys::napi_value, key: usize, finalize: sys::napi_finalize) -> Result<()> {

@@ -29,7 +29,7 @@ use napi::ValueType;
 use crate::args;
 use crate::error::{abort_error, closed, js_error, Class, IntoJs, ERR_SHM_UNSUPPORTED};
 use crate::memory::SharedMemory;
-use crate::promise::{abort_reason, settled, signal_option, AbortHook, Deferred};
+use crate::promise::{settled, AbortHook, AsyncWait, Deferred};
 use crate::waiter::{self, WaitId, Word};
 
 /// How often a semaphore without a wait word (a macOS named one) is looked at.
@@ -486,15 +486,12 @@ impl Semaphore {
     ts_return_type = "Promise<boolean>"
   )]
   pub fn wait<'e>(&self, env: &'e Env, options: Option<Unknown>) -> Result<Object<'e>> {
-    let options = args::options(env, options, "options")?;
-    let timeout = args::timeout_option(env, options.as_ref(), "options")?;
-    let signal = signal_option(env, options.as_ref(), "options")?;
+    let wait = AsyncWait::parse(env, options)?;
     let shared = self.live(env)?.clone();
-    if let Some(signal) = &signal {
-      if let Some(reason) = abort_reason(signal)? {
-        return settled::<bool>(env, Err(abort_error(env, Some(reason))));
-      }
+    if let Some(error) = wait.aborted(env)? {
+      return settled::<bool>(env, Err(error));
     }
+    let AsyncWait { timeout, signal } = wait;
     // The fast path, only when no wait is queued (so it never jumps the queue).
     let idle = shared.queue.borrow().is_empty();
     match if idle { shared.sem.try_wait() } else { Ok(false) } {

@@ -38,5 +38,6 @@ export interface ShmSystemError extends Error {
 export interface SharedMemory extends Disposable {}
 export interface RobustMutex extends Disposable {}
 export interface Semaphore extends Disposable {}
+export interface Channel extends Disposable {}
 // `for await (const message of channel)` receives until the end of the stream.
 export interface Channel extends AsyncIterable<any> {}

@@ -64,7 +64,8 @@ pub fn install_dispose(exports: Object, env: Env) -> Result<()> {
   }
   alias_dispose(&exports, dispose, "SharedMemory")?;
   alias_dispose(&exports, dispose, "RobustMutex")?;
-  alias_dispose(&exports, dispose, "Semaphore")
+  alias_dispose(&exports, dispose, "Semaphore")?;
+  alias_dispose(&exports, dispose, "Channel")
 }
 
 fn alias_dispose(exports: &Object, dispose: Unknown, class: &str) -> Result<()> {

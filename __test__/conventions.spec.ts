@@ -1,10 +1,11 @@
-// Every error code the binding or the entry point can throw is listed in the ShmErrorCode type,
-// so TypeScript users can switch over them.
+// Checks of docs/api-conventions.md that hold for the whole API: every error code is in the
+// ShmErrorCode type, and every handle with close() also has [Symbol.dispose].
 import { readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 
 import test from 'ava'
 
+import * as shmkit from '../index.js'
 import { here } from './helpers.js'
 
 const root = join(here, '..')
@@ -26,4 +27,14 @@ test('every ERR_* code thrown by the binding or index.js is in ShmErrorCode', (t
   t.true(thrown.size > 5, `found the codes: ${[...thrown].join(', ')}`)
   const missing = [...thrown].filter((code) => !listed.has(code))
   t.deepEqual(missing, [], 'codes missing from ShmErrorCode')
+})
+
+test('every class with close() is disposable: [Symbol.dispose] is close', (t) => {
+  const classes = Object.entries(shmkit as Record<string, unknown>).flatMap(([name, value]) => {
+    const proto =
+      typeof value === 'function' ? (value.prototype as Record<PropertyKey, unknown> | undefined) : undefined
+    return proto && typeof proto.close === 'function' ? [[name, proto] as const] : []
+  })
+  t.true(classes.length >= 4, `classes with close(): ${classes.map(([name]) => name).join(', ')}`)
+  for (const [name, proto] of classes) t.is(proto[Symbol.dispose], proto.close, name)
 })

@@ -868,27 +868,24 @@ mod uring {
     /// its timer. Failures leave a request armed; its completion then finds no pending wait
     /// and is ignored.
     fn forget(&self, id: u64, wait: bool) {
-      if wait {
+      // Cancels the request of wait `id` tagged `tag` with `opcode`.
+      let cancel = |opcode, tag| {
         let mut sqe = Sqe {
-          opcode: OP_ASYNC_CANCEL,
+          opcode,
           fd: -1,
-          addr: id << 2 | TAG_WAIT,
+          addr: id << 2 | tag,
           user_data: id << 2 | TAG_CANCEL,
           ..Sqe::default()
         };
         let _ = self.push(&mut sqe);
+      };
+      if wait {
+        cancel(OP_ASYNC_CANCEL, TAG_WAIT);
       }
       if let Some(ts) = self.timed.borrow_mut().remove(&id) {
         // The kernel read the timespec when it took the timeout request in.
         drop(ts);
-        let mut sqe = Sqe {
-          opcode: OP_TIMEOUT_REMOVE,
-          fd: -1,
-          addr: id << 2 | TAG_TIMEOUT,
-          user_data: id << 2 | TAG_CANCEL,
-          ..Sqe::default()
-        };
-        let _ = self.push(&mut sqe);
+        cancel(OP_TIMEOUT_REMOVE, TAG_TIMEOUT);
       }
     }
 

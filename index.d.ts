@@ -7,6 +7,7 @@ export type ShmErrorCode =
   | 'ERR_SHM_TOO_LARGE'
   | 'ERR_SHM_FOREIGN_OWNER'
   | 'ERR_SHM_INVALID_TOKEN'
+  | 'ERR_SHM_INTERNAL'
   | 'ERR_SHM_UNSUPPORTED_PLATFORM'
   | 'ERR_INVALID_ARG_TYPE'
   | 'ERR_INVALID_ARG_VALUE'
@@ -37,6 +38,7 @@ export interface ShmSystemError extends Error {
 export interface SharedMemory extends Disposable {}
 export interface RobustMutex extends Disposable {}
 export interface Semaphore extends Disposable {}
+export interface Channel extends Disposable {}
 // `for await (const message of channel)` receives until the end of the stream.
 export interface Channel extends AsyncIterable<any> {}
 
@@ -268,19 +270,20 @@ export declare class RobustMutex {
   /** Attaches to the mutex another process initialised at `offset` inside `memory`. */
   static at(memory: SharedMemory, offset: number): RobustMutex
   /**
-   * Blocks this thread (and the event loop) until the lock is held, or until `timeout`
-   * milliseconds pass on the monotonic clock (then throws `ETIMEDOUT`). A holder that died
-   * is noticed within about 20 ms. Keep critical sections short.
+   * Blocks this thread (and the event loop) until the lock is held (`{ ownerDied }`), or
+   * until `timeout` milliseconds pass on the monotonic clock (then returns `null`: running out
+   * of time is an answer, not an error). A holder that died is noticed within about 20 ms.
+   * Keep critical sections short.
    */
-  lockSync(options?: { timeout?: number } | undefined | null): LockResult
+  lockSync(options?: { timeout?: number } | undefined | null): LockResult | null
   /**
    * Takes the lock without blocking the event loop: resolves `{ ownerDied }` once this JS
-   * thread holds it (as with `lockSync`, the lock belongs to this thread). Rejects with
-   * `ETIMEDOUT` after `timeout` milliseconds, with an `AbortError` when `signal` aborts (the
+   * thread holds it (as with `lockSync`, the lock belongs to this thread), or `null` when
+   * `timeout` milliseconds pass first. Rejects with an `AbortError` when `signal` aborts (the
    * lock is then not taken), or with the errors of `lockSync`. A holder that died is
    * noticed within about 20 ms. Uses no thread of its own and never the libuv threadpool.
    */
-  lock(options?: { timeout?: number; signal?: AbortSignal } | undefined | null): Promise<LockResult>
+  lock(options?: { timeout?: number; signal?: AbortSignal } | undefined | null): Promise<LockResult | null>
   /** Takes the lock if it is free (or its holder is dead); `null` if a live thread holds it. */
   tryLock(): LockResult | null
   /** Releases the lock (`EPERM` if this thread does not hold it). */
@@ -355,9 +358,9 @@ export declare class Semaphore {
    * keeps the mapping alive: closing `memory` does not affect it. The bytes are glibc's
    * `sem_t`, so on glibc C programs use it with `sem_post`/`sem_wait` too.
    */
-  static initIn(memory: SharedMemory, offset: number, initial?: number | undefined | null): Semaphore
+  static init(memory: SharedMemory, offset: number, initial?: number | undefined | null): Semaphore
   /**
-   * Uses the semaphore that `Semaphore.initIn` (in this or another process) placed at byte
+   * Uses the semaphore that `Semaphore.init` (in this or another process) placed at byte
    * `offset` of `memory` (or a C program's `sem_init(pshared = 1)` on glibc), without
    * initialising anything. Throws `EINVAL` when the bytes there hold no semaphore.
    */
@@ -413,7 +416,7 @@ export declare class Semaphore {
   close(): void
   /**
    * Destroys an in-region semaphore (`sem_destroy`) and closes this handle. No process may
-   * use it afterwards until `Semaphore.initIn` initialises it again. Throws
+   * use it afterwards until `Semaphore.init` initialises it again. Throws
    * `ERR_SHM_UNSUPPORTED` for a named semaphore (use `unlink()`).
    */
   destroy(): void

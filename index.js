@@ -71,6 +71,26 @@ const INSPECTED = {
   },
 }
 
+// `Semaphore.initIn` was the name of `Semaphore.init` before every in-region object was made
+// with `init`: kept as an alias that warns once.
+if (typeof module.exports.Semaphore === 'function') {
+  let warned = false
+  Object.defineProperty(module.exports.Semaphore, 'initIn', {
+    value: function initIn(...args) {
+      if (!warned) {
+        warned = true
+        process.emitWarning('Semaphore.initIn() is deprecated: use Semaphore.init()', {
+          type: 'DeprecationWarning',
+          code: 'SHMKIT_DEP_INIT_IN',
+        })
+      }
+      return module.exports.Semaphore.init(...args)
+    },
+    configurable: true,
+    writable: true,
+  })
+}
+
 for (const [className, getters] of Object.entries(INSPECTED)) {
   const constructor = module.exports[className]
   if (typeof constructor !== 'function') continue

@@ -79,7 +79,7 @@ test('a semaphore prints its name or offset and value; a closed one leaves out w
   named.close()
   t.is(inspect(named), `Semaphore { name: '/${name}', closed: true }`)
   const region = SharedMemory.anonymous(4096)
-  const inRegion = Semaphore.initIn(region, 64, 5)
+  const inRegion = Semaphore.init(region, 64, 5)
   t.is(inspect(inRegion), 'Semaphore { offset: 64, value: 5, closed: false }')
   inRegion.close()
   t.notThrows(() => inspect(inRegion))

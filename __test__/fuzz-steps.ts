@@ -368,7 +368,7 @@ export function step(s: State, a: Action) {
       if (!h) break
       s.semaphores.push(
         a.op === 'semInitIn'
-          ? Semaphore.initIn(h, a.offset as number, a.initial as number)
+          ? Semaphore.init(h, a.offset as number, a.initial as number)
           : Semaphore.at(h, a.offset as number),
       )
       break

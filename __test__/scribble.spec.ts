@@ -27,7 +27,7 @@ test('random bytes over words and semaphores: no abort, no crash, typed errors, 
   const name = uniqueName(t)
   const semName = uniqueSemName(t)
   using shm = SharedMemory.create(name, 4096)
-  for (const offset of [256, 288, 320, 352]) Semaphore.initIn(shm, offset, 1).close()
+  for (const offset of [256, 288, 320, 352]) Semaphore.init(shm, offset, 1).close()
   Semaphore.create(semName, { initial: 1 }).close()
   const scribbler = spawn(process.execPath, [fixture('scribbler.mjs'), name, `/dev/shm/sem.${semName}`], {
     stdio: ['pipe', 'pipe', 'inherit'],

@@ -23,8 +23,8 @@ for (const kind of ['region', 'named'] as const) {
     let items: Semaphore
     let slots: Semaphore
     if (kind === 'region') {
-      items = Semaphore.initIn(shm, 0, 0)
-      slots = Semaphore.initIn(shm, 64, SLOTS)
+      items = Semaphore.init(shm, 0, 0)
+      slots = Semaphore.init(shm, 64, SLOTS)
     } else {
       extra = [uniqueSemName(t), uniqueSemName(t)]
       items = Semaphore.create(extra[0])
@@ -71,7 +71,7 @@ test(`4 processes each add 1 ${ROUNDS} times under a named semaphore: the count 
 
 test(`4 processes each add 1 ${ROUNDS} times under an in-region semaphore in a memfd passed as fd 3`, async (t) => {
   using shm = SharedMemory.memfd(4096)
-  using sem = Semaphore.initIn(shm, 64, 1)
+  using sem = Semaphore.init(shm, 64, 1)
   const fd = shm.fd! // a duplicate we own
   t.teardown(() => closeSync(fd))
   const runs = await Promise.all(

@@ -1,7 +1,9 @@
 // Semaphores in one process: the API, its errors, and async waits that leave the libuv
 // threadpool alone.
 import { getEventListeners } from 'node:events'
+import { execFileSync } from 'node:child_process'
 import { readdirSync, statSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 
 import test from 'ava'
 
@@ -132,16 +134,16 @@ test('bad arguments throw TypeError or RangeError with Node codes', (t) => {
 
   const shmName = uniqueName(t)
   using shm = SharedMemory.create(shmName, 4096)
-  typeError(() => any.initIn({}, 0), 'ERR_INVALID_ARG_TYPE')
-  typeError(() => any.initIn(Object.create(SharedMemory.prototype), 0), 'ERR_INVALID_ARG_TYPE')
-  typeError(() => any.initIn(sem, 0), 'ERR_INVALID_ARG_TYPE')
+  typeError(() => any.init({}, 0), 'ERR_INVALID_ARG_TYPE')
+  typeError(() => any.init(Object.create(SharedMemory.prototype), 0), 'ERR_INVALID_ARG_TYPE')
+  typeError(() => any.init(sem, 0), 'ERR_INVALID_ARG_TYPE')
   typeError(() => any.at(shm, '0'), 'ERR_INVALID_ARG_TYPE')
-  rangeError(() => Semaphore.initIn(shm, -8))
-  rangeError(() => Semaphore.initIn(shm, 4096 - SEMAPHORE_SIZE + SEMAPHORE_ALIGNMENT), 'past the end')
-  rangeError(() => Semaphore.initIn(shm, 4), 'misaligned')
-  rangeError(() => Semaphore.initIn(shm, 0, -1))
+  rangeError(() => Semaphore.init(shm, -8))
+  rangeError(() => Semaphore.init(shm, 4096 - SEMAPHORE_SIZE + SEMAPHORE_ALIGNMENT), 'past the end')
+  rangeError(() => Semaphore.init(shm, 4), 'misaligned')
+  rangeError(() => Semaphore.init(shm, 0, -1))
   using priv = SharedMemory.anonymous(4096, { private: true })
-  typeError(() => Semaphore.initIn(priv, 0), 'ERR_INVALID_ARG_VALUE')
+  typeError(() => Semaphore.init(priv, 0), 'ERR_INVALID_ARG_VALUE')
   using readOnly = SharedMemory.open(shmName, { readOnly: true })
   typeError(() => Semaphore.at(readOnly, 0), 'ERR_INVALID_ARG_VALUE')
 })
@@ -180,9 +182,9 @@ test('waitSync returns false when the timeout runs out, true when it takes one',
   t.true(sem.waitSync({}))
 })
 
-test('in-region: initIn and at share one semaphore, which outlives the SharedMemory handle', (t) => {
+test('in-region: init and at share one semaphore, which outlives the SharedMemory handle', (t) => {
   const shm = SharedMemory.anonymous(4096)
-  const sem = Semaphore.initIn(shm, 64, 1)
+  const sem = Semaphore.init(shm, 64, 1)
   t.is(sem.offset, 64)
   t.is(sem.name, null)
   const same = Semaphore.at(shm, 64)
@@ -216,7 +218,7 @@ test('in-region: damaged bytes make operations throw EINVAL, never abort the pro
     { code: 'EINVAL', syscall: 'sem_init' },
     'zeroes hold no semaphore',
   )
-  using sem = Semaphore.initIn(shm, 0, 0)
+  using sem = Semaphore.init(shm, 0, 0)
   new Uint8Array(shm.buffer, 0, SEMAPHORE_SIZE).fill(0xff)
   t.like(
     t.throws(() => sem.post()),
@@ -230,7 +232,7 @@ test('in-region: damaged bytes make operations throw EINVAL, never abort the pro
     t.throws(() => sem.tryWait()),
     { code: 'EINVAL', syscall: 'sem_trywait' },
   )
-  using again = Semaphore.initIn(shm, 0, 1)
+  using again = Semaphore.init(shm, 0, 1)
   t.true(again.tryWait(), 'initialising again repairs it')
 })
 
@@ -341,7 +343,7 @@ test('permits are never lost when waits are aborted, time out or are closed', as
 
 test('a wait on an in-region semaphore keeps working after the SharedMemory is closed', async (t) => {
   const shm = SharedMemory.memfd(4096)
-  const sem = Semaphore.initIn(shm, 0, 0)
+  const sem = Semaphore.init(shm, 0, 0)
   const pending = sem.wait()
   shm.close()
   sem.post()
@@ -366,4 +368,20 @@ test('create/close cycles of named semaphores leave mappings and /dev/shm unchan
   await turn()
   t.true(mappingCount() <= maps + 32, `/proc/self/maps lines: ${maps} before, ${mappingCount()} after`)
   t.false(readdirSync('/dev/shm').includes(`sem.${name}`))
+})
+
+test('Semaphore.initIn is a deprecated alias of Semaphore.init that warns once', (t) => {
+  const script = `
+    const { Semaphore, SharedMemory } = require(${JSON.stringify(fileURLToPath(new URL('../index.js', import.meta.url)))})
+    const warnings = []
+    process.on('warning', (w) => warnings.push({ name: w.name, code: w.code }))
+    const shm = SharedMemory.anonymous(4096)
+    const a = Semaphore.initIn(shm, 0, 2)
+    const b = Semaphore.initIn(shm, 64, 0)
+    const seen = [a.value, b.value, Semaphore.at(shm, 0).value]
+    setImmediate(() => console.log(JSON.stringify({ seen, warnings })))
+  `
+  const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }))
+  t.deepEqual(out.seen, [2, 0, 2], 'the alias makes the same semaphore as init')
+  t.deepEqual(out.warnings, [{ name: 'DeprecationWarning', code: 'SHMKIT_DEP_INIT_IN' }])
 })

@@ -126,7 +126,7 @@ test('named semaphores travel with shareWith too; an in-region one is refused wi
   t.is(out.trim(), `${ping.name} ${pong.name} memfd`)
 
   using region = SharedMemory.memfd(4096)
-  using inside = Semaphore.initIn(region, 0, 0)
+  using inside = Semaphore.init(region, 0, 0)
   t.like(
     t.throws(() => shareWith([inside])),
     { code: 'ERR_INVALID_ARG_VALUE' },

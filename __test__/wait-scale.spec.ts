@@ -30,7 +30,7 @@ const TIMEOUT_MS = 1500
 test('10,000 pending waits over 1,000 objects: a handful of threads, fs and crypto work, all settle on time', async (t) => {
   using shm = SharedMemory.anonymous(4096 + SEMAPHORES * 32)
   const words = new Int32Array(shm.buffer, 0, WORDS)
-  const sems = Array.from({ length: SEMAPHORES }, (_, i) => Semaphore.initIn(shm, 4096 + i * 32, 0))
+  const sems = Array.from({ length: SEMAPHORES }, (_, i) => Semaphore.init(shm, 4096 + i * 32, 0))
   t.teardown(() => sems.forEach((s) => s.close()))
   const before = tasks()
   const start = performance.now()

@@ -162,7 +162,7 @@ async function count(
   using shm = SharedMemory.create(name, 4096)
   const semName = uniqueSemName(t)
   const named = mode === 'sem-named' ? Semaphore.create(semName, { initial: 1 }) : null
-  const inRegion = mode === 'sem-region' ? Semaphore.initIn(shm, 256, 1) : null
+  const inRegion = mode === 'sem-region' ? Semaphore.init(shm, 256, 1) : null
   t.teardown(() => (named?.close(), inRegion?.close()))
   const node = (style: string, extra: string[] = [], execArgv: string[] = []) =>
     runNode(fixture('word-counter.mjs'), [name, String(rounds), mode, style, semName, ...extra], {

@@ -54,8 +54,8 @@ async function copyout(size, reps) {
   const control = SharedMemory.memfd(4096)
   const data = SharedMemory.memfd(size)
   new Uint8Array(data.buffer).fill(5)
-  const ready = Semaphore.initIn(control, READY, 0)
-  const go = Semaphore.initIn(control, GO, 0)
+  const ready = Semaphore.init(control, READY, 0)
+  const go = Semaphore.init(control, GO, 0)
   const end = new BigInt64Array(control.buffer, END, 1)
   const child = spawnNode(
     null,

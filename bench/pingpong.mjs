@@ -105,8 +105,8 @@ async function shared(kase, childCpu, iters, warm) {
   if (kase.endsWith('_threads')) process.env.SHMKIT_IO_URING = '0'
   const base = kase.replace(/_threads$/, '')
   const shm = SharedMemory.memfd(4096)
-  const ping = Semaphore.initIn(shm, PING, 0)
-  const pong = Semaphore.initIn(shm, PONG, 0)
+  const ping = Semaphore.init(shm, PING, 0)
+  const pong = Semaphore.init(shm, PONG, 0)
   const turn = new Int32Array(shm.buffer, TURN, 1)
   const total = iters + warm
   const peer = spawnNode(childCpu, self, ['child', kase, String(total)], shareWith([shm], { stdio: 'inherit' }))

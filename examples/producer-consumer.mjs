@@ -53,8 +53,8 @@ async function producer(count) {
   const name = `pc${process.pid}`
   const shm = SharedMemory.create(name, SIZE)
   try {
-    const items = Semaphore.initIn(shm, ITEMS_AT, 0)
-    const slots = Semaphore.initIn(shm, SLOTS_AT, SLOTS)
+    const items = Semaphore.init(shm, ITEMS_AT, 0)
+    const slots = Semaphore.init(shm, SLOTS_AT, SLOTS)
     const ring = new Float64Array(shm.buffer, RING_AT, SLOTS)
     const child = spawn(process.execPath, [fileURLToPath(import.meta.url), 'consumer', name, String(count)], {
       stdio: ['ignore', 'pipe', 'inherit'],

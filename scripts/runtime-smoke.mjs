@@ -59,7 +59,7 @@ const runtime = process.versions.bun ? `Bun ${process.versions.bun}` : `Deno ${p
   assert.throws(() => region.buffer, { code: 'ERR_SHM_CLOSED' })
   assert.equal(region.closed, true)
   assert.match(inspect(region), /closed: true/)
-  const sem = Semaphore.initIn(SharedMemory.anonymous(4096), 0, 1)
+  const sem = Semaphore.init(SharedMemory.anonymous(4096), 0, 1)
   sem.close()
   assert.throws(() => sem.post(), { code: 'ERR_SHM_CLOSED' })
   assert.match(inspect(sem), /closed: true/)

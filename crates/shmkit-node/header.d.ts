@@ -7,6 +7,7 @@ export type ShmErrorCode =
   | 'ERR_SHM_TOO_LARGE'
   | 'ERR_SHM_FOREIGN_OWNER'
   | 'ERR_SHM_INVALID_TOKEN'
+  | 'ERR_SHM_INTERNAL'
   | 'ERR_SHM_UNSUPPORTED_PLATFORM'
   | 'ERR_INVALID_ARG_TYPE'
   | 'ERR_INVALID_ARG_VALUE'
@@ -37,6 +38,7 @@ export interface ShmSystemError extends Error {
 export interface SharedMemory extends Disposable {}
 export interface RobustMutex extends Disposable {}
 export interface Semaphore extends Disposable {}
+export interface Channel extends Disposable {}
 // `for await (const message of channel)` receives until the end of the stream.
 export interface Channel extends AsyncIterable<any> {}
 

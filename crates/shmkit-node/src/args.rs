@@ -1,6 +1,8 @@
 //! Argument validation with Node's error codes and message shapes, so that a bad call
 //! fails the way the same mistake fails in `fs` or `buffer`.
 
+#![deny(clippy::multiple_unsafe_ops_per_block)]
+
 use napi::bindgen_prelude::*;
 use napi::ValueType;
 
@@ -195,27 +197,6 @@ pub fn mode_option(env: &Env, object: Option<&Object<'_>>, arg: &str) -> Result<
     reason = "an integer in 0..=0o777"
   )]
   Ok(mode.map_or(0o600, |m| m as u32))
-}
-
-/// A `SharedMemory` instance (checked by napi's type tag, so another class or a look-alike
-/// object is `ERR_INVALID_ARG_TYPE`, never a bad cast).
-pub fn shared_memory<'a>(
-  env: &Env,
-  value: Unknown<'a>,
-  arg: &str,
-) -> Result<ClassInstance<'a, crate::memory::SharedMemory>> {
-  if !is(value, ValueType::Object) {
-    return Err(invalid_type(env, arg, "an instance of SharedMemory", value));
-  }
-  // SAFETY: `value` is a live object handle of this env; napi unwraps it only after confirming
-  // the SharedMemory type tag and class identity.
-  unsafe { ClassInstance::<crate::memory::SharedMemory>::from_napi_value(env.raw(), value.raw()) }.map_err(|_| {
-    // A failed type-tag check may leave a JS exception pending; ours replaces it.
-    let mut pending = std::ptr::null_mut();
-    // SAFETY: valid env and out-pointer; clearing when nothing is pending is a no-op.
-    unsafe { napi::sys::napi_get_and_clear_last_exception(env.raw(), &raw mut pending) };
-    invalid_type(env, arg, "an instance of SharedMemory", value)
-  })
 }
 
 /// An offset inside a region: an integer from 0 to [`MAX_SIZE`].

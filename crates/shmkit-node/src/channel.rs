@@ -289,7 +289,7 @@ impl Channel {
     ts_args_type = "memory: SharedMemory, offset: number, options: ChannelInitOptions"
   )]
   pub fn init(env: Env, memory: Unknown, offset: Unknown, options: Unknown) -> Result<Self> {
-    let region = args::shared_memory(&env, memory, "memory")?.region(&env)?;
+    let region = crate::memory::SharedMemory::region_arg(&env, memory, "memory")?;
     let offset = args::offset(&env, offset, "offset")?;
     let Some(options) = args::options(&env, Some(options), "options")? else {
       return Err(args::invalid_type(&env, "options", "of type object", options));
@@ -329,7 +329,7 @@ impl Channel {
     ts_args_type = "memory: SharedMemory, offset?: number, options?: ChannelOptions | undefined | null"
   )]
   pub fn at(env: Env, memory: Unknown, offset: Option<Unknown>, options: Option<Unknown>) -> Result<Self> {
-    let region = args::shared_memory(&env, memory, "memory")?.region(&env)?;
+    let region = crate::memory::SharedMemory::region_arg(&env, memory, "memory")?;
     let offset = match offset {
       Some(o) if o.get_type()? != ValueType::Undefined => args::offset(&env, o, "offset")?,
       _ => 0,

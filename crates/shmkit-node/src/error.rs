@@ -6,6 +6,8 @@
 //!   `ERR_INVALID_ARG_VALUE` and `ERR_OUT_OF_RANGE` codes.
 //! - Library states carry `ERR_SHM_*` codes.
 
+#![deny(clippy::multiple_unsafe_ops_per_block)]
+
 use std::ptr;
 
 use napi::bindgen_prelude::*;
@@ -22,6 +24,8 @@ pub const ERR_SHM_FOREIGN_OWNER: &str = "ERR_SHM_FOREIGN_OWNER";
 pub const ERR_SHM_TOO_LARGE: &str = "ERR_SHM_TOO_LARGE";
 /// `SharedMemory.from` got something that is not a live token from `share()`.
 pub const ERR_SHM_INVALID_TOKEN: &str = "ERR_SHM_INVALID_TOKEN";
+/// A core failure with no better description (a bug to report).
+pub const ERR_SHM_INTERNAL: &str = "ERR_SHM_INTERNAL";
 pub const ERR_INVALID_ARG_TYPE: &str = "ERR_INVALID_ARG_TYPE";
 pub const ERR_INVALID_ARG_VALUE: &str = "ERR_INVALID_ARG_VALUE";
 pub const ERR_OUT_OF_RANGE: &str = "ERR_OUT_OF_RANGE";
@@ -107,7 +111,7 @@ pub fn to_js(env: &Env, e: &shmkit::Error) -> Error {
       props.extend(name_prop);
       js_error(env, Class::Error, ERR_SHM_FOREIGN_OWNER, &message, &props)
     }
-    _ => js_error(env, Class::Error, "ERR_SHM_INTERNAL", &message, &[]),
+    _ => js_error(env, Class::Error, ERR_SHM_INTERNAL, &message, &[]),
   }
 }
 

@@ -34,6 +34,7 @@ mod mutex;
 )]
 mod pool;
 mod promise;
+mod raw;
 mod semaphore;
 #[cfg_attr(
   test,
@@ -63,7 +64,8 @@ pub fn install_dispose(exports: Object, env: Env) -> Result<()> {
   }
   alias_dispose(&exports, dispose, "SharedMemory")?;
   alias_dispose(&exports, dispose, "RobustMutex")?;
-  alias_dispose(&exports, dispose, "Semaphore")
+  alias_dispose(&exports, dispose, "Semaphore")?;
+  alias_dispose(&exports, dispose, "Channel")
 }
 
 fn alias_dispose(exports: &Object, dispose: Unknown, class: &str) -> Result<()> {

@@ -17,6 +17,8 @@
 //!   an alias, the region's own range is blanked the same way once its last user lets go.
 //!   The addresses are unmapped when the buffer object is collected.
 
+#![deny(clippy::multiple_unsafe_ops_per_block)]
+
 use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -32,6 +34,7 @@ use crate::args;
 use crate::error::{
   closed, js_error, Class, IntoJs, Prop, ERR_SHM_EXTERNAL_BUFFER, ERR_SHM_INVALID_TOKEN, ERR_SHM_TOO_LARGE,
 };
+use crate::raw;
 
 /// One `ArrayBuffer`'s hold on a region, settled by its two finalizers.
 struct Claim {
@@ -42,6 +45,9 @@ struct Claim {
   alias: Option<Alias>,
   /// Without an alias, the region's addresses, until V8 is done with the buffer.
   _pin: Option<AddressPin>,
+  /// Where the buffer starts (its alias, or the region itself) and its length.
+  base: usize,
+  len: usize,
   /// How many finalizers (backing store, buffer object) have yet to run.
   pending: u8,
 }
@@ -81,8 +87,8 @@ fn release_region(key: usize) {
       return;
     };
     if let Some(alias) = &claim.alias {
-      // A failed blank (out of mappings) leaves the alias reaching the memory until the
-      // buffer is collected: never a fault.
+      // A failed blank leaves the alias reaching the memory until the buffer is collected:
+      // never a fault.
       let _ = alias.blank();
     }
     claim.region.take()
@@ -90,14 +96,30 @@ fn release_region(key: usize) {
   drop(region); // outside the lock: may blank or unmap
 }
 
-/// The region behind a buffer's claim, while the handle that made the buffer is open, and
-/// the address where the buffer starts (its alias, or the region itself).
-pub(crate) fn claimed_region(key: usize) -> Option<(Arc<Region>, usize)> {
+/// What a buffer's claim says about the memory under `address`.
+pub(crate) enum Claimed {
+  /// Not a claim of this library, or the address lies outside its buffer.
+  Unknown,
+  /// The handle that made the buffer is closed.
+  Closed,
+  /// The region, and the address's offset in it.
+  Open(Arc<Region>, usize),
+}
+
+/// The region behind the buffer of claim `key`, for an `address` inside that buffer.
+pub(crate) fn claimed_region(key: usize, address: usize) -> Claimed {
   let claims = claims();
-  let claim = claims.get(&key)?;
-  let region = claim.region.clone()?;
-  let base = claim.alias.as_ref().map_or(region.as_ptr(), Alias::as_ptr) as usize;
-  Some((region, base))
+  let Some(claim) = claims.get(&key) else {
+    return Claimed::Unknown;
+  };
+  // The end itself counts: an empty view may start there.
+  if address < claim.base || address - claim.base > claim.len {
+    return Claimed::Unknown;
+  }
+  match &claim.region {
+    Some(region) => Claimed::Open(region.clone(), address - claim.base),
+    None => Claimed::Closed,
+  }
 }
 
 /// Drops a claim whose buffer was never made.
@@ -192,7 +214,7 @@ pub struct FileOptions {
 pub struct SharedMemory {
   region: Option<Arc<Region>>,
   claim: usize,
-  buffer: Option<sys::napi_ref>,
+  buffer: Option<raw::Strong>,
   kind: shmkit::Kind,
   name: Option<String>,
   size: usize,
@@ -227,6 +249,27 @@ impl SharedMemory {
   pub fn region(&self, env: &Env) -> Result<Arc<Region>> {
     self.live(env).cloned()
   }
+
+  /// A `SharedMemory` argument (checked by napi's type tag, so another class or a look-alike
+  /// object is `ERR_INVALID_ARG_TYPE`, never a bad cast).
+  pub fn from_arg<'a>(env: &Env, value: Unknown<'a>, arg: &str) -> Result<ClassInstance<'a, Self>> {
+    let not_ours = || args::invalid_type(env, arg, "an instance of SharedMemory", value);
+    if value.get_type()? != napi::ValueType::Object {
+      return Err(not_ours());
+    }
+    // SAFETY: `value` is a live object handle of this env; napi unwraps it only after
+    // confirming the SharedMemory type tag and class identity.
+    unsafe { ClassInstance::<Self>::from_napi_value(env.raw(), value.raw()) }.map_err(|_| {
+      // A failed type-tag check may leave a JS exception pending; ours replaces it.
+      let _ = raw::take_exception(env);
+      not_ours()
+    })
+  }
+
+  /// The region of a `SharedMemory` argument, for objects placed in it.
+  pub fn region_arg(env: &Env, value: Unknown<'_>, arg: &str) -> Result<Arc<Region>> {
+    Self::from_arg(env, value, arg)?.region(env)
+  }
 }
 
 /// The largest `ArrayBuffer` this runtime makes over external memory: Node's
@@ -238,13 +281,13 @@ fn buffer_limit(env: &Env) -> f64 {
 }
 
 fn query_buffer_limit(env: &Env) -> Option<f64> {
-  let process = crate::js::global(env, "process").ok()?;
+  let process = raw::global(env, "process").ok()?;
   let get: Unknown = process.get_named_property("getBuiltinModule").ok()?;
   if get.get_type().ok()? != napi::ValueType::Function {
     return None;
   }
   let name = env.create_string("buffer").ok()?.to_unknown();
-  let buffer = crate::js::call(env, process.to_unknown(), get, &[name]).ok()?;
+  let buffer = raw::call(env, process.to_unknown(), get, &[name]).ok()?;
   // SAFETY: the module is an object (checked by the property reads, which fail otherwise).
   let buffer: Object = unsafe { buffer.cast() }.ok()?;
   let constants: Object = buffer.get_named_property("constants").ok()?;
@@ -290,7 +333,7 @@ pub(crate) fn check_buffer_size(env: &Env, size: usize) -> Result<()> {
 
 /// Creates the handle's external `ArrayBuffer` over `region`, a strong reference to it, and
 /// its claim.
-fn new_buffer(env: &Env, region: &Arc<Region>) -> Result<(sys::napi_ref, usize)> {
+fn new_buffer(env: &Env, region: &Arc<Region>) -> Result<(raw::Strong, usize)> {
   check_buffer_size(env, region.len())?;
   let alias = region.alias().js(env)?;
   let (data, pin) = match &alias {
@@ -304,76 +347,50 @@ fn new_buffer(env: &Env, region: &Arc<Region>) -> Result<(sys::napi_ref, usize)>
       region: Some(region.clone()),
       alias,
       _pin: pin,
+      base: data as usize,
+      len: region.len(),
       pending: 1,
     },
   );
-  let mut value = ptr::null_mut();
   // SAFETY: the pointer and length describe the live mapping (alias or region), which the
   // claim keeps mapped until `settle_claim` runs for it; the hint is a number, not a pointer.
-  let status = unsafe {
-    sys::napi_create_external_arraybuffer(
-      env.raw(),
-      data.cast(),
-      region.len(),
-      Some(settle_claim),
-      key as *mut c_void,
-      &raw mut value,
-    )
+  let created =
+    unsafe { raw::external_arraybuffer(env, data.cast(), region.len(), Some(settle_claim), key as *mut c_void) };
+  let value = match created {
+    Ok(value) => value,
+    Err(status) => return Err(refused_buffer(env, key, status)),
   };
-  if status != sys::Status::napi_ok {
-    // Some runtimes (Node 20 past 4 GiB) ran the finalizer already; dropping by key is safe
-    // either way.
-    drop_claim(key);
-    clear_pending_exception(env);
-    if status == sys::Status::napi_no_external_buffers_allowed {
-      // Electron's V8 sandbox: a copy would not be shared memory, so refuse rather than copy.
-      return Err(js_error(
-        env,
-        Class::Error,
-        ERR_SHM_EXTERNAL_BUFFER,
-        "this runtime forbids external ArrayBuffers, so shared memory cannot be exposed without copying",
-        &[],
-      ));
-    }
-    return Err(Error::from_status(Status::from(status)));
-  }
   // The buffer object may outlive its backing store (a buffer detached by `transfer()` still
-  // held by native work in flight): the claim also waits for the object.
+  // held by native work in flight): the claim also waits for the object. The same wrap lets
+  // `wait`/`notify` find the claim from a view.
   if let Some(claim) = claims().get_mut(&key) {
     claim.pending += 1;
   }
-  // SAFETY: `value` was just created in this env; the finalizer gets the same number.
-  let status = unsafe {
-    sys::napi_add_finalizer(
-      env.raw(),
-      value,
-      ptr::null_mut(),
-      Some(settle_claim),
-      key as *mut c_void,
-      ptr::null_mut(),
-    )
-  };
-  if status != sys::Status::napi_ok {
-    // SAFETY: as above; the object finalizer will never run, so count it as done.
+  if let Err(e) = raw::wrap_number(env, value, key, Some(settle_claim)) {
+    // SAFETY: the object finalizer will never run, so count it as done (the hint is the key).
     unsafe { settle_claim(env.raw(), ptr::null_mut(), key as *mut c_void) };
-    return Err(Error::from_status(Status::from(status)));
+    return Err(e);
   }
-  // So that `wait`/`notify` accept views of it. Best effort: a runtime that cannot tag an
-  // ArrayBuffer still gets the memory, and those calls refuse its views.
-  let _ = crate::word::mark_buffer(env, value, key);
-  let mut reference = ptr::null_mut();
-  // SAFETY: `value` was just created in this env; `reference` is a valid out-pointer.
-  let status = unsafe { sys::napi_create_reference(env.raw(), value, 1, &raw mut reference) };
-  if status != sys::Status::napi_ok {
-    return Err(Error::from_status(Status::from(status)));
-  }
-  Ok((reference, key))
+  Ok((raw::Strong::new(env, value)?, key))
 }
 
-fn clear_pending_exception(env: &Env) {
-  let mut pending = ptr::null_mut();
-  // SAFETY: valid env and out-pointer; clearing when nothing is pending is a no-op.
-  unsafe { sys::napi_get_and_clear_last_exception(env.raw(), &raw mut pending) };
+/// The error for a buffer the runtime did not make, after dropping its claim.
+fn refused_buffer(env: &Env, key: usize, status: sys::napi_status) -> Error {
+  // Some runtimes (Node 20 past 4 GiB) ran the finalizer already; dropping by key is safe
+  // either way.
+  drop_claim(key);
+  let _ = raw::take_exception(env);
+  if status == sys::Status::napi_no_external_buffers_allowed {
+    // Electron's V8 sandbox: a copy would not be shared memory, so refuse rather than copy.
+    return js_error(
+      env,
+      Class::Error,
+      ERR_SHM_EXTERNAL_BUFFER,
+      "this runtime forbids external ArrayBuffers, so shared memory cannot be exposed without copying",
+      &[],
+    );
+  }
+  Error::from_status(Status::from(status))
 }
 
 /// 128 random bits from the kernel, for share tokens.
@@ -680,17 +697,10 @@ impl SharedMemory {
   /// `Atomics` operations work on it. Throws `ERR_SHM_CLOSED` after `close()`.
   #[napi(getter, ts_return_type = "ArrayBuffer")]
   pub fn buffer(&self, env: Env) -> Result<Unknown<'_>> {
-    let (Some(reference), Some(_)) = (self.buffer, &self.region) else {
-      return Err(closed(&env, "SharedMemory"));
-    };
-    let mut value = ptr::null_mut();
-    // SAFETY: `reference` is a live strong reference created in this env.
-    let status = unsafe { sys::napi_get_reference_value(env.raw(), reference, &raw mut value) };
-    if status != sys::Status::napi_ok || value.is_null() {
-      return Err(Error::from_status(Status::from(status)));
+    match (&self.buffer, &self.region) {
+      (Some(buffer), Some(_)) => buffer.get(&env),
+      _ => Err(closed(&env, "SharedMemory")),
     }
-    // SAFETY: `value` is a valid handle in the current scope.
-    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
   }
 
   /// The length in bytes (what was asked for, or the object's size when opening one).
@@ -801,9 +811,8 @@ impl SharedMemory {
     let Some(region) = self.region.take() else {
       return;
     };
-    if let Some(reference) = self.buffer.take() {
-      // SAFETY: `reference` is a live reference created in this env.
-      unsafe { sys::napi_delete_reference(env.raw(), reference) };
+    if let Some(buffer) = self.buffer.take() {
+      buffer.delete(&env);
     }
     // No view of ours reaches the bytes any more: the claim keeps only the addresses.
     release_region(self.claim);
@@ -874,10 +883,8 @@ impl ObjectFinalize for SharedMemory {
   /// GC of a handle that was never closed: release our reference to the buffer. The buffer's
   /// claim keeps the region while any view of the buffer lives; it goes when V8 frees it.
   fn finalize(mut self, env: Env) -> Result<()> {
-    if let Some(reference) = self.buffer.take() {
-      // SAFETY: `reference` is a live reference created in this env; deleting references
-      // is allowed in finalizers.
-      unsafe { sys::napi_delete_reference(env.raw(), reference) };
+    if let Some(buffer) = self.buffer.take() {
+      buffer.delete(&env);
     }
     Ok(())
   }

@@ -1,5 +1,7 @@
 //! `RobustMutex`: a robust process-shared mutex inside a `SharedMemory` region.
 
+#![deny(clippy::multiple_unsafe_ops_per_block)]
+
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
@@ -10,7 +12,8 @@ use shmkit::{Lock, LockAttempt, Step};
 
 use crate::args;
 use crate::error::{abort_error, closed, to_js, IntoJs};
-use crate::promise::{abort_reason, settled, signal_option, AbortHook, Deferred};
+use crate::memory::SharedMemory;
+use crate::promise::{settled, AbortHook, AsyncWait, Deferred};
 use crate::waiter::{self, WaitId, Word};
 
 /// The outcome of taking a `RobustMutex`.
@@ -26,7 +29,8 @@ pub struct LockResult {
 /// of 8). The byte protocol is in docs/layout.md.
 #[cfg_attr(test, expect(dead_code, reason = "napi registers it with Node outside unit tests"))]
 #[napi]
-pub const ROBUST_MUTEX_SIZE: u32 = 32;
+#[expect(clippy::cast_possible_truncation, reason = "32 bytes")]
+pub const ROBUST_MUTEX_SIZE: u32 = shmkit::RobustMutex::SIZE as u32;
 
 /// A robust, process-shared mutex living at an offset inside a `SharedMemory` region, so
 /// every process that maps the region can use it (and C or Rust programs too: the byte
@@ -56,23 +60,27 @@ impl RobustMutex {
   /// once, before other processes attach with `RobustMutex.at`.
   #[napi(factory, ts_args_type = "memory: SharedMemory, offset: number")]
   pub fn init(env: Env, memory: Unknown, offset: Unknown) -> Result<Self> {
-    abandon_on_teardown(&env)?;
-    let region = args::shared_memory(&env, memory, "memory")?.region(&env)?;
-    let offset = args::offset(&env, offset, "offset")?;
-    Ok(Self {
-      inner: Some(Arc::new(shmkit::RobustMutex::init_in(region, offset).js(&env)?)),
-      pending: RefCell::default(),
-    })
+    Self::place(&env, memory, offset, shmkit::RobustMutex::init_in)
   }
 
   /// Attaches to the mutex another process initialised at `offset` inside `memory`.
   #[napi(factory, ts_args_type = "memory: SharedMemory, offset: number")]
   pub fn at(env: Env, memory: Unknown, offset: Unknown) -> Result<Self> {
-    abandon_on_teardown(&env)?;
-    let region = args::shared_memory(&env, memory, "memory")?.region(&env)?;
-    let offset = args::offset(&env, offset, "offset")?;
+    Self::place(&env, memory, offset, shmkit::RobustMutex::at)
+  }
+
+  /// A handle over the mutex `make` (initialise or attach) finds at `offset` of `memory`.
+  fn place(
+    env: &Env,
+    memory: Unknown<'_>,
+    offset: Unknown<'_>,
+    make: fn(Arc<shmkit::Region>, usize) -> shmkit::Result<shmkit::RobustMutex>,
+  ) -> Result<Self> {
+    abandon_on_teardown(env)?;
+    let region = SharedMemory::region_arg(env, memory, "memory")?;
+    let offset = args::offset(env, offset, "offset")?;
     Ok(Self {
-      inner: Some(Arc::new(shmkit::RobustMutex::at(region, offset).js(&env)?)),
+      inner: Some(Arc::new(make(region, offset).js(env)?)),
       pending: RefCell::default(),
     })
   }
@@ -81,43 +89,38 @@ impl RobustMutex {
     self.inner.as_ref().ok_or_else(|| closed(env, "RobustMutex"))
   }
 
-  /// Blocks this thread (and the event loop) until the lock is held, or until `timeout`
-  /// milliseconds pass on the monotonic clock (then throws `ETIMEDOUT`). A holder that died
-  /// is noticed within about 20 ms. Keep critical sections short.
+  /// Blocks this thread (and the event loop) until the lock is held (`{ ownerDied }`), or
+  /// until `timeout` milliseconds pass on the monotonic clock (then returns `null`: running out
+  /// of time is an answer, not an error). A holder that died is noticed within about 20 ms.
+  /// Keep critical sections short.
   #[napi(ts_args_type = "options?: { timeout?: number } | undefined | null")]
-  pub fn lock_sync(&self, env: Env, options: Option<Unknown>) -> Result<LockResult> {
+  pub fn lock_sync(&self, env: Env, options: Option<Unknown>) -> Result<Option<LockResult>> {
     let options = args::options(&env, options, "options")?;
     let timeout = args::timeout_option(&env, options.as_ref(), "options")?;
     let mutex = self.live(&env)?;
     let lock = match timeout {
       Some(timeout) => mutex.lock_timeout(timeout),
       None => mutex.lock(),
-    }
-    .js(&env)?;
-    Ok(LockResult {
-      owner_died: lock == shmkit::Lock::OwnerDied,
-    })
+    };
+    locked(lock).js(&env)
   }
 
   /// Takes the lock without blocking the event loop: resolves `{ ownerDied }` once this JS
-  /// thread holds it (as with `lockSync`, the lock belongs to this thread). Rejects with
-  /// `ETIMEDOUT` after `timeout` milliseconds, with an `AbortError` when `signal` aborts (the
+  /// thread holds it (as with `lockSync`, the lock belongs to this thread), or `null` when
+  /// `timeout` milliseconds pass first. Rejects with an `AbortError` when `signal` aborts (the
   /// lock is then not taken), or with the errors of `lockSync`. A holder that died is
   /// noticed within about 20 ms. Uses no thread of its own and never the libuv threadpool.
   #[napi(
     ts_args_type = "options?: { timeout?: number; signal?: AbortSignal } | undefined | null",
-    ts_return_type = "Promise<LockResult>"
+    ts_return_type = "Promise<LockResult | null>"
   )]
   pub fn lock<'e>(&self, env: &'e Env, options: Option<Unknown>) -> Result<Object<'e>> {
-    let options = args::options(env, options, "options")?;
-    let timeout = args::timeout_option(env, options.as_ref(), "options")?;
-    let signal = signal_option(env, options.as_ref(), "options")?;
+    let wait = AsyncWait::parse(env, options)?;
     let mutex = self.live(env)?.clone();
-    if let Some(signal) = &signal {
-      if let Some(reason) = abort_reason(signal)? {
-        return settled::<LockResult>(env, Err(abort_error(env, Some(reason))));
-      }
+    if let Some(error) = wait.aborted(env)? {
+      return settled::<Option<LockResult>>(env, Err(error));
     }
+    let AsyncWait { timeout, signal } = wait;
     let word = Word::in_region(mutex.region().clone(), mutex.offset()).js(env)?;
     let (deferred, promise) = Deferred::new(env)?;
     let pending = Rc::new(AsyncLock {
@@ -218,7 +221,7 @@ struct AsyncLock {
 }
 
 impl AsyncLock {
-  fn finish(&self, env: &Env, outcome: Result<LockResult>) {
+  fn finish(&self, env: &Env, outcome: Result<Option<LockResult>>) {
     if let Some(hook) = self.abort.borrow_mut().take() {
       hook.release(env);
     }
@@ -238,12 +241,7 @@ fn advance(env: &Env, pending: &Rc<AsyncLock>) {
   let step = pending.mutex.step(&mut attempt);
   pending.attempt.set(attempt);
   match step {
-    Ok(Step::Locked(lock)) => pending.finish(
-      env,
-      Ok(LockResult {
-        owner_died: lock == Lock::OwnerDied,
-      }),
-    ),
+    Ok(Step::Locked(lock)) => pending.finish(env, locked(Ok(lock)).js(env)),
     Ok(Step::Wait { expected, until }) => {
       let next = Rc::clone(pending);
       let done: waiter::Done = Box::new(move |env, outcome| {
@@ -263,7 +261,18 @@ fn advance(env: &Env, pending: &Rc<AsyncLock>) {
         Err(e) => pending.finish(env, Err(e)),
       }
     }
-    Err(e) => pending.finish(env, Err(to_js(env, &e))),
+    Err(e) => pending.finish(env, locked(Err(e)).js(env)),
+  }
+}
+
+/// A lock attempt's answer: `{ ownerDied }` once held, `null` when its time ran out.
+fn locked(lock: shmkit::Result<Lock>) -> shmkit::Result<Option<LockResult>> {
+  match lock {
+    Ok(lock) => Ok(Some(LockResult {
+      owner_died: lock == Lock::OwnerDied,
+    })),
+    Err(e) if e.kind() == shmkit::ErrorKind::TimedOut => Ok(None),
+    Err(e) => Err(e),
   }
 }
 

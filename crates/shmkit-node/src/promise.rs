@@ -1,12 +1,17 @@
 //! Promises settled from native code, and the `AbortSignal` that may end them early: what
 //! every async wait of the binding (`waitAsync`, `Semaphore#wait`) shares.
 
+#![deny(clippy::multiple_unsafe_ops_per_block)]
+
 use std::ptr;
+use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use napi::{sys, ValueType};
 
 use crate::args;
+use crate::error::abort_error;
+use crate::raw::{self, check, Strong};
 
 /// A promise's resolving half. Settling consumes it; dropping it unsettled (env teardown)
 /// leaves the promise pending, which is all a dying env can do.
@@ -54,11 +59,28 @@ pub fn settled<T: ToNapiValue>(env: &Env, outcome: Result<T>) -> Result<Object<'
   Ok(promise)
 }
 
-fn check(status: sys::napi_status) -> Result<()> {
-  if status == sys::Status::napi_ok {
-    Ok(())
-  } else {
-    Err(Error::from_status(Status::from(status)))
+/// The `{ timeout, signal }` options of a promise-returning wait.
+pub struct AsyncWait<'e> {
+  pub timeout: Option<Duration>,
+  pub signal: Option<Object<'e>>,
+}
+
+impl<'e> AsyncWait<'e> {
+  /// Reads `options` (absent, or an object with `timeout` and `signal`).
+  pub fn parse(env: &Env, options: Option<Unknown<'e>>) -> Result<Self> {
+    let options = args::options(env, options, "options")?;
+    Ok(Self {
+      timeout: args::timeout_option(env, options.as_ref(), "options")?,
+      signal: signal_option(env, options.as_ref(), "options")?,
+    })
+  }
+
+  /// The `AbortError` to reject with at once when the signal has already aborted.
+  pub fn aborted(&self, env: &Env) -> Result<Option<Error>> {
+    let Some(signal) = &self.signal else {
+      return Ok(None);
+    };
+    Ok(abort_reason(signal)?.map(|reason| abort_error(env, Some(reason))))
   }
 }
 
@@ -97,8 +119,8 @@ pub fn abort_reason<'e>(signal: &Object<'e>) -> Result<Option<Unknown<'e>>> {
 
 /// An `abort` listener on a signal, removed with [`AbortHook::release`]. JS thread only.
 pub struct AbortHook {
-  signal: sys::napi_ref,
-  listener: sys::napi_ref,
+  signal: Strong,
+  listener: Strong,
 }
 
 impl AbortHook {
@@ -120,48 +142,29 @@ impl AbortHook {
     once.set_named_property("once", true)?;
     add.apply(signal, ("abort", listener.to_unknown(), once).into())?;
     Ok(Self {
-      signal: new_reference(env, signal.raw())?,
-      listener: new_reference(env, listener.raw())?,
+      signal: Strong::new(env, signal.raw())?,
+      listener: Strong::new(env, listener.raw())?,
     })
   }
 
   /// Removes the listener from the signal and deletes both references.
   pub fn release(self, env: &Env) {
-    if let (Some(signal), Some(listener)) = (reference_value(env, self.signal), reference_value(env, self.listener)) {
-      let removed = (|| -> Result<()> {
-        // SAFETY: `signal` came from a live reference, so it is an object of this env.
-        let signal = unsafe { Object::from_napi_value(env.raw(), signal) }?;
-        let remove: Function<'_, FnArgs<(&str, Unknown<'_>)>, Unknown<'_>> =
-          signal.get_named_property("removeEventListener")?;
-        // SAFETY: `listener` came from a live reference in this env.
-        let listener = unsafe { Unknown::from_raw_unchecked(env.raw(), listener) };
-        remove.apply(signal, ("abort", listener).into()).map(drop)
-      })();
-      // A signal whose removeEventListener throws keeps a listener that finds nothing to
-      // abort; harmless, so the error is dropped (with any pending exception).
-      if removed.is_err() {
-        let mut exception = ptr::null_mut();
-        // SAFETY: valid env and out-pointer; clearing when nothing is pending is a no-op.
-        unsafe { sys::napi_get_and_clear_last_exception(env.raw(), &raw mut exception) };
-      }
+    let removed = (|| -> Result<()> {
+      let signal = self.signal.get(env)?;
+      // SAFETY: the reference was made from an object (`listen`'s `signal`).
+      let signal: Object = unsafe { signal.cast() }?;
+      let remove: Function<'_, FnArgs<(&str, Unknown<'_>)>, Unknown<'_>> =
+        signal.get_named_property("removeEventListener")?;
+      remove
+        .apply(signal, ("abort", self.listener.get(env)?).into())
+        .map(drop)
+    })();
+    // A signal whose removeEventListener throws keeps a listener that finds nothing to
+    // abort; harmless, so the error is dropped (with any pending exception).
+    if removed.is_err() {
+      let _ = raw::take_exception(env);
     }
-    for reference in [self.signal, self.listener] {
-      // SAFETY: each reference was created in this env and is deleted exactly once, here.
-      unsafe { sys::napi_delete_reference(env.raw(), reference) };
-    }
+    self.signal.delete(env);
+    self.listener.delete(env);
   }
-}
-
-fn reference_value(env: &Env, reference: sys::napi_ref) -> Option<sys::napi_value> {
-  let mut value = ptr::null_mut();
-  // SAFETY: `reference` is a live reference of this env; `value` is a valid out-pointer.
-  let status = unsafe { sys::napi_get_reference_value(env.raw(), reference, &raw mut value) };
-  (status == sys::Status::napi_ok && !value.is_null()).then_some(value)
-}
-
-fn new_reference(env: &Env, value: sys::napi_value) -> Result<sys::napi_ref> {
-  let mut reference = ptr::null_mut();
-  // SAFETY: `value` is a live handle of this env; `reference` is a valid out-pointer.
-  check(unsafe { sys::napi_create_reference(env.raw(), value, 1, &raw mut reference) })?;
-  Ok(reference)
 }

@@ -15,6 +15,8 @@
 //!   closure drops (settled, cancelled, or dropped by env teardown).
 //! - No thread of its own: `io_uring` or the few shared waiter threads (see `waiter.rs`).
 
+#![deny(clippy::multiple_unsafe_ops_per_block)]
+
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -26,7 +28,8 @@ use napi::ValueType;
 
 use crate::args;
 use crate::error::{abort_error, closed, js_error, Class, IntoJs, ERR_SHM_UNSUPPORTED};
-use crate::promise::{abort_reason, settled, signal_option, AbortHook, Deferred};
+use crate::memory::SharedMemory;
+use crate::promise::{settled, AbortHook, AsyncWait, Deferred};
 use crate::waiter::{self, WaitId, Word};
 
 /// How often a semaphore without a wait word (a macOS named one) is looked at.
@@ -345,7 +348,7 @@ fn initial_value(env: &Env, value: Option<Unknown>, arg: &str) -> Result<u32> {
 
 /// Borrows the region of a `SharedMemory` argument, which must be a shared mapping.
 fn region_of(env: &Env, memory: Unknown<'_>) -> Result<Arc<shmkit::Region>> {
-  let instance = args::shared_memory(env, memory, "memory")?;
+  let instance = SharedMemory::from_arg(env, memory, "memory")?;
   if instance.private() {
     return Err(args::invalid_value(
       env,
@@ -421,7 +424,7 @@ impl Semaphore {
     factory,
     ts_args_type = "memory: SharedMemory, offset: number, initial?: number | undefined | null"
   )]
-  pub fn init_in(env: Env, memory: Unknown, offset: Unknown, initial: Option<Unknown>) -> Result<Self> {
+  pub fn init(env: Env, memory: Unknown, offset: Unknown, initial: Option<Unknown>) -> Result<Self> {
     let offset = args::offset(&env, offset, "offset")?;
     let initial = match initial {
       Some(value) if value.get_type()? != ValueType::Null => initial_value(&env, Some(value), "initial")?,
@@ -431,7 +434,7 @@ impl Semaphore {
     Self::wrap(&env, shmkit::Semaphore::init_in(region, offset, initial).js(&env)?)
   }
 
-  /// Uses the semaphore that `Semaphore.initIn` (in this or another process) placed at byte
+  /// Uses the semaphore that `Semaphore.init` (in this or another process) placed at byte
   /// `offset` of `memory` (or a C program's `sem_init(pshared = 1)` on glibc), without
   /// initialising anything. Throws `EINVAL` when the bytes there hold no semaphore.
   #[napi(factory, ts_args_type = "memory: SharedMemory, offset: number")]
@@ -483,15 +486,12 @@ impl Semaphore {
     ts_return_type = "Promise<boolean>"
   )]
   pub fn wait<'e>(&self, env: &'e Env, options: Option<Unknown>) -> Result<Object<'e>> {
-    let options = args::options(env, options, "options")?;
-    let timeout = args::timeout_option(env, options.as_ref(), "options")?;
-    let signal = signal_option(env, options.as_ref(), "options")?;
+    let wait = AsyncWait::parse(env, options)?;
     let shared = self.live(env)?.clone();
-    if let Some(signal) = &signal {
-      if let Some(reason) = abort_reason(signal)? {
-        return settled::<bool>(env, Err(abort_error(env, Some(reason))));
-      }
+    if let Some(error) = wait.aborted(env)? {
+      return settled::<bool>(env, Err(error));
     }
+    let AsyncWait { timeout, signal } = wait;
     // The fast path, only when no wait is queued (so it never jumps the queue).
     let idle = shared.queue.borrow().is_empty();
     match if idle { shared.sem.try_wait() } else { Ok(false) } {
@@ -596,7 +596,7 @@ impl Semaphore {
   }
 
   /// Destroys an in-region semaphore (`sem_destroy`) and closes this handle. No process may
-  /// use it afterwards until `Semaphore.initIn` initialises it again. Throws
+  /// use it afterwards until `Semaphore.init` initialises it again. Throws
   /// `ERR_SHM_UNSUPPORTED` for a named semaphore (use `unlink()`).
   #[napi]
   pub fn destroy(&mut self, env: Env) -> Result<()> {

@@ -40,6 +40,8 @@
 //!   that word, and a wake that does not change the word can be missed while the thread is
 //!   busy: protocols change the word before waking, as all of shmkit's do.
 
+#![deny(clippy::multiple_unsafe_ops_per_block)]
+
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -51,6 +53,8 @@ use std::time::Instant;
 
 use napi::bindgen_prelude::*;
 use napi::sys;
+
+use crate::raw::{self, check};
 pub use shmkit::WaitOutcome;
 
 /// What a wait's owner runs when it ends (see the module's contract).
@@ -164,7 +168,7 @@ struct Loop {
   backend: Backend,
   /// For the callback scope the `io_uring` path opens around `done` calls.
   async_context: sys::napi_async_context,
-  resource: sys::napi_ref,
+  resource: raw::Strong,
 }
 
 thread_local! {
@@ -198,9 +202,7 @@ impl Loop {
     let mut async_context = ptr::null_mut();
     // SAFETY: valid env and handles of this scope; a valid out-pointer.
     check(unsafe { sys::napi_async_init(env.raw(), resource.raw(), name.raw(), &raw mut async_context) })?;
-    let mut reference = ptr::null_mut();
-    // SAFETY: as above.
-    check(unsafe { sys::napi_create_reference(env.raw(), resource.raw(), 1, &raw mut reference) })?;
+    let resource = raw::Strong::new(env, resource.raw())?;
     let backend = match uring::Ring::start(env) {
       Some(ring) => Backend::Uring(ring),
       None => Backend::Threads(pool::Sink::new(env)?),
@@ -212,7 +214,7 @@ impl Loop {
       alive: Cell::new(false),
       backend,
       async_context,
-      resource: reference,
+      resource,
     })
   }
 
@@ -239,25 +241,11 @@ impl Loop {
   }
 }
 
-fn check(status: sys::napi_status) -> Result<()> {
-  if status == sys::Status::napi_ok {
-    Ok(())
-  } else {
-    Err(Error::from_status(Status::from(status)))
-  }
-}
-
 /// A `done` that threw: report it as an uncaught exception, as Node does for callbacks.
 fn report_exception(env: &Env) {
-  let mut pending = false;
-  // SAFETY: valid env and out-pointer.
-  unsafe { sys::napi_is_exception_pending(env.raw(), &raw mut pending) };
-  if pending {
-    let mut error = ptr::null_mut();
-    // SAFETY: an exception is pending; this takes it.
-    unsafe { sys::napi_get_and_clear_last_exception(env.raw(), &raw mut error) };
-    // SAFETY: `error` is a live handle of this env.
-    unsafe { sys::napi_fatal_exception(env.raw(), error) };
+  if let Some(error) = raw::take_exception(env) {
+    // SAFETY: `error` is a live handle of this env. A failure leaves nothing to report to.
+    let _ = unsafe { sys::napi_fatal_exception(env.raw(), error.raw()) };
   }
 }
 
@@ -282,10 +270,8 @@ unsafe extern "C" fn teardown(handle: sys::napi_async_cleanup_hook_handle, arg: 
   let pending = std::mem::take(&mut *lp.pending.borrow_mut());
   drop(pending);
   // SAFETY: the env is still valid while its cleanup hooks run.
-  unsafe {
-    sys::napi_async_destroy(env, lp.async_context);
-    sys::napi_delete_reference(env, lp.resource);
-  }
+  unsafe { sys::napi_async_destroy(env, lp.async_context) };
+  lp.resource.delete(&Env::from_raw(env));
   if opened {
     // SAFETY: the scope opened above, closed once.
     unsafe { sys::napi_close_handle_scope(env, scope) };
@@ -310,13 +296,14 @@ fn in_callback_scope(lp: &Loop, f: impl FnOnce(&Env)) {
   if unsafe { sys::napi_open_handle_scope(env, &raw mut handles) } != sys::Status::napi_ok {
     return;
   }
-  let mut resource = ptr::null_mut();
-  // SAFETY: a live reference of this env.
-  unsafe { sys::napi_get_reference_value(env, lp.resource, &raw mut resource) };
+  let js_env = Env::from_raw(env);
   let mut scope = ptr::null_mut();
-  // SAFETY: valid env, resource handle and async context.
-  let opened = unsafe { sys::napi_open_callback_scope(env, resource, lp.async_context, &raw mut scope) };
-  f(&Env::from_raw(env));
+  let opened = match lp.resource.get(&js_env) {
+    // SAFETY: valid env, resource handle and async context.
+    Ok(resource) => unsafe { sys::napi_open_callback_scope(env, resource.raw(), lp.async_context, &raw mut scope) },
+    Err(_) => sys::Status::napi_generic_failure,
+  };
+  f(&js_env);
   if opened == sys::Status::napi_ok {
     // SAFETY: the scope opened above, closed once.
     unsafe { sys::napi_close_callback_scope(env, scope) };
@@ -329,7 +316,7 @@ fn in_callback_scope(lp: &Loop, f: impl FnOnce(&Env)) {
 /// Whether this is Node.js itself: Bun and Deno export some libuv names without a libuv
 /// event loop behind them (Bun panics in `uv_poll_init`), so they get the waiter threads.
 fn runs_in_node(env: &Env) -> bool {
-  let Ok(process) = crate::js::global(env, "process") else {
+  let Ok(process) = crate::raw::global(env, "process") else {
     return false;
   };
   let Ok(versions) = process.get_named_property::<Object>("versions") else {
@@ -485,6 +472,15 @@ mod uring {
   const UV_POLL: c_int = 8;
   const UV_READABLE: c_int = 1;
 
+  /// A libuv function found by `find`, as the C type `T` it has in uv.h.
+  fn function<T>(find: &impl Fn(&CStr) -> Option<*mut c_void>, name: &CStr) -> Option<T> {
+    let symbol = find(name)?;
+    assert_eq!(size_of::<T>(), size_of::<*mut c_void>(), "a function pointer");
+    // SAFETY: every caller names a libuv function whose C signature (uv.h, stable ABI since
+    // libuv 1.0) is `T`, a function pointer type of the size of a data pointer.
+    Some(unsafe { std::mem::transmute_copy::<*mut c_void, T>(&symbol) })
+  }
+
   fn uv() -> Option<&'static Uv> {
     static UV: OnceLock<Option<Uv>> = OnceLock::new();
     UV.get_or_init(|| {
@@ -493,20 +489,16 @@ mod uring {
         let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
         (!f.is_null()).then_some(f)
       };
-      // SAFETY: each symbol is libuv's function of the declared C signature (uv.h, stable
-      // ABI since libuv 1.0); dlsym returns data pointers, converted to those types.
-      unsafe {
-        Some(Uv {
-          handle_size: std::mem::transmute::<*mut c_void, HandleSize>(find(c"uv_handle_size")?),
-          poll_init: std::mem::transmute::<*mut c_void, PollInit>(find(c"uv_poll_init")?),
-          poll_start: std::mem::transmute::<*mut c_void, PollStart>(find(c"uv_poll_start")?),
-          close: std::mem::transmute::<*mut c_void, Close>(find(c"uv_close")?),
-          ref_: std::mem::transmute::<*mut c_void, Handle>(find(c"uv_ref")?),
-          unref: std::mem::transmute::<*mut c_void, Handle>(find(c"uv_unref")?),
-          set_data: std::mem::transmute::<*mut c_void, SetData>(find(c"uv_handle_set_data")?),
-          get_data: std::mem::transmute::<*mut c_void, GetData>(find(c"uv_handle_get_data")?),
-        })
-      }
+      Some(Uv {
+        handle_size: function(&find, c"uv_handle_size")?,
+        poll_init: function(&find, c"uv_poll_init")?,
+        poll_start: function(&find, c"uv_poll_start")?,
+        close: function(&find, c"uv_close")?,
+        ref_: function(&find, c"uv_ref")?,
+        unref: function(&find, c"uv_unref")?,
+        set_data: function(&find, c"uv_handle_set_data")?,
+        get_data: function(&find, c"uv_handle_get_data")?,
+      })
     })
     .as_ref()
   }
@@ -664,11 +656,11 @@ mod uring {
         return None;
       }
       // SAFETY: an initialised handle; its data is the env, for the callback to find its loop.
-      unsafe {
-        (uv.set_data)(handle, env.raw().cast());
-        (uv.poll_start)(handle, UV_READABLE, on_readable);
-        (uv.unref)(handle);
-      }
+      unsafe { (uv.set_data)(handle, env.raw().cast()) };
+      // SAFETY: as above.
+      unsafe { (uv.poll_start)(handle, UV_READABLE, on_readable) };
+      // SAFETY: as above.
+      unsafe { (uv.unref)(handle) };
       ring.poll.set(handle);
       Some(ring)
     }
@@ -697,7 +689,9 @@ mod uring {
         let array = at(params.sq_off.array).cast::<u32>();
         for i in 0..params.sq_entries {
           // SAFETY: the SQ index array has sq_entries slots; identity map them.
-          unsafe { array.add(i as usize).write(i) };
+          let slot = unsafe { array.add(i as usize) };
+          // SAFETY: as above.
+          unsafe { slot.write(i) };
         }
         // SAFETY: a fresh eventfd that nothing else owns.
         let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
@@ -790,7 +784,9 @@ mod uring {
           let slot = (local & self.sq_mask) as usize;
           // SAFETY: slot < sq_entries, inside the SQE array, which the kernel does not read
           // until the tail moves past it.
-          unsafe { self.sqes.ptr.cast::<Sqe>().add(slot).write(*sqe) };
+          let entry = unsafe { self.sqes.ptr.cast::<Sqe>().add(slot) };
+          // SAFETY: as above.
+          unsafe { entry.write(*sqe) };
           self.unsubmitted.set(self.unsubmitted.get() + 1);
           return Ok(());
         }
@@ -872,27 +868,24 @@ mod uring {
     /// its timer. Failures leave a request armed; its completion then finds no pending wait
     /// and is ignored.
     fn forget(&self, id: u64, wait: bool) {
-      if wait {
+      // Cancels the request of wait `id` tagged `tag` with `opcode`.
+      let cancel = |opcode, tag| {
         let mut sqe = Sqe {
-          opcode: OP_ASYNC_CANCEL,
+          opcode,
           fd: -1,
-          addr: id << 2 | TAG_WAIT,
+          addr: id << 2 | tag,
           user_data: id << 2 | TAG_CANCEL,
           ..Sqe::default()
         };
         let _ = self.push(&mut sqe);
+      };
+      if wait {
+        cancel(OP_ASYNC_CANCEL, TAG_WAIT);
       }
       if let Some(ts) = self.timed.borrow_mut().remove(&id) {
         // The kernel read the timespec when it took the timeout request in.
         drop(ts);
-        let mut sqe = Sqe {
-          opcode: OP_TIMEOUT_REMOVE,
-          fd: -1,
-          addr: id << 2 | TAG_TIMEOUT,
-          user_data: id << 2 | TAG_CANCEL,
-          ..Sqe::default()
-        };
-        let _ = self.push(&mut sqe);
+        cancel(OP_TIMEOUT_REMOVE, TAG_TIMEOUT);
       }
     }
 
@@ -905,7 +898,9 @@ mod uring {
       let tail = unsafe { &*self.cq_tail }.load(Ordering::Acquire);
       while head != tail {
         // SAFETY: head & mask is a slot of the CQE array the kernel has posted.
-        let cqe = unsafe { &*self.cqes.add((head & self.cq_mask) as usize) };
+        let cqe = unsafe { self.cqes.add((head & self.cq_mask) as usize) };
+        // SAFETY: as above; the kernel wrote the entry before moving the tail.
+        let cqe = unsafe { &*cqe };
         f(cqe.user_data, cqe.res);
         head = head.wrapping_add(1);
       }
@@ -969,13 +964,12 @@ mod uring {
       if handle.is_null() {
         return;
       }
-      // SAFETY: a live poll handle of this thread's loop.
-      unsafe {
-        if hold {
-          (uv.ref_)(handle);
-        } else {
-          (uv.unref)(handle);
-        }
+      if hold {
+        // SAFETY: a live poll handle of this thread's loop.
+        unsafe { (uv.ref_)(handle) };
+      } else {
+        // SAFETY: as above.
+        unsafe { (uv.unref)(handle) };
       }
     }
 
@@ -988,10 +982,9 @@ mod uring {
         Some(uv) if !handle.is_null() => {
           // SAFETY: a live, initialised handle; its data now carries the hook handle for
           // `free_handle`.
-          unsafe {
-            (uv.set_data)(handle, hook.cast());
-            (uv.close)(handle, free_handle);
-          }
+          unsafe { (uv.set_data)(handle, hook.cast()) };
+          // SAFETY: as above; libuv calls `free_handle` once it has let go of the handle.
+          unsafe { (uv.close)(handle, free_handle) };
         }
         _ => {
           // SAFETY: the hook's own handle, removed once.
@@ -1164,13 +1157,12 @@ pub mod pool {
     pub(super) fn hold_loop(&self, env: sys::napi_env, hold: bool) {
       let tsfn = lock(&self.tsfn);
       if let Some(Tsfn(f)) = &*tsfn {
-        // SAFETY: a live threadsafe function of this env, on its JS thread.
-        unsafe {
-          if hold {
-            sys::napi_ref_threadsafe_function(env, *f);
-          } else {
-            sys::napi_unref_threadsafe_function(env, *f);
-          }
+        if hold {
+          // SAFETY: a live threadsafe function of this env, on its JS thread.
+          unsafe { sys::napi_ref_threadsafe_function(env, *f) };
+        } else {
+          // SAFETY: as above.
+          unsafe { sys::napi_unref_threadsafe_function(env, *f) };
         }
       }
     }

@@ -8,8 +8,9 @@
 //! `ArrayBuffer` and wraps a handle to its mapping in it ([`mark_buffer`]); a view of any
 //! other buffer is refused, a view of a closed one is `ERR_SHM_CLOSED`.
 
+#![deny(clippy::multiple_unsafe_ops_per_block)]
+
 use std::cell::RefCell;
-use std::ffi::c_void;
 use std::ptr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -22,53 +23,10 @@ use shmkit::WaitOutcome;
 
 use crate::args;
 use crate::error::{abort_error, closed, IntoJs};
+use crate::memory::Claimed;
 use crate::promise::{abort_reason, settled, signal_option, AbortHook, Deferred};
+use crate::raw::{self, check};
 use crate::waiter::{self, Word};
-
-/// Marks `SharedMemory` buffers (a random 128-bit tag of this library).
-static TAG: sys::napi_type_tag = sys::napi_type_tag {
-  lower: 0x7368_6d6b_6974_2d62,
-  upper: 0x9c3a_51e0_4b7d_22f1,
-};
-
-unsafe extern "C" fn drop_claim_key(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
-  // SAFETY: `data` is the Box<usize> leaked in `mark_buffer`, released once here.
-  drop(unsafe { Box::from_raw(data.cast::<usize>()) });
-}
-
-/// Tags `buffer` (a `SharedMemory`'s `ArrayBuffer`) and attaches the key of its claim (which
-/// holds the region while the handle is open), so that views of it can be waited on.
-pub fn mark_buffer(env: &Env, buffer: sys::napi_value, claim: usize) -> Result<()> {
-  // SAFETY: `buffer` is a live object handle of this env; TAG is static.
-  check(unsafe { sys::napi_type_tag_object(env.raw(), buffer, &raw const TAG) })?;
-  let data = Box::into_raw(Box::new(claim));
-  // SAFETY: `buffer` is a fresh object nothing else wraps; `drop_claim_key` frees `data` when V8
-  // collects the buffer.
-  let status = unsafe {
-    sys::napi_wrap(
-      env.raw(),
-      buffer,
-      data.cast(),
-      Some(drop_claim_key),
-      ptr::null_mut(),
-      ptr::null_mut(),
-    )
-  };
-  if status != sys::Status::napi_ok {
-    // SAFETY: not wrapped, so still ours.
-    drop(unsafe { Box::from_raw(data) });
-    return Err(Error::from_status(Status::from(status)));
-  }
-  Ok(())
-}
-
-fn check(status: sys::napi_status) -> Result<()> {
-  if status == sys::Status::napi_ok {
-    Ok(())
-  } else {
-    Err(Error::from_status(Status::from(status)))
-  }
-}
 
 /// The word `view[index]`, where `view` must be an `Int32Array` over a `SharedMemory`.
 fn word_at(env: &Env, view: Unknown<'_>, index: Unknown<'_>) -> Result<Word> {
@@ -99,23 +57,23 @@ fn word_at(env: &Env, view: Unknown<'_>, index: Unknown<'_>) -> Result<Word> {
   if kind != sys::TypedarrayType::int32_array {
     return Err(not_int32());
   }
-  let mut ours = false;
-  // SAFETY: `buffer` is the view's ArrayBuffer, a live handle.
-  check(unsafe { sys::napi_check_object_type_tag(env.raw(), buffer, &raw const TAG, &raw mut ours) })?;
-  if !ours {
-    return Err(args::invalid_value(
-      env,
-      "typedArray",
-      "must be a view of a SharedMemory's buffer (shmkit waits on memory shared between processes)",
-      "an Int32Array over another buffer",
-    ));
-  }
-  let mut claim = ptr::null_mut();
-  // SAFETY: tagged buffers are wrapped by `mark_buffer` with a Box<usize>.
-  check(unsafe { sys::napi_unwrap(env.raw(), buffer, &raw mut claim) })?;
-  // SAFETY: the Box<usize> lives as long as the buffer, which `view` keeps alive.
-  let claim = unsafe { *claim.cast::<usize>() };
-  let (region, base) = crate::memory::claimed_region(claim).ok_or_else(|| closed(env, "SharedMemory"))?;
+  // The buffer's claim, found by the number `SharedMemory` attached to it; the claim also
+  // checks that the view's memory lies inside that buffer.
+  let claimed = raw::unwrap_number(env, buffer).map_or(Claimed::Unknown, |key| {
+    crate::memory::claimed_region(key, data as usize)
+  });
+  let (region, start) = match claimed {
+    Claimed::Open(region, start) => (region, start),
+    Claimed::Closed => return Err(closed(env, "SharedMemory")),
+    Claimed::Unknown => {
+      return Err(args::invalid_value(
+        env,
+        "typedArray",
+        "must be a view of a SharedMemory's buffer (shmkit waits on memory shared between processes)",
+        "an Int32Array over another buffer",
+      ))
+    }
+  };
   #[expect(clippy::cast_precision_loss, reason = "view lengths are far below 2**53")]
   let last = length as f64 - 1.0;
   if length == 0 {
@@ -129,7 +87,7 @@ fn word_at(env: &Env, view: Unknown<'_>, index: Unknown<'_>) -> Result<Word> {
   let i = args::integer(env, index, "index", 0.0, last)?;
   #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "0..length")]
   let i = i as usize;
-  let offset = (data as usize - base) + i * 4;
+  let offset = start + i * 4;
   Word::in_region(region, offset).js(env)
 }
 

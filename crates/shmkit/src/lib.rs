@@ -293,7 +293,7 @@ pub use fd::borrow_fd;
 pub use futex::WaitOutcome;
 pub use inherited::{inherited, parse_inherited, Inherited, INHERITED_ENV};
 pub use inventory::{list, remove_unused, ObjectInfo, ObjectKind};
-pub use mutex::{mutex_align, mutex_size, Lock, LockAttempt, RobustMutex, Step};
+pub use mutex::{Lock, LockAttempt, RobustMutex, Step};
 pub use name::{unique_name, ObjectName, MAX_NAME_LEN};
 pub use nix::errno::Errno;
 pub use nix::sys::signal::Signal;

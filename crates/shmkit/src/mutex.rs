@@ -96,9 +96,9 @@ impl LockAttempt {
 }
 
 /// Bytes a mutex occupies in a region (the same on every platform).
-pub const MUTEX_SIZE: usize = 32;
+const MUTEX_SIZE: usize = RobustMutex::SIZE;
 /// Required alignment of a mutex's offset.
-pub const MUTEX_ALIGN: usize = 8;
+const MUTEX_ALIGN: usize = RobustMutex::ALIGN;
 
 /// How often a blocked locker checks that the owner is still alive.
 pub const SLICE: Duration = Duration::from_millis(20);
@@ -122,18 +122,6 @@ const OWNER_TID: usize = 12;
 const OWNER_START_LO: usize = 16;
 const OWNER_START_HI: usize = 20;
 
-/// Bytes a mutex occupies in a region: 32 on every platform.
-#[must_use]
-pub fn mutex_size() -> usize {
-  MUTEX_SIZE
-}
-
-/// Required alignment of a mutex's offset: 8 (regions are page-aligned).
-#[must_use]
-pub fn mutex_align() -> usize {
-  MUTEX_ALIGN
-}
-
 /// A robust process-shared mutex at an offset inside a region (see the module docs).
 #[derive(Debug)]
 pub struct RobustMutex {
@@ -154,6 +142,12 @@ struct Words<'a> {
 }
 
 impl RobustMutex {
+  /// Bytes a mutex occupies in a region: 32 on every platform.
+  pub const SIZE: usize = 32;
+
+  /// Required alignment of a mutex's offset: 8 (regions are page-aligned).
+  pub const ALIGN: usize = 8;
+
   /// Initialises a new unlocked mutex at `offset` of `region` (zeroes its 32 bytes). Do this
   /// once, in one process, before anyone else uses the bytes; others attach with
   /// [`RobustMutex::at`]. Zeroed memory already is an unlocked mutex.

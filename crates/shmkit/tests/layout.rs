@@ -5,7 +5,7 @@
 
 mod common;
 
-use shmkit::{mutex_align, mutex_size, Semaphore};
+use shmkit::{RobustMutex, Semaphore};
 
 /// docs/layout.md, read at test time: the numbers below are compared with what it says.
 fn document() -> String {
@@ -50,18 +50,18 @@ fn semaphore_size_and_alignment_are_the_documented_ones() {
 fn mutex_size_and_alignment_are_the_documented_ones() {
   let document = document();
   let documented = row(&document, "robust mutex");
-  let size = format!("| {} (`mutex_size()`", mutex_size());
-  let align = format!("| {} (`mutex_align()`)", mutex_align());
+  let size = format!("| {} (`RobustMutex::SIZE`", RobustMutex::SIZE);
+  let align = format!("| {} (`RobustMutex::ALIGN`)", RobustMutex::ALIGN);
   assert!(
     documented.contains(&size) && documented.contains(&align),
     "docs/layout.md says {documented:?}, the code size {} align {}",
-    mutex_size(),
-    mutex_align()
+    RobustMutex::SIZE,
+    RobustMutex::ALIGN
   );
   let everywhere = format!(
     "the mutex is {} bytes, align {}, everywhere",
-    mutex_size(),
-    mutex_align()
+    RobustMutex::SIZE,
+    RobustMutex::ALIGN
   );
   assert!(document.contains(&everywhere), "docs/layout.md lacks {everywhere:?}");
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::fork_lock;
-use shmkit::{fork, mutex_size, Errno, ErrorKind, Lock, Region, RobustMutex};
+use shmkit::{fork, Errno, ErrorKind, Lock, Region, RobustMutex};
 
 fn shared_mutex() -> RobustMutex {
   let region = Arc::new(Region::anonymous(4096).unwrap());
@@ -329,7 +329,7 @@ fn a_lock_word_naming_a_missing_thread_is_a_dead_owner() {
 fn placement_is_checked() {
   let region = Arc::new(Region::anonymous(4096).unwrap());
   assert_eq!(
-    RobustMutex::init_in(region.clone(), 4096 - mutex_size() + 8)
+    RobustMutex::init_in(region.clone(), 4096 - RobustMutex::SIZE + 8)
       .unwrap_err()
       .kind(),
     ErrorKind::InvalidSize

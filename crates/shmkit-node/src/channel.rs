@@ -27,8 +27,8 @@ use shmkit::{Alias, Recv, Region, SendStatus};
 
 use crate::args;
 use crate::error::{abort_error, closed, IntoJs};
-use crate::js::{call, global};
 use crate::promise::{abort_reason, settled, signal_option, AbortHook, Deferred};
+use crate::raw::{call, global};
 use crate::waiter::{self, WaitId, Word};
 
 /// Options for `Channel.init`.

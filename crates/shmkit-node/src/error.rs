@@ -26,6 +26,10 @@ pub const ERR_SHM_TOO_LARGE: &str = "ERR_SHM_TOO_LARGE";
 pub const ERR_SHM_INVALID_TOKEN: &str = "ERR_SHM_INVALID_TOKEN";
 /// A core failure with no better description (a bug to report).
 pub const ERR_SHM_INTERNAL: &str = "ERR_SHM_INTERNAL";
+/// A precondition of `fork()` does not hold.
+pub const ERR_SHM_FORK_UNSAFE: &str = "ERR_SHM_FORK_UNSAFE";
+/// `ForkedChild.kill` got a signal name or number the system does not have (Node's code).
+pub const ERR_UNKNOWN_SIGNAL: &str = "ERR_UNKNOWN_SIGNAL";
 pub const ERR_INVALID_ARG_TYPE: &str = "ERR_INVALID_ARG_TYPE";
 pub const ERR_INVALID_ARG_VALUE: &str = "ERR_INVALID_ARG_VALUE";
 pub const ERR_OUT_OF_RANGE: &str = "ERR_OUT_OF_RANGE";

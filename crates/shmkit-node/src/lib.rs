@@ -22,7 +22,6 @@ mod error;
 )]
 mod fork;
 mod inventory;
-mod js;
 mod memory;
 mod mutex;
 #[cfg_attr(

@@ -21,7 +21,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::c_void;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::AsRawFd;
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -674,16 +674,9 @@ impl SharedMemory {
     let fd = fd as i32;
     let options = args::options(&env, options, "options")?;
     let options = OpenOptions::parse(&env, options.as_ref())?;
-    // The fd must be open for the borrow to be sound; fcntl(F_GETFD) says so without side
-    // effects, and EBADF becomes a normal error.
-    // SAFETY: F_GETFD only reads descriptor flags.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-      let e = shmkit::Error::os(shmkit::Errno::last(), "fcntl");
-      return Err(crate::error::to_js(&env, &e));
-    }
-    // SAFETY: the descriptor is open (checked above) and only borrowed for this call, which
-    // duplicates it before returning.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    // SAFETY: the descriptor is only borrowed for this call, which duplicates it before
+    // returning; borrow_fd checks that it is open (EBADF otherwise).
+    let borrowed = unsafe { shmkit::borrow_fd(fd) }.js(&env)?;
     Self::wrap(
       &env,
       Region::from_fd(borrowed, &options.to_core()).js(&env)?,

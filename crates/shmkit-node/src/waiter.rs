@@ -166,9 +166,36 @@ struct Loop {
   next_id: Cell<u64>,
   alive: Cell<bool>,
   backend: Backend,
-  /// For the callback scope the `io_uring` path opens around `done` calls.
+  /// For the callback scope the `io_uring` path opens around `done` calls (Node only).
+  callback: Option<CallbackResource>,
+}
+
+/// An async context and its resource object, as `napi_open_callback_scope` needs.
+struct CallbackResource {
   async_context: sys::napi_async_context,
   resource: raw::Strong,
+}
+
+impl CallbackResource {
+  fn new(env: &Env) -> Result<Self> {
+    let resource = Object::new(env)?;
+    let name = env.create_string("shmkit.wait")?;
+    let mut async_context = ptr::null_mut();
+    // SAFETY: valid env and handles of this scope; a valid out-pointer.
+    check(unsafe { sys::napi_async_init(env.raw(), resource.raw(), name.raw(), &raw mut async_context) })?;
+    let resource = raw::Strong::new(env, resource.raw())?;
+    Ok(Self {
+      async_context,
+      resource,
+    })
+  }
+
+  fn destroy(&self, env: &Env) {
+    // SAFETY: the env is still valid while its cleanup hooks run; destroyed once (the Loop
+    // is gone from LOOPS, so nothing opens a scope with it again).
+    let _ = unsafe { sys::napi_async_destroy(env.raw(), self.async_context) };
+    self.resource.delete(env);
+  }
 }
 
 thread_local! {
@@ -185,27 +212,26 @@ fn this_loop(env: &Env) -> Result<Rc<Loop>> {
   }
   let lp = Rc::new(Loop::new(env)?);
   LOOPS.with_borrow_mut(|loops| loops.push(lp.clone()));
-  let mut handle = ptr::null_mut();
-  // SAFETY: valid env; `teardown` gets the env pointer back as its argument.
-  let status =
-    unsafe { sys::napi_add_async_cleanup_hook(env.raw(), Some(teardown), env.raw().cast(), &raw mut handle) };
-  if status != sys::Status::napi_ok {
-    return Err(Error::from_status(Status::from(status)));
-  }
+  // The io_uring path closes a libuv handle at teardown, which needs an async hook (Node
+  // only). The threads need none, and Deno frees an async hook's handle itself (removing it
+  // from inside the hook is a double free), so they get a plain cleanup hook.
+  let status = if matches!(lp.backend, Backend::Uring(_)) {
+    let mut handle = ptr::null_mut();
+    // SAFETY: valid env; `teardown` gets the env pointer back as its argument.
+    unsafe { sys::napi_add_async_cleanup_hook(env.raw(), Some(teardown), env.raw().cast(), &raw mut handle) }
+  } else {
+    // SAFETY: valid env; `teardown_threads` gets the env pointer back as its argument.
+    unsafe { sys::napi_add_env_cleanup_hook(env.raw(), Some(teardown_threads), env.raw().cast()) }
+  };
+  check(status)?;
   Ok(lp)
 }
 
 impl Loop {
   fn new(env: &Env) -> Result<Self> {
-    let resource = Object::new(env)?;
-    let name = env.create_string("shmkit.wait")?;
-    let mut async_context = ptr::null_mut();
-    // SAFETY: valid env and handles of this scope; a valid out-pointer.
-    check(unsafe { sys::napi_async_init(env.raw(), resource.raw(), name.raw(), &raw mut async_context) })?;
-    let resource = raw::Strong::new(env, resource.raw())?;
-    let backend = match uring::Ring::start(env) {
-      Some(ring) => Backend::Uring(ring),
-      None => Backend::Threads(pool::Sink::new(env)?),
+    let (backend, callback) = match uring::Ring::start(env) {
+      Some(ring) => (Backend::Uring(ring), Some(CallbackResource::new(env)?)),
+      None => (Backend::Threads(pool::Sink::new(env)?), None),
     };
     Ok(Self {
       env: env.raw(),
@@ -213,8 +239,7 @@ impl Loop {
       next_id: Cell::new(0),
       alive: Cell::new(false),
       backend,
-      async_context,
-      resource,
+      callback,
     })
   }
 
@@ -249,40 +274,59 @@ fn report_exception(env: &Env) {
   }
 }
 
-/// Env teardown (a worker ending, or the process exiting): pending waits are dropped
-/// (their `Drop` gives back what they took), then the mechanism is shut.
-unsafe extern "C" fn teardown(handle: sys::napi_async_cleanup_hook_handle, arg: *mut c_void) {
-  let env: sys::napi_env = arg.cast();
-  let lp = LOOPS.with_borrow_mut(|loops| {
+/// The env's loop, taken out of `LOOPS` at its teardown.
+fn take_loop(env: sys::napi_env) -> Option<Rc<Loop>> {
+  LOOPS.with_borrow_mut(|loops| {
     let at = loops.iter().position(|l| l.env == env)?;
     Some(loops.swap_remove(at))
-  });
-  let Some(lp) = lp else {
-    // SAFETY: the handle napi gave this hook, removed once.
-    unsafe { sys::napi_remove_async_cleanup_hook(handle) };
-    return;
-  };
-  // Some runtimes (Deno) run cleanup hooks with no handle scope open, and dropping a
-  // pending wait may make handles (its promise's settlement).
+  })
+}
+
+/// Env teardown (a worker ending, or the process exiting): pending waits are dropped
+/// (their `Drop` gives back what they took).
+fn drop_pending(env: sys::napi_env, lp: &Loop) {
+  // Dropping a pending wait may make handles (its promise's settlement), and cleanup hooks
+  // may run with no handle scope open.
   let mut scope = ptr::null_mut();
   // SAFETY: the env is still valid while its cleanup hooks run; `scope` is an out-pointer.
   let opened = unsafe { sys::napi_open_handle_scope(env, &raw mut scope) } == sys::Status::napi_ok;
   let pending = std::mem::take(&mut *lp.pending.borrow_mut());
   drop(pending);
-  // SAFETY: the env is still valid while its cleanup hooks run.
-  unsafe { sys::napi_async_destroy(env, lp.async_context) };
-  lp.resource.delete(&Env::from_raw(env));
+  if let Some(callback) = &lp.callback {
+    callback.destroy(&Env::from_raw(env));
+  }
   if opened {
     // SAFETY: the scope opened above, closed once.
-    unsafe { sys::napi_close_handle_scope(env, scope) };
+    let _ = unsafe { sys::napi_close_handle_scope(env, scope) };
   }
+}
+
+/// Teardown of the `io_uring` path (Node): the ring's poll handle is closed, and its close
+/// callback removes this hook.
+unsafe extern "C" fn teardown(handle: sys::napi_async_cleanup_hook_handle, arg: *mut c_void) {
+  let env: sys::napi_env = arg.cast();
+  let Some(lp) = take_loop(env) else {
+    // SAFETY: the handle napi gave this hook, removed once.
+    let _ = unsafe { sys::napi_remove_async_cleanup_hook(handle) };
+    return;
+  };
+  drop_pending(env, &lp);
   match &lp.backend {
     Backend::Uring(ring) => ring.shut(handle),
-    Backend::Threads(sink) => {
-      sink.shut();
-      // SAFETY: as above.
-      unsafe { sys::napi_remove_async_cleanup_hook(handle) };
+    Backend::Threads(_) => {
+      // SAFETY: as above (not reached: the threads register `teardown_threads`).
+      let _ = unsafe { sys::napi_remove_async_cleanup_hook(handle) };
     }
+  }
+}
+
+/// Teardown of the waiter threads' path: no more completions for this env.
+unsafe extern "C" fn teardown_threads(arg: *mut c_void) {
+  let env: sys::napi_env = arg.cast();
+  let Some(lp) = take_loop(env) else { return };
+  drop_pending(env, &lp);
+  if let Backend::Threads(sink) = &lp.backend {
+    sink.shut();
   }
 }
 
@@ -298,10 +342,12 @@ fn in_callback_scope(lp: &Loop, f: impl FnOnce(&Env)) {
   }
   let js_env = Env::from_raw(env);
   let mut scope = ptr::null_mut();
-  let opened = match lp.resource.get(&js_env) {
+  let opened = match lp.callback.as_ref().map(|c| (c.resource.get(&js_env), c.async_context)) {
     // SAFETY: valid env, resource handle and async context.
-    Ok(resource) => unsafe { sys::napi_open_callback_scope(env, resource.raw(), lp.async_context, &raw mut scope) },
-    Err(_) => sys::Status::napi_generic_failure,
+    Some((Ok(resource), context)) => unsafe {
+      sys::napi_open_callback_scope(env, resource.raw(), context, &raw mut scope)
+    },
+    _ => sys::Status::napi_generic_failure,
   };
   f(&js_env);
   if opened == sys::Status::napi_ok {

@@ -7,7 +7,10 @@ use std::ffi::c_char;
 use std::os::fd::BorrowedFd;
 use std::ptr;
 
-use napi::sys;
+use napi::bindgen_prelude::Env;
+use napi::{sys, JsValue};
+
+use crate::raw;
 
 /// Runs `callback` in the child (after the native setup) and returns the exit code.
 pub(super) fn run_in_child(env: sys::napi_env, callback: sys::napi_value) -> i32 {
@@ -83,16 +86,14 @@ fn property(env: sys::napi_env, object: sys::napi_value, name: &std::ffi::CStr) 
 }
 
 fn clear_exception(env: sys::napi_env) {
-  let mut ignored = ptr::null_mut();
-  // SAFETY: clears a pending exception, if any.
-  unsafe { sys::napi_get_and_clear_last_exception(env, &raw mut ignored) };
+  let _ = raw::take_exception(&Env::from_raw(env));
 }
 
 /// Writes the pending exception (its `stack`, or its string form) to fd 2.
 fn report_exception(env: sys::napi_env) {
-  let mut error = ptr::null_mut();
-  // SAFETY: an exception is pending (napi_pending_exception); this takes it.
-  unsafe { sys::napi_get_and_clear_last_exception(env, &raw mut error) };
+  let Some(error) = raw::take_exception(&Env::from_raw(env)).map(|e| e.raw()) else {
+    return;
+  };
   let mut text = None;
   if type_of(env, error) == sys::ValueType::napi_object {
     text = property(env, error, c"stack")

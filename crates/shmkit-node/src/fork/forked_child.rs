@@ -3,22 +3,18 @@
 //! every child still running when this process exits.
 #![deny(clippy::multiple_unsafe_ops_per_block)]
 
-use std::ptr;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use napi::bindgen_prelude::*;
-use napi::{sys, ValueType};
+use napi::ValueType;
 use shmkit::Signal;
 
 use crate::args;
-use crate::error::{js_error, Class, IntoJs};
-use crate::js::{call, global};
-
-/// Node's code for a signal name it does not know.
-pub const ERR_UNKNOWN_SIGNAL: &str = "ERR_UNKNOWN_SIGNAL";
+use crate::error::{js_error, Class, IntoJs, ERR_UNKNOWN_SIGNAL};
+use crate::raw::{self, call, global};
 
 /// Children forked by this process that may still need reaping.
 static LIVE: Mutex<Vec<Arc<ChildState>>> = Mutex::new(Vec::new());
@@ -107,7 +103,7 @@ impl From<shmkit::ExitStatus> for JsExitStatus {
 #[napi(custom_finalize)]
 pub struct ForkedChild {
   state: Arc<ChildState>,
-  exited: Option<sys::napi_ref>,
+  exited: Option<raw::Strong>,
 }
 
 impl ForkedChild {
@@ -161,15 +157,8 @@ impl ForkedChild {
   /// event loop alive, like a `child_process` child.
   #[napi(getter, ts_return_type = "Promise<ExitStatus>")]
   pub fn exited(&mut self, env: Env) -> Result<Unknown<'_>> {
-    if let Some(reference) = self.exited {
-      let mut value = ptr::null_mut();
-      // SAFETY: a live strong reference created in this env.
-      let status = unsafe { sys::napi_get_reference_value(env.raw(), reference, &raw mut value) };
-      if status != sys::Status::napi_ok || value.is_null() {
-        return Err(Error::from_status(Status::from(status)));
-      }
-      // SAFETY: a valid handle in the current scope.
-      return Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) });
+    if let Some(promise) = &self.exited {
+      return promise.get(&env);
     }
     let waiter = self.state.lock().exit_waiter();
     let (deferred, promise) = env.create_deferred()?;
@@ -186,12 +175,7 @@ impl ForkedChild {
         });
       })
       .map_err(|e| Error::from_reason(format!("cannot start the waiter thread: {e}")))?;
-    let mut reference = ptr::null_mut();
-    // SAFETY: `promise` was just created in this env; `reference` is a valid out-pointer.
-    let status = unsafe { sys::napi_create_reference(env.raw(), promise.raw(), 1, &raw mut reference) };
-    if status == sys::Status::napi_ok {
-      self.exited = Some(reference);
-    }
+    self.exited = raw::Strong::new(&env, promise.raw()).ok();
     // SAFETY: a valid handle in the current scope.
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), promise.raw()) })
   }
@@ -238,10 +222,8 @@ fn parse_signal(env: &Env, signal: Option<Unknown>) -> Result<Signal> {
 
 impl ObjectFinalize for ForkedChild {
   fn finalize(mut self, env: Env) -> Result<()> {
-    if let Some(reference) = self.exited.take() {
-      // SAFETY: a live reference created in this env; deleting references is allowed in
-      // finalizers.
-      unsafe { sys::napi_delete_reference(env.raw(), reference) };
+    if let Some(promise) = self.exited.take() {
+      promise.delete(&env);
     }
     Ok(())
   }

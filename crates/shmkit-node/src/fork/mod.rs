@@ -16,16 +16,13 @@ pub use forked_child::ForkedChild;
 pub use preconditions::on_load;
 
 use crate::args;
-use crate::error::{js_error, Class, IntoJs};
+use crate::error::{js_error, Class, IntoJs, ERR_SHM_FORK_UNSAFE};
 use child::run_in_child;
 use forked_child::install_exit_hook;
 use preconditions::{host, unsafe_reasons};
 
 /// How long `fork()` waits for thread-pool work in flight to finish before refusing.
 const POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// `ERR_SHM_FORK_UNSAFE`: a precondition of `fork()` does not hold.
-pub const ERR_SHM_FORK_UNSAFE: &str = "ERR_SHM_FORK_UNSAFE";
 
 /// Runs `callback` in a child process that shares this process's memory mappings, and
 /// returns at once with the child. Linux only.

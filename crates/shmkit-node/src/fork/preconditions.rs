@@ -13,7 +13,7 @@ use napi::bindgen_prelude::*;
 use napi::{sys, ValueType};
 use shmkit::host_fork::{is_main_thread, sigchld_is_ignored, HostFork};
 
-use crate::js::{call, global};
+use crate::raw::{call, global};
 
 /// The dry run made when the addon loads: where the condvar slots are, or why not.
 static HOST: OnceLock<std::result::Result<HostFork, shmkit::Error>> = OnceLock::new();

@@ -139,11 +139,10 @@ pub fn park_all(env: &Env, limit: Duration) -> std::result::Result<Parked, Strin
     unsafe { (*task).work = work };
     // SAFETY: a work handle just created in this env.
     if unsafe { sys::napi_queue_async_work(env.raw(), work) } != sys::Status::napi_ok {
-      // SAFETY: not queued: delete it and free the task ourselves.
-      unsafe {
-        sys::napi_delete_async_work(env.raw(), work);
-        drop(Box::from_raw(task));
-      }
+      // SAFETY: not queued, so ours to delete.
+      let _ = unsafe { sys::napi_delete_async_work(env.raw(), work) };
+      // SAFETY: not queued, so the task is still ours to free.
+      drop(unsafe { Box::from_raw(task) });
       return Err("the thread pool could not be paused (napi_queue_async_work failed)".to_owned());
     }
   }

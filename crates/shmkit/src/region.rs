@@ -563,10 +563,12 @@ impl Region {
         format!("offset {offset} is not a multiple of 4"),
       ));
     }
+    // SAFETY: the offset is inside the live mapping (checked above).
+    let word = unsafe { self.as_ptr().add(offset) };
     // SAFETY: the 4 bytes are inside the live mapping (checked above), 4-aligned (the
     // mapping is page-aligned and the offset a multiple of 4), and only ever accessed
     // atomically by shmkit; the borrow keeps the mapping alive.
-    Ok(unsafe { AtomicU32::from_ptr(self.as_ptr().add(offset).cast()) })
+    Ok(unsafe { AtomicU32::from_ptr(word.cast()) })
   }
 
   /// Copies `buf.len()` bytes starting at `offset` out of the region.
@@ -575,9 +577,11 @@ impl Region {
   /// [`ErrorKind::InvalidSize`] if the range does not fit in the region.
   pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
     self.check_range(offset, buf.len())?;
-    // SAFETY: the range is inside the live mapping (checked above), and `buf` is a distinct
-    // Rust allocation, so the two never overlap.
-    unsafe { std::ptr::copy_nonoverlapping(self.as_ptr().add(offset), buf.as_mut_ptr(), buf.len()) };
+    // SAFETY: the range is inside the live mapping (checked above).
+    let from = unsafe { self.as_ptr().add(offset) };
+    // SAFETY: the range is inside the live mapping, and `buf` is a distinct Rust
+    // allocation, so the two never overlap.
+    unsafe { std::ptr::copy_nonoverlapping(from, buf.as_mut_ptr(), buf.len()) };
     Ok(())
   }
 
@@ -591,9 +595,11 @@ impl Region {
     if !self.writable {
       return Err(Error::os(nix::errno::Errno::EACCES, "write"));
     }
-    // SAFETY: the range is inside the live, writable mapping (checked above), and `data`
-    // is a distinct Rust allocation.
-    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.as_ptr().add(offset), data.len()) };
+    // SAFETY: the range is inside the live mapping (checked above).
+    let to = unsafe { self.as_ptr().add(offset) };
+    // SAFETY: the range is inside the live, writable mapping, and `data` is a distinct Rust
+    // allocation.
+    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), to, data.len()) };
     Ok(())
   }
 

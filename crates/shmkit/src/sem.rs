@@ -666,9 +666,9 @@ unsafe fn words_at<'a>(ptr: *mut u8) -> Words<'a> {
   let data = unsafe { AtomicU64::from_ptr(ptr.cast()) };
   // SAFETY: per the contract; the value is one half of `data` (4-aligned), the kernel's
   // futex word. Both views only ever see atomic accesses.
-  let value = unsafe { AtomicU32::from_ptr(ptr.add(VALUE_OFFSET).cast()) };
+  let value = unsafe { AtomicU32::from_ptr(ptr.wrapping_add(VALUE_OFFSET).cast()) };
   // SAFETY: per the contract, bytes 8..12 are inside the semaphore and 4-aligned.
-  let private = unsafe { AtomicU32::from_ptr(ptr.add(8).cast()) };
+  let private = unsafe { AtomicU32::from_ptr(ptr.wrapping_add(8).cast()) };
   Words { data, value, private }
 }
 
@@ -681,7 +681,7 @@ unsafe fn init_bytes(ptr: *mut u8, initial: u32) {
   let words = unsafe { words_at(ptr) };
   words.data.store(u64::from(initial), Ordering::Relaxed);
   // SAFETY: per the contract, bytes 12..16 are inside the semaphore and 4-aligned.
-  unsafe { AtomicU32::from_ptr(ptr.add(12).cast()) }.store(0, Ordering::Relaxed);
+  unsafe { AtomicU32::from_ptr(ptr.wrapping_add(12).cast()) }.store(0, Ordering::Relaxed);
   words.private.store(SHARED, Ordering::Release);
 }
 

@@ -1,6 +1,11 @@
 //! `Channel`: a `shmkit::Channel` seen from JavaScript: bytes or structured-clone objects in,
 //! `Uint8Array`s out, with a zero-copy view for large messages.
 //!
+//! The common path (a free slot to send to, a ready message to take) runs in JavaScript
+//! (`channel.js`) over the region's own buffer; these methods do the rest: waiting, the end
+//! of the stream, recovering slots of dead processes, argument errors, and everything when
+//! the handle has no buffer to work through.
+//!
 //! Lifetime rules (why this file looks the way it does):
 //! - Sent bytes are read straight from the caller's `ArrayBufferView`/`ArrayBuffer` into the
 //!   ring (one copy); received bytes are copied into a fresh `ArrayBuffer` (one copy).
@@ -104,7 +109,7 @@ type ViewHold = (Arc<Region>, Option<Arc<Alias>>);
 /// can be on the other end.
 ///
 /// - A full channel makes `sendSync` wait (and `trySend` return `false`); memory never grows.
-/// - Every receive form returns `undefined` when there is no message: nothing yet, the
+/// - Every receive form returns `null` when there is no message: nothing yet, the
 ///   timeout passed, or the end of the stream (then `ended` is `true`).
 /// - `close()`, by anyone, ends the stream: sends throw `ERR_SHM_CLOSED`, and receivers get
 ///   every message sent before, then the end.
@@ -124,6 +129,9 @@ pub struct Channel {
   /// Shared with this handle's pending async receives, which may find the end.
   ended: Rc<Cell<bool>>,
   view: Option<View>,
+  /// A strong reference to the `SharedMemory` handle it was made with.
+  memory: sys::napi_ref,
+  offset: usize,
 }
 
 /// The external buffer's finaliser: drops the `Arc<Region>` that kept the mapping alive.
@@ -289,6 +297,7 @@ impl Channel {
     ts_args_type = "memory: SharedMemory, offset: number, options: ChannelInitOptions"
   )]
   pub fn init(env: Env, memory: Unknown, offset: Unknown, options: Unknown) -> Result<Self> {
+    let memory_value = memory.raw();
     let region = args::shared_memory(&env, memory, "memory")?.region(&env)?;
     let offset = args::offset(&env, offset, "offset")?;
     let Some(options) = args::options(&env, Some(options), "options")? else {
@@ -319,6 +328,8 @@ impl Channel {
       object_mode,
       ended: Rc::default(),
       view: None,
+      memory: reference(&env, memory_value)?,
+      offset,
     })
   }
 
@@ -329,6 +340,7 @@ impl Channel {
     ts_args_type = "memory: SharedMemory, offset?: number, options?: ChannelOptions | undefined | null"
   )]
   pub fn at(env: Env, memory: Unknown, offset: Option<Unknown>, options: Option<Unknown>) -> Result<Self> {
+    let memory_value = memory.raw();
     let region = args::shared_memory(&env, memory, "memory")?.region(&env)?;
     let offset = match offset {
       Some(o) if o.get_type()? != ValueType::Undefined => args::offset(&env, o, "offset")?,
@@ -341,7 +353,27 @@ impl Channel {
       object_mode,
       ended: Rc::default(),
       view: None,
+      memory: reference(&env, memory_value)?,
+      offset,
     })
+  }
+
+  /// The `SharedMemory` the channel lives in (the handle passed to `init` or `at`).
+  #[napi(getter, ts_return_type = "SharedMemory")]
+  pub fn memory(&self, env: Env) -> Result<Unknown<'_>> {
+    let mut value = ptr::null_mut();
+    // SAFETY: `self.memory` is a live strong reference created in this env.
+    check(unsafe { sys::napi_get_reference_value(env.raw(), self.memory, &raw mut value) })?;
+    // SAFETY: napi_get_reference_value succeeded, so `value` is a valid handle.
+    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
+  }
+
+  /// The channel's offset in its memory, in bytes.
+  #[napi(getter)]
+  pub fn offset(&self) -> f64 {
+    #[expect(clippy::cast_precision_loss, reason = "offsets are below 2^53")]
+    let offset = self.offset as f64;
+    offset
   }
 
   /// Slots in the ring.
@@ -422,9 +454,9 @@ impl Channel {
     Self::sent(&env, status)
   }
 
-  /// Gives back the slot of the view from the last `tryReceiveView`/`receiveViewSync`; the
-  /// view reads zeros from now on (length 0 where the region is private). Does nothing if no
-  /// view is held.
+  /// Gives back the slot of the view from the last `tryReceiveView`/`receiveViewSync`: from
+  /// now on the view is no longer the message (it may read zeros, or later messages in that
+  /// slot). Does nothing if no view is held.
   #[napi]
   pub fn release(&mut self, env: Env) {
     if let Some(view) = self.view.take() {
@@ -450,7 +482,7 @@ impl Channel {
   }
 
   /// One receive: the outcome as a JS value (a copy, a view, or a deserialised value), or
-  /// `undefined` when there is no message.
+  /// `null` when there is no message.
   fn take<'e>(&mut self, env: &'e Env, wait: Wait, as_view: bool) -> Result<Unknown<'e>> {
     self.release(*env);
     let outcome = match wait {
@@ -460,10 +492,10 @@ impl Channel {
     .js(env)?;
     let message = match outcome {
       Recv::Message(message) => message,
-      Recv::Empty => return undefined(env),
+      Recv::Empty => return null(env),
       Recv::Closed => {
         self.ended.set(true);
-        return undefined(env);
+        return null(env);
       }
     };
     if as_view && !self.object_mode {
@@ -542,8 +574,8 @@ impl Channel {
   }
 
   /// The next message if one is ready now (a copy, or a value in object mode), else
-  /// `undefined` (see `ended`).
-  #[napi(ts_return_type = "Uint8Array | any | undefined")]
+  /// `null` (see `ended`).
+  #[napi(ts_return_type = "Uint8Array | any | null")]
   pub fn try_receive(&mut self, env: Env) -> Result<Unknown<'_>> {
     let value = self.take(&env, Wait::No, false)?;
     // SAFETY: the value lives in the current handle scope, which outlives this call's return.
@@ -551,10 +583,10 @@ impl Channel {
   }
 
   /// The next message, blocking this thread (and the event loop) at most `timeout`
-  /// milliseconds for one; `undefined` if the time ran out or the stream ended (see `ended`).
+  /// milliseconds for one; `null` if the time ran out or the stream ended (see `ended`).
   #[napi(
     ts_args_type = "options?: ChannelWaitOptions | undefined | null",
-    ts_return_type = "Uint8Array | any | undefined"
+    ts_return_type = "Uint8Array | any | null"
   )]
   pub fn receive_sync(&mut self, env: Env, options: Option<Unknown>) -> Result<Unknown<'_>> {
     let timeout = wait_timeout(&env, options)?;
@@ -564,10 +596,10 @@ impl Channel {
   }
 
   /// As `tryReceive`, without a copy: a `Uint8Array` over the message inside the ring, valid
-  /// until `release()` or the next receive on this handle (then it reads length 0). Its slot
-  /// stays taken until then, so release views promptly. Bytes mode only (object mode
-  /// returns the value, as `tryReceive`).
-  #[napi(ts_return_type = "Uint8Array | undefined")]
+  /// until `release()` or the next receive on this handle; after that it may read zeros or a
+  /// later message, so copy what you keep. Its slot stays taken until then, so release
+  /// views promptly. Bytes mode only (object mode returns the value, as `tryReceive`).
+  #[napi(ts_return_type = "Uint8Array | null")]
   pub fn try_receive_view(&mut self, env: Env) -> Result<Unknown<'_>> {
     let value = self.take(&env, Wait::No, true)?;
     // SAFETY: as in `try_receive`.
@@ -577,7 +609,7 @@ impl Channel {
   /// As `receiveSync`, without a copy: see `tryReceiveView`.
   #[napi(
     ts_args_type = "options?: ChannelWaitOptions | undefined | null",
-    ts_return_type = "Uint8Array | undefined"
+    ts_return_type = "Uint8Array | null"
   )]
   pub fn receive_view_sync(&mut self, env: Env, options: Option<Unknown>) -> Result<Unknown<'_>> {
     let timeout = wait_timeout(&env, options)?;
@@ -601,14 +633,14 @@ impl Channel {
   }
 
   /// The next message without blocking: resolves with it (a copy, or the value in object
-  /// mode), or `undefined` when `options.timeout` milliseconds pass first or the stream
+  /// mode), or `null` when `options.timeout` milliseconds pass first or the stream
   /// ended (then `ended` is `true`). Rejects with an `AbortError` when `options.signal`
   /// aborts first. Releases this handle's view. A wake from another process lands in the
   /// event loop without a thread in between where the kernel allows (see `waitAsync`).
   /// `for await (const message of channel)` receives until the end of the stream.
   #[napi(
     ts_args_type = "options?: ChannelAsyncOptions | undefined | null",
-    ts_return_type = "Promise<Uint8Array | any | undefined>"
+    ts_return_type = "Promise<Uint8Array | any | null>"
   )]
   pub fn receive<'e>(&mut self, env: &'e Env, options: Option<Unknown>) -> Result<Object<'e>> {
     self.release(*env);
@@ -739,7 +771,7 @@ fn step(env: &Env, op: &Rc<RefCell<Op>>) {
   if deadline.is_some_and(|d| Instant::now() >= d) {
     drop(planned);
     let sending = matches!(op.borrow().work, Work::Send(_));
-    let timed_out = if sending { boolean(env, false) } else { undefined(env) };
+    let timed_out = if sending { boolean(env, false) } else { null(env) };
     return finish(env, op, timed_out);
   }
   let word = match Word::in_region(channel.region().clone(), offset) {
@@ -796,11 +828,11 @@ fn poll(env: &Env, op: &Rc<RefCell<Op>>, channel: &shmkit::Channel) -> Result<Op
     }
     shmkit::Poll::Ready(Recv::Closed) => {
       ended.set(true);
-      finish(env, op, undefined(env));
+      finish(env, op, null(env));
       Ok(None)
     }
     shmkit::Poll::Ready(Recv::Empty) => {
-      finish(env, op, undefined(env));
+      finish(env, op, null(env));
       Ok(None)
     }
     shmkit::Poll::Wait(plan) => Ok(Some(plan)),
@@ -813,6 +845,14 @@ fn boolean(env: &Env, value: bool) -> Result<Unknown<'_>> {
   check(unsafe { sys::napi_get_boolean(env.raw(), value, &raw mut raw) })?;
   // SAFETY: napi_get_boolean succeeded, so `raw` is a valid handle.
   Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), raw) })
+}
+
+fn null(env: &Env) -> Result<Unknown<'_>> {
+  let mut value = ptr::null_mut();
+  // SAFETY: a valid env and out-pointer.
+  check(unsafe { sys::napi_get_null(env.raw(), &raw mut value) })?;
+  // SAFETY: napi_get_null succeeded, so `value` is a valid handle.
+  Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
 }
 
 fn undefined(env: &Env) -> Result<Unknown<'_>> {
@@ -856,6 +896,14 @@ fn copy_out<'e>(env: &'e Env, channel: &shmkit::Channel, held: shmkit::Held) -> 
   uint8_array(env, array_buffer, len)
 }
 
+/// A strong reference to `value`.
+fn reference(env: &Env, value: sys::napi_value) -> Result<sys::napi_ref> {
+  let mut reference = ptr::null_mut();
+  // SAFETY: `value` is a live handle of the current call; valid out-pointer.
+  check(unsafe { sys::napi_create_reference(env.raw(), value, 1, &raw mut reference) })?;
+  Ok(reference)
+}
+
 /// A `Uint8Array` over all `len` bytes of `array_buffer`.
 fn uint8_array(env: &Env, array_buffer: sys::napi_value, len: usize) -> Result<Unknown<'_>> {
   let mut array = ptr::null_mut();
@@ -878,6 +926,8 @@ impl ObjectFinalize for Channel {
   /// GC of the handle: free a held view's slot, so producers can reuse it.
   fn finalize(mut self, env: Env) -> Result<()> {
     self.release(env);
+    // SAFETY: the reference was created in this env at init/at and is deleted once, here.
+    unsafe { sys::napi_delete_reference(env.raw(), self.memory) };
     Ok(())
   }
 }

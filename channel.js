@@ -46,7 +46,7 @@ const FAST = Symbol('shmkit.channel.fast')
 
 /** The JavaScript view of one channel: typed arrays over the region's buffer. */
 class Fast {
-  constructor(memory, offset, capacity, maxMessageSize) {
+  constructor(memory, offset, capacity, maxMessageSize, objectMode) {
     const buffer = memory.buffer
     const stride = Math.ceil((16 + maxMessageSize) / 64) * 64
     const size = 512 + capacity * stride
@@ -60,10 +60,14 @@ class Fast {
     this.capacity = capacity
     this.mask = capacity - 1
     this.max = maxMessageSize
+    this.objectMode = objectMode
     this.strideWords = stride / 4
-    /** The slot word index and position (low 32 bits) of the view this handle holds, or -1. */
+    /** Added to a slot word: its sequence number one lap (or one lap less one) on. */
+    this.lap = BigInt(capacity) << 32n
+    this.lapLessOne = BigInt(capacity - 1) << 32n
+    /** The slot word index of the view this handle holds, or -1, and the slot's word before the claim. */
     this.held = -1
-    this.heldLow = 0
+    this.heldReady = 0n
     /** Whether the native code holds a view for this handle. */
     this.nativeView = false
   }
@@ -86,7 +90,22 @@ function advance(fast, index, pos) {
   Atomics.compareExchange(fast.b64, index >> 1, BigInt(pos), BigInt(pos + 1))
 }
 
-const word = (seq, owner) => (BigInt(seq) << 32n) | BigInt(owner)
+/** A slot word with no owner: the sequence number in the high half. */
+const unowned = (seq) => BigInt(seq) << 32n
+/** Added to a slot word: its sequence number one on. */
+const NEXT_SEQ = 1n << 32n
+
+/** The owner halves of this process's claims (a forked child has another pid). */
+let ownerPid = -1
+let writingOwner = 0n
+let readingOwner = 0n
+function claimsOf(pid) {
+  if (pid !== ownerPid) {
+    ownerPid = pid
+    writingOwner = BigInt(WRITING + pid)
+    readingOwner = BigInt(READING + pid)
+  }
+}
 
 /** Whether an owner half names a live-looking claimant of the given kind (1 writing, 2 reading). */
 const claimedBy = (owner, kind) => owner >>> 30 === kind && (owner & PID_MASK) !== 0
@@ -98,10 +117,11 @@ function wake(fast, index, waiting) {
   notify(fast.i32, index)
 }
 
-let claimedLow = 0
+/** The word the slot claimed last held before the claim. */
+let claimedFrom = 0n
 
-/** Claims the slot for the next send: its word index (`claimedLow` its position), or TAKEN. */
-function claimSend(fast, pid) {
+/** Claims the slot for the next send: its word index (`claimedFrom` its word), or TAKEN. */
+function claimSend(fast) {
   const { u32, capacity } = fast
   for (let tries = 0; tries < TRIES; tries++) {
     const pos = counter(u32, W_ENQUEUE)
@@ -114,16 +134,16 @@ function claimSend(fast, pid) {
     const d = (seq - low) | 0
     if (d === 0 && owner === 0) {
       if (Atomics.load(u32, W_CLOSED) !== 0) return TAKEN
-      const free = word(seq, 0)
-      const mine = word(seq, WRITING + pid)
+      const free = unowned(seq)
+      const mine = free | writingOwner
       if (Atomics.compareExchange(fast.b64, c >> 1, free, mine) !== free) continue
       advance(fast, W_ENQUEUE, pos)
       if (Atomics.load(u32, W_CLOSED) !== 0) {
         // Closed meanwhile: withdraw, so a receiver that saw the close never waits for it.
-        skip(fast, c, seq, mine)
+        skip(fast, c, free)
         return TAKEN
       }
-      claimedLow = low
+      claimedFrom = free
       return c
     }
     const movedOn =
@@ -136,17 +156,17 @@ function claimSend(fast, pid) {
   return TAKEN
 }
 
-/** A claimed slot that will not be published becomes a hole receivers skip. */
-function skip(fast, c, seq, claimed) {
-  const hole = word((seq + fast.capacity) >>> 0, 0)
-  if (Atomics.compareExchange(fast.b64, c >> 1, claimed, hole) === claimed) {
+/** A slot this process claimed for writing (from word `free`) becomes a hole receivers skip. */
+function skip(fast, c, free) {
+  const claimed = free | writingOwner
+  if (Atomics.compareExchange(fast.b64, c >> 1, claimed, free + fast.lap) === claimed) {
     wake(fast, W_NOT_EMPTY, W_CONSUMERS_WAITING)
     wake(fast, W_NOT_FULL, W_PRODUCERS_WAITING)
   }
 }
 
-/** Claims the next message: its slot word index (`claimedLow` its position), EMPTY or TAKEN. */
-function claimReceive(fast, pid) {
+/** Claims the next message: its slot word index (`claimedFrom` its word), EMPTY or TAKEN. */
+function claimReceive(fast) {
   const { u32, capacity } = fast
   for (let tries = 0; tries < TRIES; tries++) {
     const pos = counter(u32, W_DEQUEUE)
@@ -158,10 +178,10 @@ function claimReceive(fast, pid) {
     if (Atomics.load(u32, c + 1) !== seq) continue
     const d = (seq - low - 1) | 0
     if (d === 0 && owner === 0) {
-      const ready = word(seq, 0)
-      if (Atomics.compareExchange(fast.b64, c >> 1, ready, word(seq, READING + pid)) !== ready) continue
+      const ready = unowned(seq)
+      if (Atomics.compareExchange(fast.b64, c >> 1, ready, ready | readingOwner) !== ready) continue
       advance(fast, W_DEQUEUE, pos)
-      claimedLow = low
+      claimedFrom = ready
       return c
     }
     if (d === -1 && owner === 0) {
@@ -178,12 +198,11 @@ function claimReceive(fast, pid) {
   return TAKEN
 }
 
-/** Frees the slot of a message this process took. */
-function releaseSlot(fast, c, low, pid) {
-  const held = word((low + 1) >>> 0, READING + pid)
-  const freed = word((low + fast.capacity) >>> 0, 0)
+/** Frees the slot of a message this process took (from word `ready`): free for the next lap. */
+function releaseSlot(fast, c, ready) {
+  const held = ready | readingOwner
   // Fails only if the words were overwritten meanwhile; then there is nothing to free.
-  if (Atomics.compareExchange(fast.b64, c >> 1, held, freed) === held) {
+  if (Atomics.compareExchange(fast.b64, c >> 1, held, ready + fast.lapLessOne) === held) {
     wake(fast, W_NOT_FULL, W_PRODUCERS_WAITING)
   }
 }
@@ -195,10 +214,10 @@ function corrupted() {
 }
 
 /** The length of the message in slot `c`, freeing the slot and throwing if it is impossible. */
-function lengthOf(fast, c, low, pid) {
+function lengthOf(fast, c, ready) {
   const length = Atomics.load(fast.u32, c + 2)
   if (length > fast.max) {
-    releaseSlot(fast, c, low, pid)
+    releaseSlot(fast, c, ready)
     throw corrupted()
   }
   return length
@@ -207,20 +226,20 @@ function lengthOf(fast, c, low, pid) {
 /** Sends `bytes` if a slot is free now: true, or false to leave it to the native code. */
 function trySendFast(fast, bytes) {
   if (bytes.length > fast.max || !fast.usable()) return false
-  const pid = process.pid & PID_MASK
-  const c = claimSend(fast, pid)
+  claimsOf(process.pid & PID_MASK)
+  const c = claimSend(fast)
   if (c < 0) return false
-  const seq = claimedLow
-  const mine = word(seq, WRITING + pid)
+  const free = claimedFrom
   try {
     fast.u8.set(bytes, c * 4 + 16)
   } catch (error) {
-    skip(fast, c, seq, mine)
+    skip(fast, c, free)
     throw error
   }
   Atomics.store(fast.u32, c + 2, bytes.length)
-  // Only the claimant moves a claimed slot on, so a plain store publishes.
-  Atomics.store(fast.b64, c >> 1, word((seq + 1) >>> 0, 0))
+  // Only the claimant moves a claimed slot on, so a plain store publishes (the sequence
+  // number wraps at 2^32: the store keeps the low 64 bits).
+  Atomics.store(fast.b64, c >> 1, free + NEXT_SEQ)
   wake(fast, W_NOT_EMPTY, W_CONSUMERS_WAITING)
   return true
 }
@@ -230,8 +249,8 @@ const serializer = () => (v8 ??= require('node:v8'))
 const encoder = new TextEncoder()
 
 /** The bytes a send puts in the ring, or null to leave the call to the native code. */
-function bytesOf(channel, data) {
-  if (channel.objectMode) {
+function bytesOf(fast, data) {
+  if (fast.objectMode) {
     if (data === undefined) return null
     try {
       return serializer().serialize(data)
@@ -259,8 +278,34 @@ function releaseFast(fast) {
   if (fast.held >= 0) {
     const c = fast.held
     fast.held = -1
-    releaseSlot(fast, c, fast.heldLow, process.pid & PID_MASK)
+    claimsOf(process.pid & PID_MASK)
+    releaseSlot(fast, c, fast.heldReady)
   }
+}
+
+/** A `Uint8Array` over the memory of `target` if it can take any message, else null. */
+function roomOf(fast, target) {
+  let room = null
+  if (target instanceof Uint8Array) room = target
+  else if (ArrayBuffer.isView(target)) room = new Uint8Array(target.buffer, target.byteOffset, target.byteLength)
+  else if (target instanceof ArrayBuffer) room = new Uint8Array(target)
+  return room !== null && room.length >= fast.max ? room : null
+}
+
+/** Takes the next message into `room`: its length, EMPTY, or TAKEN. */
+function receiveIntoFast(fast, room, spins) {
+  if (fast.held >= 0) releaseFast(fast)
+  if (!fast.usable()) return TAKEN
+  claimsOf(process.pid & PID_MASK)
+  let c = claimReceive(fast)
+  for (let spin = 0; c === EMPTY && spin < spins; spin++) c = claimReceive(fast)
+  if (c < 0) return c
+  const ready = claimedFrom
+  const length = lengthOf(fast, c, ready)
+  const start = fast.offset + c * 4 + 16
+  room.set(new Uint8Array(fast.buffer, start, length))
+  releaseSlot(fast, c, ready)
+  return length
 }
 
 /** Views left held by collected handles. */
@@ -272,24 +317,24 @@ const orphans = new FinalizationRegistry((fast) => {
  * Takes the next message in JavaScript: the value (a copy, a view or the deserialised
  * object), EMPTY, or TAKEN to leave the call to the native code.
  */
-function receiveFast(channel, fast, asView, spins) {
+function receiveFast(fast, asView, spins) {
   if (fast.held >= 0) releaseFast(fast)
   if (!fast.usable()) return TAKEN
-  const pid = process.pid & PID_MASK
-  let c = claimReceive(fast, pid)
-  for (let spin = 0; c === EMPTY && spin < spins; spin++) c = claimReceive(fast, pid)
+  claimsOf(process.pid & PID_MASK)
+  let c = claimReceive(fast)
+  for (let spin = 0; c === EMPTY && spin < spins; spin++) c = claimReceive(fast)
   if (c < 0) return c
-  const low = claimedLow
-  const length = lengthOf(fast, c, low, pid)
+  const ready = claimedFrom
+  const length = lengthOf(fast, c, ready)
   const start = c * 4 + 16
-  if (asView && !channel.objectMode) {
+  if (asView && !fast.objectMode) {
     fast.held = c
-    fast.heldLow = low
+    fast.heldReady = ready
     return new Uint8Array(fast.buffer, fast.offset + start, length)
   }
   const copy = fast.u8.slice(start, start + length)
-  releaseSlot(fast, c, low, pid)
-  return channel.objectMode ? serializer().deserialize(copy) : copy
+  releaseSlot(fast, c, ready)
+  return fast.objectMode ? serializer().deserialize(copy) : copy
 }
 
 let notify
@@ -309,6 +354,8 @@ function install(binding) {
     'receive',
     'tryReceiveView',
     'receiveViewSync',
+    'tryReceiveInto',
+    'receiveIntoSync',
     'release',
     'close',
   ]) {
@@ -321,7 +368,7 @@ function install(binding) {
     if (fast !== undefined) return fast
     fast = null
     try {
-      fast = new Fast(channel.memory, channel.offset, channel.capacity, channel.maxMessageSize)
+      fast = new Fast(channel.memory, channel.offset, channel.capacity, channel.maxMessageSize, channel.objectMode)
       if (!fast.usable()) fast = null
     } catch {
       // No buffer (closed, refused by the runtime, or too large): native only.
@@ -342,7 +389,7 @@ function install(binding) {
     trySend(data) {
       const fast = fastOf(this)
       if (fast !== null) {
-        const bytes = bytesOf(this, data)
+        const bytes = bytesOf(fast, data)
         if (bytes !== null && trySendFast(fast, bytes)) return true
       }
       return native.trySend.call(this, data)
@@ -350,7 +397,7 @@ function install(binding) {
     sendSync(data, options) {
       const fast = fastOf(this)
       if (fast !== null && plain(options)) {
-        const bytes = bytesOf(this, data)
+        const bytes = bytesOf(fast, data)
         if (bytes !== null && trySendFast(fast, bytes)) return true
       }
       return native.sendSync.call(this, data, options)
@@ -358,7 +405,7 @@ function install(binding) {
     send(data, options) {
       const fast = fastOf(this)
       if (fast !== null && plain(options)) {
-        const bytes = bytesOf(this, data)
+        const bytes = bytesOf(fast, data)
         if (bytes !== null && trySendFast(fast, bytes)) return Promise.resolve(true)
       }
       return native.send.call(this, data, options)
@@ -372,7 +419,7 @@ function install(binding) {
     receive(options) {
       const fast = fastOf(this)
       if (fast !== null && plain(options)) {
-        const value = receiveFast(this, fast, false, 0)
+        const value = receiveFast(fast, false, 0)
         if (value !== TAKEN && value !== EMPTY) return Promise.resolve(value)
       }
       if (fast !== null) releaseAll(this, fast)
@@ -383,6 +430,12 @@ function install(binding) {
     },
     receiveViewSync(options) {
       return receiveVia(this, true, RECEIVE_SPINS, native.receiveViewSync, options)
+    },
+    tryReceiveInto(target) {
+      return receiveIntoVia(this, target, 0, native.tryReceiveInto, undefined)
+    },
+    receiveIntoSync(target, options) {
+      return receiveIntoVia(this, target, RECEIVE_SPINS, native.receiveIntoSync, options)
     },
     release() {
       const fast = fastOf(this)
@@ -409,7 +462,7 @@ function install(binding) {
         fast.nativeView = false
         native.release.call(channel)
       }
-      const value = receiveFast(channel, fast, asView, spins)
+      const value = receiveFast(fast, asView, spins)
       if (value === EMPTY && method !== native.receiveSync && method !== native.receiveViewSync) return null
       if (value !== TAKEN && value !== EMPTY) return value
     }
@@ -417,6 +470,23 @@ function install(binding) {
     const value = method.call(channel, options)
     if (asView && value !== null) fast.nativeView = true
     return value
+  }
+
+  /** One receive into `target`: in JavaScript if a message is ready, else natively. */
+  function receiveIntoVia(channel, target, spins, method, options) {
+    const fast = fastOf(channel)
+    const room = fast !== null && plain(options) ? roomOf(fast, target) : null
+    if (room !== null) {
+      if (fast.nativeView) {
+        fast.nativeView = false
+        native.release.call(channel)
+      }
+      const length = receiveIntoFast(fast, room, spins)
+      if (length === EMPTY && spins === 0) return null
+      if (length >= 0) return length
+    }
+    if (fast !== null) releaseAll(channel, fast)
+    return method.call(channel, target, options)
   }
 
   for (const [name, value] of Object.entries(methods)) {

@@ -144,6 +144,18 @@ export declare class Channel {
    */
   receiveSync(options?: ChannelWaitOptions | undefined | null): Uint8Array | any | null
   /**
+   * The next message if one is ready now, copied into `target` (an `ArrayBufferView` or
+   * `ArrayBuffer` of at least `maxMessageSize` bytes, from its start): the message's length
+   * in bytes, or `null` (see `ended`). No new buffer per message, so many small messages
+   * cost no allocation; the bytes are the message as sent (serialised in object mode).
+   */
+  tryReceiveInto(target: ArrayBufferView | ArrayBuffer): number | null
+  /**
+   * As `tryReceiveInto`, blocking this thread (and the event loop) at most `timeout`
+   * milliseconds for a message; `null` if the time ran out or the stream ended.
+   */
+  receiveIntoSync(target: ArrayBufferView | ArrayBuffer, options?: ChannelWaitOptions | undefined | null): number | null
+  /**
    * As `tryReceive`, without a copy: a `Uint8Array` over the message inside the ring, valid
    * until `release()` or the next receive on this handle; after that it may read zeros or a
    * later message, so copy what you keep. Its slot stays taken until then, so release

@@ -72,6 +72,24 @@ test('with its memory handle closed a channel goes on natively, and its views go
   t.true(other.ended)
 })
 
+test('receiveInto copies each message into one buffer and returns its length', (t) => {
+  const { channel: ch } = channel(4, 8)
+  const into = new Uint8Array(new ArrayBuffer(16), 4, 8)
+  t.true(ch.trySend('abc'))
+  t.true(ch.trySend(new Uint8Array(0)))
+  t.true(ch.trySend('12345678'))
+  t.is(ch.tryReceiveInto(into), 3)
+  t.deepEqual(into.subarray(0, 3), bytes(0x61, 0x62, 0x63))
+  t.is(ch.receiveIntoSync(new DataView(into.buffer), { timeout: 1000 }), 0)
+  t.is(ch.tryReceiveInto(into.buffer), 8)
+  t.deepEqual(new Uint8Array(into.buffer, 0, 8), new TextEncoder().encode('12345678'))
+  t.is(ch.tryReceiveInto(into), null, 'nothing left')
+  t.is(ch.receiveIntoSync(into, { timeout: 5 }), null, 'timed out')
+  ch.close()
+  t.is(ch.receiveIntoSync(into), null)
+  t.true(ch.ended)
+})
+
 test('object mode round-trips structured-clone values like process.send', (t) => {
   const { shm } = channel(8, 4096, true)
   const a = Channel.at(shm, 0, { objectMode: true })
@@ -131,6 +149,10 @@ test('bad arguments are TypeError/RangeError with Node codes', (t) => {
   t.throws(() => ch.trySend(42 as never), { code: 'ERR_INVALID_ARG_TYPE' })
   t.throws(() => ch.trySend(new Uint8Array(1025)), { code: 'ERR_OUT_OF_RANGE' })
   t.throws(() => ch.sendSync('x', { timeout: -1 }), { code: 'ERR_OUT_OF_RANGE' })
+  t.throws(() => ch.receiveSync({ timeout: Number.NaN }), { code: 'ERR_OUT_OF_RANGE' })
+  t.throws(() => ch.tryReceiveInto(new Uint8Array(1023)), { code: 'ERR_OUT_OF_RANGE', message: /maxMessageSize/ })
+  t.throws(() => ch.tryReceiveInto('x' as never), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.throws(() => ch.receiveIntoSync(new Uint8Array(1024), { timeout: -1 }), { code: 'ERR_OUT_OF_RANGE' })
   t.is(ch.capacity, 8)
   t.is(ch.maxMessageSize, 1024)
 })
@@ -161,6 +183,7 @@ test('random bytes over the control words give typed errors, never a crash or a 
       () => ch.tryReceive(),
       () => ch.receiveSync({ timeout: 2 }),
       () => ch.tryReceiveView(),
+      () => ch.tryReceiveInto(new Uint8Array(64)),
       () => Channel.at(shm).tryReceive(),
     ]
     for (const call of calls) {
@@ -217,14 +240,19 @@ function run(command: string, args: string[]): Promise<{ code: number | null; st
 
 const COUNT = 100_000
 const node = (mode: string, segment: string) =>
-  runNode(fixture('channel-peer.mjs'), mode === 'send' ? [mode, segment, String(COUNT)] : [mode, segment], {
+  runNode(fixture('channel-peer.mjs'), mode.startsWith('send') ? [mode, segment, String(COUNT)] : [mode, segment], {
     timeoutMs: 120_000,
   })
 
+// `node`: the JavaScript path over the memory's buffer; `node-native`: the same calls with
+// the memory handle closed, so through the native methods; `node-into`: receiveInto forms.
 for (const [sender, receiver] of [
   ['node', 'rust'],
   ['rust', 'node'],
   ['node', 'node'],
+  ['node', 'node-into'],
+  ['node', 'node-native'],
+  ['node-native', 'node'],
 ] as const) {
   const runner = sender === 'rust' || receiver === 'rust' ? withCargo : test.serial
   runner(`${COUNT} messages from ${sender} to ${receiver}, complete and in order`, async (t) => {
@@ -234,7 +262,9 @@ for (const [sender, receiver] of [
     const peer = sender === 'rust' || receiver === 'rust' ? rustPeer() : undefined
     if ((sender === 'rust' || receiver === 'rust') && !peer) return t.fail('cargo could not build channel_peer')
     const start = (role: 'send' | 'recv', who: string) =>
-      who === 'rust' ? run(peer!, role === 'send' ? [role, name, String(COUNT)] : [role, name]) : node(role, name)
+      who === 'rust'
+        ? run(peer!, role === 'send' ? [role, name, String(COUNT)] : [role, name])
+        : node(role + who.slice('node'.length), name)
     const [sent, received] = await Promise.all([start('send', sender), start('recv', receiver)])
     t.is(sent.code, 0, sent.stderr)
     t.is(received.code, 0, received.stderr)

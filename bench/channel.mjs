@@ -5,6 +5,8 @@
 //   shmkit_sync  a shmkit Channel in a memfd region shared with shareWith: children sendSync,
 //                the parent receiveSync (a copy into a new Uint8Array per message)
 //   shmkit_view  the same, received with receiveViewSync (a view into the ring, no copy)
+//   shmkit_into  the same, received with receiveIntoSync into one reused buffer (a copy, no
+//                new buffer per message)
 //   ipc_json     child_process IPC, process.send of a string of <size> characters (JSON)
 //   ipc_adv      child_process IPC with serialization 'advanced', process.send(Buffer)
 //   uds          a Unix domain socket per child, frames of a u32 length and the payload
@@ -46,7 +48,7 @@ function capacity(size) {
 }
 
 async function child(kase, size, count) {
-  if (kase === 'shmkit_sync' || kase === 'shmkit_view' || kase === 'shmkit_async') {
+  if (kase === 'shmkit_sync' || kase === 'shmkit_view' || kase === 'shmkit_into' || kase === 'shmkit_async') {
     const [shm] = inherited()
     const channel = Channel.at(shm, 0)
     const payload = new Uint8Array(size).fill(7)
@@ -57,7 +59,7 @@ async function child(kase, size, count) {
     const [shm] = inherited()
     const ping = Channel.at(shm, 0)
     const pong = Channel.at(shm, Channel.size(2, 64))
-    for (let message; (message = await ping.receive()) !== undefined;) await pong.send(message)
+    for (let message; (message = await ping.receive()) !== null;) await pong.send(message)
     shm.close()
   } else if (kase === 'rt_uds') {
     const socket = net.createConnection(process.argv[6])
@@ -138,7 +140,7 @@ async function parent(kase, size, total, producers) {
     seconds = await done
     await Promise.all(children)
     shm.close()
-  } else if (kase === 'shmkit_sync' || kase === 'shmkit_view') {
+  } else if (kase === 'shmkit_sync' || kase === 'shmkit_view' || kase === 'shmkit_into') {
     const cap = capacity(size)
     const shm = SharedMemory.memfd(Channel.size(cap, size))
     const channel = Channel.init(shm, 0, { capacity: cap, maxMessageSize: size })
@@ -147,7 +149,14 @@ async function parent(kase, size, total, producers) {
     )
     const view = kase === 'shmkit_view'
     const { done, tick } = clock(total)
-    for (let i = 0; i < total; i++) {
+    if (kase === 'shmkit_into') {
+      const into = new Uint8Array(size)
+      for (let i = 0; i < total; i++) {
+        if (channel.receiveIntoSync(into) !== size) throw new Error('short message')
+        tick()
+      }
+    }
+    for (let i = 0; kase !== 'shmkit_into' && i < total; i++) {
       const message = view ? channel.receiveViewSync() : channel.receiveSync()
       if (message.length !== size) throw new Error('short message')
       tick()
@@ -241,7 +250,7 @@ async function roundTrips(kase, iters) {
     for (let i = 0; i < warm + iters; i++) {
       if (i === warm) start = process.hrtime.bigint()
       await ping.send(message)
-      if ((await pong.receive()) === undefined) throw new Error('no reply')
+      if ((await pong.receive()) === null) throw new Error('no reply')
     }
     const end = process.hrtime.bigint()
     ping.close()

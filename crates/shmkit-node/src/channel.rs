@@ -170,6 +170,17 @@ impl Bytes {
     if data.get_type()? == ValueType::String {
       return Ok(Self::Owned(args::string(env, data, "data")?.into_bytes()));
     }
+    Self::memory_of(
+      env,
+      data,
+      "data",
+      "of type string or an instance of ArrayBuffer, TypedArray or DataView",
+    )
+  }
+
+  /// The bytes of an `ArrayBufferView` or `ArrayBuffer` (`Err`, naming `arg` and what it
+  /// must be, for anything else).
+  fn memory_of(env: &Env, data: Unknown<'_>, arg: &str, expected: &str) -> Result<Self> {
     let raw = data.raw();
     let (mut is_typed, mut is_view, mut is_buffer) = (false, false, false);
     // SAFETY: type queries with valid out-pointers on a live handle.
@@ -213,12 +224,7 @@ impl Bytes {
       // SAFETY: `raw` is an ArrayBuffer (checked); the out-pointers are valid.
       unsafe { sys::napi_get_arraybuffer_info(env.raw(), raw, &raw mut pointer, &raw mut length) }
     } else {
-      return Err(args::invalid_type(
-        env,
-        "data",
-        "of type string or an instance of ArrayBuffer, TypedArray or DataView",
-        data,
-      ));
+      return Err(args::invalid_type(env, arg, expected, data));
     };
     check(status)?;
     if pointer.is_null() {
@@ -593,6 +599,82 @@ impl Channel {
     let value = self.take(&env, Wait::Up(timeout), false)?;
     // SAFETY: as in `try_receive`.
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value.raw()) })
+  }
+
+  /// The next message if one is ready now, copied into `target` (an `ArrayBufferView` or
+  /// `ArrayBuffer` of at least `maxMessageSize` bytes, from its start): the message's length
+  /// in bytes, or `null` (see `ended`). No new buffer per message, so many small messages
+  /// cost no allocation; the bytes are the message as sent (serialised in object mode).
+  #[napi(
+    ts_args_type = "target: ArrayBufferView | ArrayBuffer",
+    ts_return_type = "number | null"
+  )]
+  pub fn try_receive_into(&mut self, env: Env, target: Unknown) -> Result<Unknown<'_>> {
+    let value = self.take_into(&env, target, Wait::No)?;
+    // SAFETY: as in `try_receive`.
+    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value.raw()) })
+  }
+
+  /// As `tryReceiveInto`, blocking this thread (and the event loop) at most `timeout`
+  /// milliseconds for a message; `null` if the time ran out or the stream ended.
+  #[napi(
+    ts_args_type = "target: ArrayBufferView | ArrayBuffer, options?: ChannelWaitOptions | undefined | null",
+    ts_return_type = "number | null"
+  )]
+  pub fn receive_into_sync(&mut self, env: Env, target: Unknown, options: Option<Unknown>) -> Result<Unknown<'_>> {
+    let timeout = wait_timeout(&env, options)?;
+    let value = self.take_into(&env, target, Wait::Up(timeout))?;
+    // SAFETY: as in `try_receive`.
+    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value.raw()) })
+  }
+
+  /// One receive into the caller's memory: the length as a JS number, or `null`.
+  fn take_into<'e>(&mut self, env: &'e Env, target: Unknown<'_>, wait: Wait) -> Result<Unknown<'e>> {
+    let Bytes::Borrowed(into, room) = Bytes::memory_of(
+      env,
+      target,
+      "target",
+      "an instance of ArrayBuffer, TypedArray or DataView",
+    )?
+    else {
+      return Err(args::invalid_type(
+        env,
+        "target",
+        "an instance of ArrayBuffer, TypedArray or DataView",
+        target,
+      ));
+    };
+    let max = self.inner.max_message_size() as usize;
+    if room < max {
+      return Err(args::out_of_range(
+        env,
+        "target.byteLength",
+        &format!(">= maxMessageSize ({max})"),
+        &room.to_string(),
+      ));
+    }
+    self.release(*env);
+    let outcome = match wait {
+      Wait::No => self.inner.try_recv(),
+      Wait::Up(timeout) => self.inner.recv(timeout),
+    }
+    .js(env)?;
+    let message = match outcome {
+      Recv::Message(message) => message,
+      Recv::Empty => return null(env),
+      Recv::Closed => {
+        self.ended.set(true);
+        return null(env);
+      }
+    };
+    let len = message.len();
+    // SAFETY: source: the held payload, `len` bytes inside the mapping; destination: the
+    // caller's `room >= max >= len` writable bytes, which no JS can detach during this call.
+    // The target may itself be a view of the region, so the copy allows overlap.
+    unsafe { std::ptr::copy(message.as_ptr(), into.cast_mut(), len) };
+    drop(message);
+    #[expect(clippy::cast_precision_loss, reason = "at most 2^30")]
+    env.create_double(len as f64).map(|n| n.to_unknown())
   }
 
   /// As `tryReceive`, without a copy: a `Uint8Array` over the message inside the ring, valid

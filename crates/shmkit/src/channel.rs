@@ -665,7 +665,11 @@ impl Channel {
               && slot.load(SeqCst) == ctl
           }
         };
-        return Ok(if ended { Step::Closed } else { Step::NotReady { pos, ctl } });
+        return Ok(if ended {
+          Step::Closed
+        } else {
+          Step::NotReady { pos, ctl }
+        });
       } else if counter.load(SeqCst) == pos {
         return Err(corrupted("slot sequence"));
       }
@@ -951,7 +955,7 @@ impl Channel {
   /// As [`Channel::try_recv`].
   pub fn poll_recv(&self) -> Result<Poll<Recv<'_>>> {
     Ok(match self.poll_claim(Side::Recv)? {
-      Poll::Ready(step) => Poll::Ready(self.received(Some(step))?),
+      Poll::Ready(step) => Poll::Ready(self.received(Some(&step))?),
       Poll::Wait(plan) => Poll::Wait(plan),
     })
   }
@@ -966,9 +970,9 @@ impl Channel {
   }
 
   /// What a receive's claim step comes to.
-  fn received(&self, step: Option<Step>) -> Result<Recv<'_>> {
+  fn received(&self, step: Option<&Step>) -> Result<Recv<'_>> {
     Ok(match step {
-      Some(Step::Claimed(pos)) => Recv::Message(Message {
+      Some(&Step::Claimed(pos)) => Recv::Message(Message {
         channel: self,
         held: self.take(pos)?,
       }),
@@ -980,7 +984,7 @@ impl Channel {
   /// The one receive: claim the next message, waiting up to `deadline` when `wait`.
   fn recv_inner(&self, wait: bool, deadline: Option<Instant>) -> Result<Recv<'_>> {
     let step = self.claim(Side::Recv, wait, deadline)?;
-    self.received(step)
+    self.received(step.as_ref())
   }
 
   /// Takes the next message if one is ready now.

@@ -419,6 +419,10 @@ function install(binding) {
     receive(options) {
       const fast = fastOf(this)
       if (fast !== null && plain(options)) {
+        if (fast.nativeView) {
+          fast.nativeView = false
+          native.release.call(this)
+        }
         const value = receiveFast(fast, false, 0)
         if (value !== TAKEN && value !== EMPTY) return Promise.resolve(value)
       }

@@ -114,7 +114,12 @@ const claimedBy = (owner, kind) => owner >>> 30 === kind && (owner & PID_MASK) !
 function wake(fast, index, waiting) {
   if (Atomics.load(fast.u32, waiting) === 0) return
   Atomics.add(fast.u32, index, 1)
-  notify(fast.i32, index)
+  try {
+    notify(fast.i32, index)
+  } catch {
+    // A failed wake changes nothing: sleepers look again after their time slice. (Never
+    // throw here: the message is already sent or the slot already freed.)
+  }
 }
 
 /** The word the slot claimed last held before the claim. */

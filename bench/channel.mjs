@@ -19,6 +19,12 @@
 //   channels with `await receive()` on both sides (rt_async), or over a Unix socket (rt_uds);
 //   prints RESULT chan.<impl>.<case> in µs per round trip.
 //
+//   node bench/channel.mjs cpu
+//
+//   CPU time (user + system) per message when one process sends and receives through one
+//   channel, best of five runs: RESULT chan.shmkit.cpu.<copy|view|into>.<64|4k|1m> in ns.
+//   Load on the machine disturbs it far less than the throughput rows.
+//
 // Every sender paces itself the way the transport allows (a full channel blocks; IPC waits
 // for its send callback every 64 messages; sockets honour 'drain'; workers wait for credit
 // every 64 messages). Timed from the first message received to the last; prints
@@ -292,7 +298,42 @@ async function roundTrips(kase, iters) {
   }
 }
 
+/** CPU time per message sent and received in one process, for each way of receiving. */
+function cpuCost() {
+  const shm = SharedMemory.anonymous(Channel.size(256, 1 << 20))
+  const channel = Channel.init(shm, 0, { capacity: 256, maxMessageSize: 1 << 20 })
+  const into = new Uint8Array(1 << 20)
+  const receivers = {
+    copy: () => channel.tryReceive(),
+    view: () => channel.tryReceiveView(),
+    into: () => channel.tryReceiveInto(into),
+  }
+  for (const [size, count] of [
+    [64, 200_000],
+    [4096, 100_000],
+    [1 << 20, 500],
+  ]) {
+    const payload = new Uint8Array(size).fill(7)
+    for (const [kind, receive] of Object.entries(receivers)) {
+      let best = Infinity
+      for (let round = 0; round < 5; round++) {
+        const before = process.cpuUsage()
+        for (let i = 0; i < count; i++) {
+          channel.trySend(payload)
+          if (receive() === null) throw new Error('no message')
+        }
+        const used = process.cpuUsage(before)
+        best = Math.min(best, ((used.user + used.system) * 1000) / count)
+      }
+      channel.release()
+      result(`chan.shmkit.cpu.${kind}.${label(size)}`, best, 'ns')
+    }
+  }
+  shm.close()
+}
+
 if (!isMainThread) workerBody()
+else if (process.argv[2] === 'cpu') cpuCost()
 else if (process.argv[2] === 'rt_async' || process.argv[2] === 'rt_uds') {
   await roundTrips(process.argv[2], Number(process.argv[3]))
 } else if (process.argv[2] === 'child') {

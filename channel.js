@@ -65,11 +65,11 @@ class Fast {
     /** Added to a slot word: its sequence number one lap (or one lap less one) on. */
     this.lap = BigInt(capacity) << 32n
     this.lapLessOne = BigInt(capacity - 1) << 32n
-    /** The slot word index of the view this handle holds, or -1, and the slot's word before the claim. */
-    this.held = -1
-    this.heldReady = 0n
-    /** Whether the native code holds a view for this handle. */
-    this.nativeView = false
+    /**
+     * Whether the native handle holds a view's message for this handle (one it made, or one
+     * claimed here and handed to it with `_holdClaimed`), to free before the next receive.
+     */
+    this.holding = false
   }
 
   usable() {
@@ -122,8 +122,9 @@ function wake(fast, index, waiting) {
   }
 }
 
-/** The word the slot claimed last held before the claim. */
+/** The word the slot claimed last held before the claim, and the position's low 32 bits. */
 let claimedFrom = 0n
+let claimedLow = 0
 
 /** Claims the slot for the next send: its word index (`claimedFrom` its word), or TAKEN. */
 function claimSend(fast) {
@@ -187,6 +188,7 @@ function claimReceive(fast) {
       if (Atomics.compareExchange(fast.b64, c >> 1, ready, ready | readingOwner) !== ready) continue
       advance(fast, W_DEQUEUE, pos)
       claimedFrom = ready
+      claimedLow = low
       return c
     }
     if (d === -1 && owner === 0) {
@@ -278,13 +280,11 @@ function plain(options) {
   return timeout === undefined || timeout === null || (typeof timeout === 'number' && timeout >= 0)
 }
 
-/** Lets go of the view this handle holds (the JavaScript one; the native one is the caller's). */
-function releaseFast(fast) {
-  if (fast.held >= 0) {
-    const c = fast.held
-    fast.held = -1
-    claimsOf(process.pid & PID_MASK)
-    releaseSlot(fast, c, fast.heldReady)
+/** Frees the view the native handle holds for this handle, if any. */
+function letGo(channel, fast) {
+  if (fast.holding) {
+    fast.holding = false
+    native.release.call(channel)
   }
 }
 
@@ -298,8 +298,8 @@ function roomOf(fast, target) {
 }
 
 /** Takes the next message into `room`: its length, EMPTY, or TAKEN. */
-function receiveIntoFast(fast, room, spins) {
-  if (fast.held >= 0) releaseFast(fast)
+function receiveIntoFast(channel, fast, room, spins) {
+  letGo(channel, fast)
   if (!fast.usable()) return TAKEN
   claimsOf(process.pid & PID_MASK)
   let c = claimReceive(fast)
@@ -313,17 +313,12 @@ function receiveIntoFast(fast, room, spins) {
   return length
 }
 
-/** Views left held by collected handles. */
-const orphans = new FinalizationRegistry((fast) => {
-  if (fast.usable()) releaseFast(fast)
-})
-
 /**
  * Takes the next message in JavaScript: the value (a copy, a view or the deserialised
  * object), EMPTY, or TAKEN to leave the call to the native code.
  */
-function receiveFast(fast, asView, spins) {
-  if (fast.held >= 0) releaseFast(fast)
+function receiveFast(channel, fast, asView, spins) {
+  letGo(channel, fast)
   if (!fast.usable()) return TAKEN
   claimsOf(process.pid & PID_MASK)
   let c = claimReceive(fast)
@@ -333,8 +328,15 @@ function receiveFast(fast, asView, spins) {
   const length = lengthOf(fast, c, ready)
   const start = c * 4 + 16
   if (asView && !fast.objectMode) {
-    fast.held = c
-    fast.heldReady = ready
+    // The native handle frees it (on release, the next receive, close or GC), also once the
+    // memory handle, and with it this path's buffer, has been closed.
+    try {
+      channel._holdClaimed(claimedLow)
+    } catch (error) {
+      releaseSlot(fast, c, ready)
+      throw error
+    }
+    fast.holding = true
     return new Uint8Array(fast.buffer, fast.offset + start, length)
   }
   const copy = fast.u8.slice(start, start + length)
@@ -343,13 +345,14 @@ function receiveFast(fast, asView, spins) {
 }
 
 let notify
+/** The native methods of `Channel`, which the JavaScript ones fall back on. */
+const native = {}
 
 /** Puts the JavaScript path in front of the native methods of `Channel`. */
 function install(binding) {
   const { Channel } = binding
   notify = binding.notify
   const proto = Channel.prototype
-  const native = {}
   for (const name of [
     'trySend',
     'sendSync',
@@ -380,14 +383,12 @@ function install(binding) {
       fast = null
     }
     Object.defineProperty(channel, FAST, { value: fast })
-    if (fast !== null) orphans.register(channel, fast)
     return fast
   }
 
-  /** Releases this handle's views, JavaScript and native, before a native receive. */
-  const releaseAll = (channel, fast) => {
-    releaseFast(fast)
-    fast.nativeView = false
+  /** Before a native call that frees the handle's view itself. */
+  const releasedBy = (fast) => {
+    fast.holding = false
   }
 
   const methods = {
@@ -424,14 +425,10 @@ function install(binding) {
     receive(options) {
       const fast = fastOf(this)
       if (fast !== null && plain(options)) {
-        if (fast.nativeView) {
-          fast.nativeView = false
-          native.release.call(this)
-        }
-        const value = receiveFast(fast, false, 0)
+        const value = receiveFast(this, fast, false, 0)
         if (value !== TAKEN && value !== EMPTY) return Promise.resolve(value)
       }
-      if (fast !== null) releaseAll(this, fast)
+      if (fast !== null) releasedBy(fast)
       return native.receive.call(this, options)
     },
     tryReceiveView() {
@@ -449,15 +446,11 @@ function install(binding) {
     release() {
       const fast = fastOf(this)
       if (fast === null) return native.release.call(this)
-      releaseFast(fast)
-      if (fast.nativeView) {
-        fast.nativeView = false
-        native.release.call(this)
-      }
+      letGo(this, fast)
     },
     close() {
       const fast = fastOf(this)
-      if (fast !== null) releaseAll(this, fast)
+      if (fast !== null) releasedBy(fast)
       return native.close.call(this)
     },
   }
@@ -467,17 +460,13 @@ function install(binding) {
     const fast = fastOf(channel)
     if (fast === null) return method.call(channel, options)
     if (plain(options)) {
-      if (fast.nativeView) {
-        fast.nativeView = false
-        native.release.call(channel)
-      }
-      const value = receiveFast(fast, asView, spins)
+      const value = receiveFast(channel, fast, asView, spins)
       if (value === EMPTY && method !== native.receiveSync && method !== native.receiveViewSync) return null
       if (value !== TAKEN && value !== EMPTY) return value
     }
-    releaseAll(channel, fast)
+    releasedBy(fast)
     const value = method.call(channel, options)
-    if (asView && value !== null) fast.nativeView = true
+    if (asView && value !== null) fast.holding = true
     return value
   }
 
@@ -486,15 +475,11 @@ function install(binding) {
     const fast = fastOf(channel)
     const room = fast !== null && plain(options) ? roomOf(fast, target) : null
     if (room !== null) {
-      if (fast.nativeView) {
-        fast.nativeView = false
-        native.release.call(channel)
-      }
-      const length = receiveIntoFast(fast, room, spins)
+      const length = receiveIntoFast(channel, fast, room, spins)
       if (length === EMPTY && spins === 0) return null
       if (length >= 0) return length
     }
-    if (fast !== null) releaseAll(channel, fast)
+    if (fast !== null) releasedBy(fast)
     return method.call(channel, target, options)
   }
 

@@ -72,6 +72,22 @@ test('with its memory handle closed a channel goes on natively, and its views go
   t.true(other.ended)
 })
 
+test('a view held while its memory handle closes still gives its slot back', (t) => {
+  const { shm, channel: ch } = channel(2, 64)
+  const other = Channel.at(shm)
+  t.true(ch.trySend('a'))
+  t.true(ch.trySend('b'))
+  const view = other.tryReceiveView()!
+  t.deepEqual(view, bytes(0x61))
+  shm.close()
+  t.deepEqual(view, bytes(0), "the closed handle's buffer reads zeros")
+  other.release()
+  t.deepEqual(other.tryReceive(), bytes(0x62))
+  t.true(ch.trySend('c'))
+  t.true(ch.trySend('d'), "both slots free: the view's slot came back")
+  t.false(ch.trySend('e'))
+})
+
 test('receiveInto copies each message into one buffer and returns its length', (t) => {
   const { channel: ch } = channel(4, 8)
   const into = new Uint8Array(new ArrayBuffer(16), 4, 8)

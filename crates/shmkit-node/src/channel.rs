@@ -129,6 +129,9 @@ pub struct Channel {
   /// Shared with this handle's pending async receives, which may find the end.
   ended: Rc<Cell<bool>>,
   view: Option<View>,
+  /// The position of a message claimed in JavaScript for a zero-copy view (`channel.js`),
+  /// freed with the native view: on `release()`, the next receive, `close()` or GC.
+  claimed: Option<u64>,
   /// A strong reference to the `SharedMemory` handle it was made with.
   memory: sys::napi_ref,
   offset: usize,
@@ -334,6 +337,7 @@ impl Channel {
       object_mode,
       ended: Rc::default(),
       view: None,
+      claimed: None,
       memory: reference(&env, memory_value)?,
       offset,
     })
@@ -359,6 +363,7 @@ impl Channel {
       object_mode,
       ended: Rc::default(),
       view: None,
+      claimed: None,
       memory: reference(&env, memory_value)?,
       offset,
     })
@@ -465,6 +470,9 @@ impl Channel {
   /// slot). Does nothing if no view is held.
   #[napi]
   pub fn release(&mut self, env: Env) {
+    if let Some(position) = self.claimed.take() {
+      self.inner.release_claim(position);
+    }
     if let Some(view) = self.view.take() {
       // Blanking in place, not detaching, where possible: native work still holding the view
       // (a zlib job between chunks) aborts the process when its input is detached.
@@ -485,6 +493,15 @@ impl Channel {
       }
       self.inner.release(view.held);
     }
+  }
+
+  /// For `channel.js`: this handle holds the message at `position` (its low 32 bits), which
+  /// JavaScript claimed for a zero-copy view; `release()` frees it, so the slot comes back
+  /// even when the memory handle the view was made through has been closed meanwhile.
+  #[napi(js_name = "_holdClaimed", skip_typescript)]
+  pub fn hold_claimed(&mut self, env: Env, position: u32) {
+    self.release(env);
+    self.claimed = Some(u64::from(position));
   }
 
   /// One receive: the outcome as a JS value (a copy, a view, or a deserialised value), or

@@ -1028,6 +1028,14 @@ impl Channel {
     self.release_at(pos);
   }
 
+  /// Frees the slot this process holds for reading at position `pos` (only its low 32 bits
+  /// matter), as [`Channel::release`] does for a [`Held`]: for bindings that claim slots
+  /// through their own mapping of the same memory and keep the message across calls. Does
+  /// nothing if this process does not hold that slot.
+  pub fn release_claim(&self, pos: u64) {
+    self.release_at(pos);
+  }
+
   fn release_at(&self, pos: u64) {
     let seq = low(pos.wrapping_add(1));
     let held = join(seq, READING | my_pid());

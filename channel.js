@@ -318,16 +318,26 @@ function receiveIntoFast(channel, fast, room, spins) {
  * object), EMPTY, or TAKEN to leave the call to the native code.
  */
 function receiveFast(channel, fast, asView, spins) {
-  letGo(channel, fast)
-  if (!fast.usable()) return TAKEN
+  // A new view is handed over in one native call that also lets the previous one go.
+  const view = asView && !fast.objectMode
+  if (!view) letGo(channel, fast)
+  if (!fast.usable()) return TAKEN // the native receive lets the previous view go
   claimsOf(process.pid & PID_MASK)
   let c = claimReceive(fast)
   for (let spin = 0; c === EMPTY && spin < spins; spin++) c = claimReceive(fast)
-  if (c < 0) return c
+  if (c < 0) {
+    letGo(channel, fast)
+    return c
+  }
   const ready = claimedFrom
-  const length = lengthOf(fast, c, ready)
+  let length
+  try {
+    length = lengthOf(fast, c, ready)
+  } finally {
+    if (length === undefined) letGo(channel, fast)
+  }
   const start = c * 4 + 16
-  if (asView && !fast.objectMode) {
+  if (view) {
     // The native handle frees it (on release, the next receive, close or GC), also once the
     // memory handle, and with it this path's buffer, has been closed.
     try {

@@ -108,7 +108,7 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
  * can be on the other end.
  *
  * - A full channel makes `sendSync` wait (and `trySend` return `false`); memory never grows.
- * - Every receive form returns `undefined` when there is no message: nothing yet, the
+ * - Every receive form returns `null` when there is no message: nothing yet, the
  *   timeout passed, or the end of the stream (then `ended` is `true`).
  * - `close()`, by anyone, ends the stream: sends throw `ERR_SHM_CLOSED`, and receivers get
  *   every message sent before, then the end.
@@ -139,6 +139,10 @@ export declare class Channel {
    * Throws `ERR_OUT_OF_RANGE` if the bytes there are not a channel.
    */
   static at(memory: SharedMemory, offset?: number, options?: ChannelOptions | undefined | null): Channel
+  /** The `SharedMemory` the channel lives in (the handle passed to `init` or `at`). */
+  get memory(): SharedMemory
+  /** The channel's offset in its memory, in bytes. */
+  get offset(): number
   /** Slots in the ring. */
   get capacity(): number
   /** The largest message in bytes. */
@@ -164,30 +168,42 @@ export declare class Channel {
    */
   sendSync(data: string | ArrayBufferView | ArrayBuffer | unknown, options?: ChannelWaitOptions | undefined | null): boolean
   /**
-   * Gives back the slot of the view from the last `tryReceiveView`/`receiveViewSync`; the
-   * view reads zeros from now on (length 0 where the region is private). Does nothing if no
-   * view is held.
+   * Gives back the slot of the view from the last `tryReceiveView`/`receiveViewSync`: from
+   * now on the view is no longer the message (it may read zeros, or later messages in that
+   * slot). Does nothing if no view is held.
    */
   release(): void
   /**
    * The next message if one is ready now (a copy, or a value in object mode), else
-   * `undefined` (see `ended`).
+   * `null` (see `ended`).
    */
-  tryReceive(): Uint8Array | any | undefined
+  tryReceive(): Uint8Array | any | null
   /**
    * The next message, blocking this thread (and the event loop) at most `timeout`
-   * milliseconds for one; `undefined` if the time ran out or the stream ended (see `ended`).
+   * milliseconds for one; `null` if the time ran out or the stream ended (see `ended`).
    */
-  receiveSync(options?: ChannelWaitOptions | undefined | null): Uint8Array | any | undefined
+  receiveSync(options?: ChannelWaitOptions | undefined | null): Uint8Array | any | null
+  /**
+   * The next message if one is ready now, copied into `target` (an `ArrayBufferView` or
+   * `ArrayBuffer` of at least `maxMessageSize` bytes, from its start): the message's length
+   * in bytes, or `null` (see `ended`). No new buffer per message, so many small messages
+   * cost no allocation; the bytes are the message as sent (serialised in object mode).
+   */
+  tryReceiveInto(target: ArrayBufferView | ArrayBuffer): number | null
+  /**
+   * As `tryReceiveInto`, blocking this thread (and the event loop) at most `timeout`
+   * milliseconds for a message; `null` if the time ran out or the stream ended.
+   */
+  receiveIntoSync(target: ArrayBufferView | ArrayBuffer, options?: ChannelWaitOptions | undefined | null): number | null
   /**
    * As `tryReceive`, without a copy: a `Uint8Array` over the message inside the ring, valid
-   * until `release()` or the next receive on this handle (then it reads length 0). Its slot
-   * stays taken until then, so release views promptly. Bytes mode only (object mode
-   * returns the value, as `tryReceive`).
+   * until `release()` or the next receive on this handle; after that it may read zeros or a
+   * later message, so copy what you keep. Its slot stays taken until then, so release
+   * views promptly. Bytes mode only (object mode returns the value, as `tryReceive`).
    */
-  tryReceiveView(): Uint8Array | undefined
+  tryReceiveView(): Uint8Array | null
   /** As `receiveSync`, without a copy: see `tryReceiveView`. */
-  receiveViewSync(options?: ChannelWaitOptions | undefined | null): Uint8Array | undefined
+  receiveViewSync(options?: ChannelWaitOptions | undefined | null): Uint8Array | null
   /**
    * Sends a message without blocking: resolves `true` once it is in the channel, `false`
    * if `options.timeout` milliseconds passed while the channel stayed full. Rejects with
@@ -198,13 +214,13 @@ export declare class Channel {
   send(data: string | ArrayBufferView | ArrayBuffer | unknown, options?: ChannelAsyncOptions | undefined | null): Promise<boolean>
   /**
    * The next message without blocking: resolves with it (a copy, or the value in object
-   * mode), or `undefined` when `options.timeout` milliseconds pass first or the stream
+   * mode), or `null` when `options.timeout` milliseconds pass first or the stream
    * ended (then `ended` is `true`). Rejects with an `AbortError` when `options.signal`
    * aborts first. Releases this handle's view. A wake from another process lands in the
    * event loop without a thread in between where the kernel allows (see `waitAsync`).
    * `for await (const message of channel)` receives until the end of the stream.
    */
-  receive(options?: ChannelAsyncOptions | undefined | null): Promise<Uint8Array | any | undefined>
+  receive(options?: ChannelAsyncOptions | undefined | null): Promise<Uint8Array | any | null>
   /**
    * Ends the stream for everyone: sends throw `ERR_SHM_CLOSED` from now on, and receivers
    * get every message sent before, then the end. Also releases this handle's view.

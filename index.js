@@ -188,11 +188,14 @@ function unsupportedPlatform(loaderError) {
   return error
 }
 
+// Channel: the common path of sends and receives runs in JavaScript (channel.js).
+require('./channel.js').install(module.exports)
+
 // `for await (const message of channel)`: receives until the end of the stream.
 module.exports.Channel.prototype[Symbol.asyncIterator] = async function* messages() {
   for (;;) {
     const message = await this.receive()
-    if (message === undefined && this.ended) return
+    if (message === null && this.ended) return
     yield message
   }
 }

@@ -5,6 +5,8 @@
 //   shmkit_sync  a shmkit Channel in a memfd region shared with shareWith: children sendSync,
 //                the parent receiveSync (a copy into a new Uint8Array per message)
 //   shmkit_view  the same, received with receiveViewSync (a view into the ring, no copy)
+//   shmkit_into  the same, received with receiveIntoSync into one reused buffer (a copy, no
+//                new buffer per message)
 //   ipc_json     child_process IPC, process.send of a string of <size> characters (JSON)
 //   ipc_adv      child_process IPC with serialization 'advanced', process.send(Buffer)
 //   uds          a Unix domain socket per child, frames of a u32 length and the payload
@@ -16,6 +18,12 @@
 //   round trips of a 64-byte message between this process and one child: through two
 //   channels with `await receive()` on both sides (rt_async), or over a Unix socket (rt_uds);
 //   prints RESULT chan.<impl>.<case> in µs per round trip.
+//
+//   node bench/channel.mjs cpu
+//
+//   CPU time (user + system) per message when one process sends and receives through one
+//   channel, best of five runs: RESULT chan.shmkit.cpu.<copy|view|into>.<64|4k|1m> in ns.
+//   Load on the machine disturbs it far less than the throughput rows.
 //
 // Every sender paces itself the way the transport allows (a full channel blocks; IPC waits
 // for its send callback every 64 messages; sockets honour 'drain'; workers wait for credit
@@ -46,7 +54,7 @@ function capacity(size) {
 }
 
 async function child(kase, size, count) {
-  if (kase === 'shmkit_sync' || kase === 'shmkit_view' || kase === 'shmkit_async') {
+  if (kase === 'shmkit_sync' || kase === 'shmkit_view' || kase === 'shmkit_into' || kase === 'shmkit_async') {
     const [shm] = inherited()
     const channel = Channel.at(shm, 0)
     const payload = new Uint8Array(size).fill(7)
@@ -57,7 +65,7 @@ async function child(kase, size, count) {
     const [shm] = inherited()
     const ping = Channel.at(shm, 0)
     const pong = Channel.at(shm, Channel.size(2, 64))
-    for (let message; (message = await ping.receive()) !== undefined;) await pong.send(message)
+    for (let message; (message = await ping.receive()) !== null;) await pong.send(message)
     shm.close()
   } else if (kase === 'rt_uds') {
     const socket = net.createConnection(process.argv[6])
@@ -138,7 +146,7 @@ async function parent(kase, size, total, producers) {
     seconds = await done
     await Promise.all(children)
     shm.close()
-  } else if (kase === 'shmkit_sync' || kase === 'shmkit_view') {
+  } else if (kase === 'shmkit_sync' || kase === 'shmkit_view' || kase === 'shmkit_into') {
     const cap = capacity(size)
     const shm = SharedMemory.memfd(Channel.size(cap, size))
     const channel = Channel.init(shm, 0, { capacity: cap, maxMessageSize: size })
@@ -147,7 +155,14 @@ async function parent(kase, size, total, producers) {
     )
     const view = kase === 'shmkit_view'
     const { done, tick } = clock(total)
-    for (let i = 0; i < total; i++) {
+    if (kase === 'shmkit_into') {
+      const into = new Uint8Array(size)
+      for (let i = 0; i < total; i++) {
+        if (channel.receiveIntoSync(into) !== size) throw new Error('short message')
+        tick()
+      }
+    }
+    for (let i = 0; kase !== 'shmkit_into' && i < total; i++) {
       const message = view ? channel.receiveViewSync() : channel.receiveSync()
       if (message.length !== size) throw new Error('short message')
       tick()
@@ -241,7 +256,7 @@ async function roundTrips(kase, iters) {
     for (let i = 0; i < warm + iters; i++) {
       if (i === warm) start = process.hrtime.bigint()
       await ping.send(message)
-      if ((await pong.receive()) === undefined) throw new Error('no reply')
+      if ((await pong.receive()) === null) throw new Error('no reply')
     }
     const end = process.hrtime.bigint()
     ping.close()
@@ -283,7 +298,42 @@ async function roundTrips(kase, iters) {
   }
 }
 
+/** CPU time per message sent and received in one process, for each way of receiving. */
+function cpuCost() {
+  const shm = SharedMemory.anonymous(Channel.size(256, 1 << 20))
+  const channel = Channel.init(shm, 0, { capacity: 256, maxMessageSize: 1 << 20 })
+  const into = new Uint8Array(1 << 20)
+  const receivers = {
+    copy: () => channel.tryReceive(),
+    view: () => channel.tryReceiveView(),
+    into: () => channel.tryReceiveInto(into),
+  }
+  for (const [size, count] of [
+    [64, 200_000],
+    [4096, 100_000],
+    [1 << 20, 500],
+  ]) {
+    const payload = new Uint8Array(size).fill(7)
+    for (const [kind, receive] of Object.entries(receivers)) {
+      let best = Infinity
+      for (let round = 0; round < 5; round++) {
+        const before = process.cpuUsage()
+        for (let i = 0; i < count; i++) {
+          channel.trySend(payload)
+          if (receive() === null) throw new Error('no message')
+        }
+        const used = process.cpuUsage(before)
+        best = Math.min(best, ((used.user + used.system) * 1000) / count)
+      }
+      channel.release()
+      result(`chan.shmkit.cpu.${kind}.${label(size)}`, best, 'ns')
+    }
+  }
+  shm.close()
+}
+
 if (!isMainThread) workerBody()
+else if (process.argv[2] === 'cpu') cpuCost()
 else if (process.argv[2] === 'rt_async' || process.argv[2] === 'rt_uds') {
   await roundTrips(process.argv[2], Number(process.argv[3]))
 } else if (process.argv[2] === 'child') {

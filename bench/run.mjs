@@ -51,7 +51,7 @@ const CHAN_SIZES = [
   ['1m', 1 << 20, options.quick ? 100 : 500],
 ]
 const CHAN_PRODUCERS = [1, 4]
-const CHAN_CASES = ['shmkit_sync', 'shmkit_view', 'shmkit_async', 'ipc_json', 'ipc_adv', 'uds', 'worker']
+const CHAN_CASES = ['shmkit_sync', 'shmkit_view', 'shmkit_into', 'shmkit_async', 'ipc_json', 'ipc_adv', 'uds', 'worker']
 
 function canPin() {
   try {
@@ -235,6 +235,7 @@ const TARGETS = [
     [`C2.${p}to1`, `chan.shmkit.view.${p}to1.1m_gbps`, 'bulk.native.memcpy', '>=', 0.7],
     [`C2-native.${p}to1`, `chan.native.${p}to1.1m_gbps`, 'bulk.native.memcpy', '>=', 0.7],
     [`C4.${p}to1`, `chan.shmkit.sync.${p}to1.4k`, `chan.native.${p}to1.4k`, '>=', 0.5],
+    [`C4-into.${p}to1`, `chan.shmkit.into.${p}to1.4k`, `chan.native.${p}to1.4k`, '>=', 0.5],
   ]),
   ['C3', 'chan.shmkit.rt_async', 'chan.node.rt_uds', '<', 1.0],
 ]

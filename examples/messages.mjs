@@ -23,7 +23,7 @@ function worker() {
   if (!(shm instanceof SharedMemory)) throw new Error('expected the shared region as fd 3')
   const jobs = Channel.at(shm, 0, { objectMode: true })
   const results = Channel.at(shm, RESULTS_AT, { objectMode: true })
-  for (let job; (job = jobs.receiveSync()) !== undefined;) {
+  for (let job; (job = jobs.receiveSync()) !== null;) {
     results.sendSync({
       id: job.id,
       pid: process.pid,
@@ -49,7 +49,7 @@ async function primary(count) {
     while (next < count && jobs.trySend({ id: next, numbers: [next, 1, 2] })) next++
     if (next === count && !jobs.closed) jobs.close() // end of stream, once the workers took every job
     const result = results.receiveSync({ timeout: 10_000 })
-    if (result === undefined) throw new Error('no result for 10 s')
+    if (result === null) throw new Error('no result for 10 s')
     if (result.sum !== result.id + 3) throw new Error(`wrong result ${JSON.stringify(result)}`)
     perWorker.set(result.pid, (perWorker.get(result.pid) ?? 0) + 1)
     received++

@@ -1,6 +1,11 @@
 //! `Channel`: a `shmkit::Channel` seen from JavaScript: bytes or structured-clone objects in,
 //! `Uint8Array`s out, with a zero-copy view for large messages.
 //!
+//! The common path (a free slot to send to, a ready message to take) runs in JavaScript
+//! (`channel.js`) over the region's own buffer; these methods do the rest: waiting, the end
+//! of the stream, recovering slots of dead processes, argument errors, and everything when
+//! the handle has no buffer to work through.
+//!
 //! Lifetime rules (why this file looks the way it does):
 //! - Sent bytes are read straight from the caller's `ArrayBufferView`/`ArrayBuffer` into the
 //!   ring (one copy); received bytes are copied into a fresh `ArrayBuffer` (one copy).
@@ -104,7 +109,7 @@ type ViewHold = (Arc<Region>, Option<Arc<Alias>>);
 /// can be on the other end.
 ///
 /// - A full channel makes `sendSync` wait (and `trySend` return `false`); memory never grows.
-/// - Every receive form returns `undefined` when there is no message: nothing yet, the
+/// - Every receive form returns `null` when there is no message: nothing yet, the
 ///   timeout passed, or the end of the stream (then `ended` is `true`).
 /// - `close()`, by anyone, ends the stream: sends throw `ERR_SHM_CLOSED`, and receivers get
 ///   every message sent before, then the end.
@@ -124,6 +129,12 @@ pub struct Channel {
   /// Shared with this handle's pending async receives, which may find the end.
   ended: Rc<Cell<bool>>,
   view: Option<View>,
+  /// The position of a message claimed in JavaScript for a zero-copy view (`channel.js`),
+  /// freed with the native view: on `release()`, the next receive, `close()` or GC.
+  claimed: Option<u64>,
+  /// A strong reference to the `SharedMemory` handle it was made with.
+  memory: sys::napi_ref,
+  offset: usize,
 }
 
 /// The external buffer's finaliser: drops the `Arc<Region>` that kept the mapping alive.
@@ -162,6 +173,17 @@ impl Bytes {
     if data.get_type()? == ValueType::String {
       return Ok(Self::Owned(args::string(env, data, "data")?.into_bytes()));
     }
+    Self::memory_of(
+      env,
+      data,
+      "data",
+      "of type string or an instance of ArrayBuffer, TypedArray or DataView",
+    )
+  }
+
+  /// The bytes of an `ArrayBufferView` or `ArrayBuffer` (`Err`, naming `arg` and what it
+  /// must be, for anything else).
+  fn memory_of(env: &Env, data: Unknown<'_>, arg: &str, expected: &str) -> Result<Self> {
     let raw = data.raw();
     let (mut is_typed, mut is_view, mut is_buffer) = (false, false, false);
     // SAFETY: type queries with valid out-pointers on a live handle.
@@ -205,12 +227,7 @@ impl Bytes {
       // SAFETY: `raw` is an ArrayBuffer (checked); the out-pointers are valid.
       unsafe { sys::napi_get_arraybuffer_info(env.raw(), raw, &raw mut pointer, &raw mut length) }
     } else {
-      return Err(args::invalid_type(
-        env,
-        "data",
-        "of type string or an instance of ArrayBuffer, TypedArray or DataView",
-        data,
-      ));
+      return Err(args::invalid_type(env, arg, expected, data));
     };
     check(status)?;
     if pointer.is_null() {
@@ -289,6 +306,7 @@ impl Channel {
     ts_args_type = "memory: SharedMemory, offset: number, options: ChannelInitOptions"
   )]
   pub fn init(env: Env, memory: Unknown, offset: Unknown, options: Unknown) -> Result<Self> {
+    let memory_value = memory.raw();
     let region = crate::memory::SharedMemory::region_arg(&env, memory, "memory")?;
     let offset = args::offset(&env, offset, "offset")?;
     let Some(options) = args::options(&env, Some(options), "options")? else {
@@ -319,6 +337,9 @@ impl Channel {
       object_mode,
       ended: Rc::default(),
       view: None,
+      claimed: None,
+      memory: reference(&env, memory_value)?,
+      offset,
     })
   }
 
@@ -329,6 +350,7 @@ impl Channel {
     ts_args_type = "memory: SharedMemory, offset?: number, options?: ChannelOptions | undefined | null"
   )]
   pub fn at(env: Env, memory: Unknown, offset: Option<Unknown>, options: Option<Unknown>) -> Result<Self> {
+    let memory_value = memory.raw();
     let region = crate::memory::SharedMemory::region_arg(&env, memory, "memory")?;
     let offset = match offset {
       Some(o) if o.get_type()? != ValueType::Undefined => args::offset(&env, o, "offset")?,
@@ -341,7 +363,28 @@ impl Channel {
       object_mode,
       ended: Rc::default(),
       view: None,
+      claimed: None,
+      memory: reference(&env, memory_value)?,
+      offset,
     })
+  }
+
+  /// The `SharedMemory` the channel lives in (the handle passed to `init` or `at`).
+  #[napi(getter, ts_return_type = "SharedMemory")]
+  pub fn memory(&self, env: Env) -> Result<Unknown<'_>> {
+    let mut value = ptr::null_mut();
+    // SAFETY: `self.memory` is a live strong reference created in this env.
+    check(unsafe { sys::napi_get_reference_value(env.raw(), self.memory, &raw mut value) })?;
+    // SAFETY: napi_get_reference_value succeeded, so `value` is a valid handle.
+    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
+  }
+
+  /// The channel's offset in its memory, in bytes.
+  #[napi(getter)]
+  pub fn offset(&self) -> f64 {
+    #[expect(clippy::cast_precision_loss, reason = "offsets are below 2^53")]
+    let offset = self.offset as f64;
+    offset
   }
 
   /// Slots in the ring.
@@ -422,11 +465,14 @@ impl Channel {
     Self::sent(&env, status)
   }
 
-  /// Gives back the slot of the view from the last `tryReceiveView`/`receiveViewSync`; the
-  /// view reads zeros from now on (length 0 where the region is private). Does nothing if no
-  /// view is held.
+  /// Gives back the slot of the view from the last `tryReceiveView`/`receiveViewSync`: from
+  /// now on the view is no longer the message (it may read zeros, or later messages in that
+  /// slot). Does nothing if no view is held.
   #[napi]
   pub fn release(&mut self, env: Env) {
+    if let Some(position) = self.claimed.take() {
+      self.inner.release_claim(position);
+    }
     if let Some(view) = self.view.take() {
       // Blanking in place, not detaching, where possible: native work still holding the view
       // (a zlib job between chunks) aborts the process when its input is detached.
@@ -449,8 +495,17 @@ impl Channel {
     }
   }
 
+  /// For `channel.js`: this handle holds the message at `position` (its low 32 bits), which
+  /// JavaScript claimed for a zero-copy view; `release()` frees it, so the slot comes back
+  /// even when the memory handle the view was made through has been closed meanwhile.
+  #[napi(js_name = "_holdClaimed", skip_typescript)]
+  pub fn hold_claimed(&mut self, env: Env, position: u32) {
+    self.release(env);
+    self.claimed = Some(u64::from(position));
+  }
+
   /// One receive: the outcome as a JS value (a copy, a view, or a deserialised value), or
-  /// `undefined` when there is no message.
+  /// `null` when there is no message.
   fn take<'e>(&mut self, env: &'e Env, wait: Wait, as_view: bool) -> Result<Unknown<'e>> {
     self.release(*env);
     let outcome = match wait {
@@ -460,10 +515,10 @@ impl Channel {
     .js(env)?;
     let message = match outcome {
       Recv::Message(message) => message,
-      Recv::Empty => return undefined(env),
+      Recv::Empty => return null(env),
       Recv::Closed => {
         self.ended.set(true);
-        return undefined(env);
+        return null(env);
       }
     };
     if as_view && !self.object_mode {
@@ -542,8 +597,8 @@ impl Channel {
   }
 
   /// The next message if one is ready now (a copy, or a value in object mode), else
-  /// `undefined` (see `ended`).
-  #[napi(ts_return_type = "Uint8Array | any | undefined")]
+  /// `null` (see `ended`).
+  #[napi(ts_return_type = "Uint8Array | any | null")]
   pub fn try_receive(&mut self, env: Env) -> Result<Unknown<'_>> {
     let value = self.take(&env, Wait::No, false)?;
     // SAFETY: the value lives in the current handle scope, which outlives this call's return.
@@ -551,10 +606,10 @@ impl Channel {
   }
 
   /// The next message, blocking this thread (and the event loop) at most `timeout`
-  /// milliseconds for one; `undefined` if the time ran out or the stream ended (see `ended`).
+  /// milliseconds for one; `null` if the time ran out or the stream ended (see `ended`).
   #[napi(
     ts_args_type = "options?: ChannelWaitOptions | undefined | null",
-    ts_return_type = "Uint8Array | any | undefined"
+    ts_return_type = "Uint8Array | any | null"
   )]
   pub fn receive_sync(&mut self, env: Env, options: Option<Unknown>) -> Result<Unknown<'_>> {
     let timeout = wait_timeout(&env, options)?;
@@ -563,11 +618,87 @@ impl Channel {
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value.raw()) })
   }
 
+  /// The next message if one is ready now, copied into `target` (an `ArrayBufferView` or
+  /// `ArrayBuffer` of at least `maxMessageSize` bytes, from its start): the message's length
+  /// in bytes, or `null` (see `ended`). No new buffer per message, so many small messages
+  /// cost no allocation; the bytes are the message as sent (serialised in object mode).
+  #[napi(
+    ts_args_type = "target: ArrayBufferView | ArrayBuffer",
+    ts_return_type = "number | null"
+  )]
+  pub fn try_receive_into(&mut self, env: Env, target: Unknown) -> Result<Unknown<'_>> {
+    let value = self.take_into(&env, target, Wait::No)?;
+    // SAFETY: as in `try_receive`.
+    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value.raw()) })
+  }
+
+  /// As `tryReceiveInto`, blocking this thread (and the event loop) at most `timeout`
+  /// milliseconds for a message; `null` if the time ran out or the stream ended.
+  #[napi(
+    ts_args_type = "target: ArrayBufferView | ArrayBuffer, options?: ChannelWaitOptions | undefined | null",
+    ts_return_type = "number | null"
+  )]
+  pub fn receive_into_sync(&mut self, env: Env, target: Unknown, options: Option<Unknown>) -> Result<Unknown<'_>> {
+    let timeout = wait_timeout(&env, options)?;
+    let value = self.take_into(&env, target, Wait::Up(timeout))?;
+    // SAFETY: as in `try_receive`.
+    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value.raw()) })
+  }
+
+  /// One receive into the caller's memory: the length as a JS number, or `null`.
+  fn take_into<'e>(&mut self, env: &'e Env, target: Unknown<'_>, wait: Wait) -> Result<Unknown<'e>> {
+    let Bytes::Borrowed(into, room) = Bytes::memory_of(
+      env,
+      target,
+      "target",
+      "an instance of ArrayBuffer, TypedArray or DataView",
+    )?
+    else {
+      return Err(args::invalid_type(
+        env,
+        "target",
+        "an instance of ArrayBuffer, TypedArray or DataView",
+        target,
+      ));
+    };
+    let max = self.inner.max_message_size() as usize;
+    if room < max {
+      return Err(args::out_of_range(
+        env,
+        "target.byteLength",
+        &format!(">= maxMessageSize ({max})"),
+        &room.to_string(),
+      ));
+    }
+    self.release(*env);
+    let outcome = match wait {
+      Wait::No => self.inner.try_recv(),
+      Wait::Up(timeout) => self.inner.recv(timeout),
+    }
+    .js(env)?;
+    let message = match outcome {
+      Recv::Message(message) => message,
+      Recv::Empty => return null(env),
+      Recv::Closed => {
+        self.ended.set(true);
+        return null(env);
+      }
+    };
+    let len = message.len();
+    // SAFETY: source: the held payload, `len` bytes inside the mapping; destination: the
+    // caller's `room >= max >= len` writable bytes, which no JS can detach during this call.
+    // The target may itself be a view of the region, so the copy allows overlap.
+    unsafe { std::ptr::copy(message.as_ptr(), into.cast_mut(), len) };
+    drop(message);
+    #[expect(clippy::cast_precision_loss, reason = "at most 2^30")]
+    env.create_double(len as f64).map(|n| n.to_unknown())
+  }
+
   /// As `tryReceive`, without a copy: a `Uint8Array` over the message inside the ring, valid
-  /// until `release()` or the next receive on this handle (then it reads length 0). Its slot
-  /// stays taken until then, so release views promptly. Bytes mode only (object mode
-  /// returns the value, as `tryReceive`).
-  #[napi(ts_return_type = "Uint8Array | undefined")]
+  /// until `release()` or the next receive on this handle; after that it may read zeros or a
+  /// later message, so copy what you keep. Its slot stays taken until then, so release
+  /// views promptly. Bytes mode only (object mode returns the value, as `tryReceive`).
+  #[napi(ts_return_type = "Uint8Array | null")]
   pub fn try_receive_view(&mut self, env: Env) -> Result<Unknown<'_>> {
     let value = self.take(&env, Wait::No, true)?;
     // SAFETY: as in `try_receive`.
@@ -577,7 +708,7 @@ impl Channel {
   /// As `receiveSync`, without a copy: see `tryReceiveView`.
   #[napi(
     ts_args_type = "options?: ChannelWaitOptions | undefined | null",
-    ts_return_type = "Uint8Array | undefined"
+    ts_return_type = "Uint8Array | null"
   )]
   pub fn receive_view_sync(&mut self, env: Env, options: Option<Unknown>) -> Result<Unknown<'_>> {
     let timeout = wait_timeout(&env, options)?;
@@ -601,14 +732,14 @@ impl Channel {
   }
 
   /// The next message without blocking: resolves with it (a copy, or the value in object
-  /// mode), or `undefined` when `options.timeout` milliseconds pass first or the stream
+  /// mode), or `null` when `options.timeout` milliseconds pass first or the stream
   /// ended (then `ended` is `true`). Rejects with an `AbortError` when `options.signal`
   /// aborts first. Releases this handle's view. A wake from another process lands in the
   /// event loop without a thread in between where the kernel allows (see `waitAsync`).
   /// `for await (const message of channel)` receives until the end of the stream.
   #[napi(
     ts_args_type = "options?: ChannelAsyncOptions | undefined | null",
-    ts_return_type = "Promise<Uint8Array | any | undefined>"
+    ts_return_type = "Promise<Uint8Array | any | null>"
   )]
   pub fn receive<'e>(&mut self, env: &'e Env, options: Option<Unknown>) -> Result<Object<'e>> {
     self.release(*env);
@@ -739,7 +870,7 @@ fn step(env: &Env, op: &Rc<RefCell<Op>>) {
   if deadline.is_some_and(|d| Instant::now() >= d) {
     drop(planned);
     let sending = matches!(op.borrow().work, Work::Send(_));
-    let timed_out = if sending { boolean(env, false) } else { undefined(env) };
+    let timed_out = if sending { boolean(env, false) } else { null(env) };
     return finish(env, op, timed_out);
   }
   let word = match Word::in_region(channel.region().clone(), offset) {
@@ -796,11 +927,11 @@ fn poll(env: &Env, op: &Rc<RefCell<Op>>, channel: &shmkit::Channel) -> Result<Op
     }
     shmkit::Poll::Ready(Recv::Closed) => {
       ended.set(true);
-      finish(env, op, undefined(env));
+      finish(env, op, null(env));
       Ok(None)
     }
     shmkit::Poll::Ready(Recv::Empty) => {
-      finish(env, op, undefined(env));
+      finish(env, op, null(env));
       Ok(None)
     }
     shmkit::Poll::Wait(plan) => Ok(Some(plan)),
@@ -813,6 +944,14 @@ fn boolean(env: &Env, value: bool) -> Result<Unknown<'_>> {
   check(unsafe { sys::napi_get_boolean(env.raw(), value, &raw mut raw) })?;
   // SAFETY: napi_get_boolean succeeded, so `raw` is a valid handle.
   Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), raw) })
+}
+
+fn null(env: &Env) -> Result<Unknown<'_>> {
+  let mut value = ptr::null_mut();
+  // SAFETY: a valid env and out-pointer.
+  check(unsafe { sys::napi_get_null(env.raw(), &raw mut value) })?;
+  // SAFETY: napi_get_null succeeded, so `value` is a valid handle.
+  Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
 }
 
 fn undefined(env: &Env) -> Result<Unknown<'_>> {
@@ -856,6 +995,14 @@ fn copy_out<'e>(env: &'e Env, channel: &shmkit::Channel, held: shmkit::Held) -> 
   uint8_array(env, array_buffer, len)
 }
 
+/// A strong reference to `value`.
+fn reference(env: &Env, value: sys::napi_value) -> Result<sys::napi_ref> {
+  let mut reference = ptr::null_mut();
+  // SAFETY: `value` is a live handle of the current call; valid out-pointer.
+  check(unsafe { sys::napi_create_reference(env.raw(), value, 1, &raw mut reference) })?;
+  Ok(reference)
+}
+
 /// A `Uint8Array` over all `len` bytes of `array_buffer`.
 fn uint8_array(env: &Env, array_buffer: sys::napi_value, len: usize) -> Result<Unknown<'_>> {
   let mut array = ptr::null_mut();
@@ -878,6 +1025,8 @@ impl ObjectFinalize for Channel {
   /// GC of the handle: free a held view's slot, so producers can reuse it.
   fn finalize(mut self, env: Env) -> Result<()> {
     self.release(env);
+    // SAFETY: the reference was created in this env at init/at and is deleted once, here.
+    unsafe { sys::napi_delete_reference(env.raw(), self.memory) };
     Ok(())
   }
 }

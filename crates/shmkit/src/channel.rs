@@ -258,20 +258,73 @@ pub struct Channel {
   stride: usize,
 }
 
-enum SendStep {
-  Claimed(u64),
-  /// The slot at the enqueue position still holds an earlier message; `ctl` is its word.
-  Full {
-    pos: u64,
-    ctl: u64,
-  },
-  Closed,
+/// Which end of the queue an operation works at.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+  /// Producers: the enqueue counter, `WRITING` claims, sleeping on `not_full`.
+  Send,
+  /// Consumers: the dequeue counter, `READING` claims, sleeping on `not_empty`.
+  Recv,
 }
 
-enum RecvStep {
+impl Side {
+  fn counter(self) -> usize {
+    match self {
+      Side::Send => OFF_ENQUEUE,
+      Side::Recv => OFF_DEQUEUE,
+    }
+  }
+
+  fn claim_bit(self) -> u32 {
+    match self {
+      Side::Send => WRITING,
+      Side::Recv => READING,
+    }
+  }
+
+  /// The futex word this side sleeps on.
+  fn sleep_word(self) -> usize {
+    match self {
+      Side::Send => OFF_NOT_FULL,
+      Side::Recv => OFF_NOT_EMPTY,
+    }
+  }
+
+  /// The sequence number a slot holds when this side can claim it for position `pos`:
+  /// `pos` for a producer (free), `pos + 1` for a consumer (a message).
+  fn ready_seq(self, pos: u64) -> u32 {
+    match self {
+      Side::Send => low(pos),
+      Side::Recv => low(pos.wrapping_add(1)),
+    }
+  }
+
+  /// Whether a slot `d` sequence numbers past `ready_seq` shows the position already taken
+  /// by someone else, so the counter should move on. Send: being written, written, or done;
+  /// receive: being read, skipped, or already a lap ahead.
+  fn moves_on(self, d: i64, cap: i64) -> bool {
+    match self {
+      Side::Send => d == 0 || d == 1 || d == cap,
+      Side::Recv => d == 0 || d == cap - 1 || d == cap,
+    }
+  }
+
+  /// Whether the slot is not ready yet (full for a producer, empty for a consumer): it
+  /// holds the lap before, or the one before that and is still owned.
+  fn must_wait(self, d: i64, cap: i64, owner: u32) -> bool {
+    let lap_before = match self {
+      Side::Send => 1 - cap,
+      Side::Recv => -1,
+    };
+    d == lap_before || (d == -cap && owner != 0)
+  }
+}
+
+/// One attempt to claim a slot.
+enum Step {
   Claimed(u64),
-  /// Nothing ready at the dequeue position; `ctl` is the slot's word.
-  Empty {
+  /// The slot at the counter's position is not ready (full, or empty); `ctl` is its word.
+  NotReady {
     pos: u64,
     ctl: u64,
   },
@@ -571,82 +624,100 @@ impl Channel {
     self.capacity.saturating_mul(4).saturating_add(1024)
   }
 
-  fn try_claim_send(&self) -> Result<SendStep> {
-    let me = WRITING | my_pid();
+  /// Claims the slot at the counter's position for `side`, moving the counter past slots
+  /// others took; stops at a slot that is not ready, or at the end.
+  fn try_claim(&self, side: Side) -> Result<Step> {
+    let me = side.claim_bit() | my_pid();
     let cap = i64::from(self.capacity);
-    let enqueue = self.word64(OFF_ENQUEUE);
+    let counter = self.word64(side.counter());
     for _ in 0..self.retry_limit() {
-      let pos = enqueue.load(SeqCst);
+      let pos = counter.load(SeqCst);
       let slot = self.ctl(pos);
       let ctl = slot.load(SeqCst);
       let (seq, owner) = split(ctl);
       self.check_owner(pos, seq, owner)?;
-      let d = distance(seq, low(pos));
+      let d = distance(seq, side.ready_seq(pos));
       if d == 0 && owner == 0 {
-        if self.is_closed() {
-          return Ok(SendStep::Closed);
+        if side == Side::Send && self.is_closed() {
+          return Ok(Step::Closed);
         }
         if slot.compare_exchange(ctl, join(seq, me), SeqCst, SeqCst).is_ok() {
-          let _ = enqueue.compare_exchange(pos, pos.wrapping_add(1), SeqCst, SeqCst);
+          let _ = counter.compare_exchange(pos, pos.wrapping_add(1), SeqCst, SeqCst);
           // Checked again after the claim, so a receiver that saw the close and an
           // unmoved enqueue counter never misses this message: it is withdrawn instead.
-          if self.is_closed() {
+          if side == Side::Send && self.is_closed() {
             self.skip(pos, join(seq, me));
-            return Ok(SendStep::Closed);
+            return Ok(Step::Closed);
           }
-          return Ok(SendStep::Claimed(pos));
+          return Ok(Step::Claimed(pos));
         }
-      } else if d == 0 || d == 1 || d == cap {
-        // Position `pos` is already taken (being written, written, or done): move on.
-        let _ = enqueue.compare_exchange(pos, pos.wrapping_add(1), SeqCst, SeqCst);
-      } else if d == 1 - cap || (d == -cap && owner != 0) {
-        // The slot still holds the message of the lap before (or is still being written).
-        if self.is_closed() {
-          return Ok(SendStep::Closed);
-        }
-        return Ok(SendStep::Full { pos, ctl });
-      } else if enqueue.load(SeqCst) == pos {
+      } else if side.moves_on(d, cap) {
+        let _ = counter.compare_exchange(pos, pos.wrapping_add(1), SeqCst, SeqCst);
+      } else if side.must_wait(d, cap, owner) {
+        let ended = match side {
+          Side::Send => self.is_closed(),
+          // Drained: closed, nothing claimed past this position, and the slot unchanged.
+          Side::Recv => {
+            owner == 0
+              && d == -1
+              && self.is_closed()
+              && self.word64(OFF_ENQUEUE).load(SeqCst) == pos
+              && slot.load(SeqCst) == ctl
+          }
+        };
+        return Ok(if ended {
+          Step::Closed
+        } else {
+          Step::NotReady { pos, ctl }
+        });
+      } else if counter.load(SeqCst) == pos {
         return Err(corrupted("slot sequence"));
       }
     }
-    Err(corrupted("enqueue counter"))
+    Err(corrupted(match side {
+      Side::Send => "enqueue counter",
+      Side::Recv => "dequeue counter",
+    }))
   }
 
-  fn try_claim_recv(&self) -> Result<RecvStep> {
-    let me = READING | my_pid();
-    let cap = i64::from(self.capacity);
-    let dequeue = self.word64(OFF_DEQUEUE);
-    for _ in 0..self.retry_limit() {
-      let pos = dequeue.load(SeqCst);
-      let slot = self.ctl(pos);
-      let ctl = slot.load(SeqCst);
-      let (seq, owner) = split(ctl);
-      self.check_owner(pos, seq, owner)?;
-      let d = distance(seq, low(pos.wrapping_add(1)));
-      if d == 0 && owner == 0 {
-        if slot.compare_exchange(ctl, join(seq, me), SeqCst, SeqCst).is_ok() {
-          let _ = dequeue.compare_exchange(pos, pos.wrapping_add(1), SeqCst, SeqCst);
-          return Ok(RecvStep::Claimed(pos));
-        }
-      } else if d == 0 || d == cap - 1 || d == cap {
-        // Taken by another consumer, skipped, or already a lap ahead: move on.
-        let _ = dequeue.compare_exchange(pos, pos.wrapping_add(1), SeqCst, SeqCst);
-      } else if d == -1 || (d == -cap && owner != 0) {
-        // Nothing yet: free, being written, or a lap behind (its reader still holds it).
-        if d == -1
-          && owner == 0
-          && self.is_closed()
-          && self.word64(OFF_ENQUEUE).load(SeqCst) == pos
-          && slot.load(SeqCst) == ctl
-        {
-          return Ok(RecvStep::Closed);
-        }
-        return Ok(RecvStep::Empty { pos, ctl });
-      } else if dequeue.load(SeqCst) == pos {
-        return Err(corrupted("slot sequence"));
+  /// The one claim loop: claims a slot for `side`, waiting up to `deadline` when `wait`
+  /// (spinning briefly, recovering slots of dead owners, then sleeping). `Ok(None)`: the
+  /// slot did not become ready in time.
+  fn claim(&self, side: Side, wait: bool, deadline: Option<Instant>) -> Result<Option<Step>> {
+    let mut spins = 0;
+    loop {
+      let (pos, ctl) = match self.try_claim(side)? {
+        Step::NotReady { pos, ctl } => (pos, ctl),
+        done => return Ok(Some(done)),
+      };
+      if wait && spins < SPINS {
+        spins += 1;
+        spin(spins);
+        continue;
+      }
+      if self.recover(pos, ctl) {
+        continue;
+      }
+      if !wait || !self.sleep(side.sleep_word(), pos, ctl, deadline)? {
+        return Ok(None);
       }
     }
-    Err(corrupted("dequeue counter"))
+  }
+
+  /// The claim step of an event loop: a claim or the end (`Ready`), or a wait to arm.
+  fn poll_claim(&self, side: Side) -> Result<Poll<Step>> {
+    loop {
+      let (pos, ctl) = match self.try_claim(side)? {
+        Step::NotReady { pos, ctl } => (pos, ctl),
+        done => return Ok(Poll::Ready(done)),
+      };
+      if self.recover(pos, ctl) {
+        continue;
+      }
+      if let Some(plan) = self.plan_wait(side.sleep_word(), pos, ctl) {
+        return Ok(Poll::Wait(plan));
+      }
+    }
   }
 
   /// Turns a claimed-for-writing slot into a hole that receivers skip.
@@ -721,28 +792,14 @@ impl Channel {
     fill: impl FnOnce(*mut u8),
   ) -> Result<SendStatus> {
     self.check_len(len)?;
-    let mut spins = 0;
-    loop {
-      let (pos, ctl) = match self.try_claim_send()? {
-        SendStep::Claimed(pos) => {
-          self.fill_and_publish(pos, len, fill);
-          return Ok(SendStatus::Sent);
-        }
-        SendStep::Closed => return Ok(SendStatus::Closed),
-        SendStep::Full { pos, ctl } => (pos, ctl),
-      };
-      if wait && spins < SPINS {
-        spins += 1;
-        spin(spins);
-        continue;
+    Ok(match self.claim(Side::Send, wait, deadline)? {
+      Some(Step::Claimed(pos)) => {
+        self.fill_and_publish(pos, len, fill);
+        SendStatus::Sent
       }
-      if self.recover(pos, ctl) {
-        continue;
-      }
-      if !wait || !self.sleep(OFF_NOT_FULL, pos, ctl, deadline)? {
-        return Ok(SendStatus::Full);
-      }
-    }
+      Some(Step::Closed) => SendStatus::Closed,
+      Some(Step::NotReady { .. }) | None => SendStatus::Full,
+    })
   }
 
   fn copy_from(msg: &[u8]) -> impl FnOnce(*mut u8) + '_ {
@@ -880,22 +937,15 @@ impl Channel {
   /// As [`Channel::try_send`].
   pub fn poll_send(&self, msg: &[u8]) -> Result<Poll<SendStatus>> {
     self.check_len(msg.len())?;
-    loop {
-      let (pos, ctl) = match self.try_claim_send()? {
-        SendStep::Claimed(pos) => {
-          self.fill_and_publish(pos, msg.len(), Self::copy_from(msg));
-          return Ok(Poll::Ready(SendStatus::Sent));
-        }
-        SendStep::Closed => return Ok(Poll::Ready(SendStatus::Closed)),
-        SendStep::Full { pos, ctl } => (pos, ctl),
-      };
-      if self.recover(pos, ctl) {
-        continue;
+    Ok(match self.poll_claim(Side::Send)? {
+      Poll::Ready(Step::Claimed(pos)) => {
+        self.fill_and_publish(pos, msg.len(), Self::copy_from(msg));
+        Poll::Ready(SendStatus::Sent)
       }
-      if let Some(plan) = self.plan_wait(OFF_NOT_FULL, pos, ctl) {
-        return Ok(Poll::Wait(plan));
-      }
-    }
+      Poll::Ready(Step::Closed) => Poll::Ready(SendStatus::Closed),
+      Poll::Ready(Step::NotReady { .. }) => Poll::Ready(SendStatus::Full),
+      Poll::Wait(plan) => Poll::Wait(plan),
+    })
   }
 
   /// A receive for an event loop: the next message (or the end) if there is one, else a
@@ -904,24 +954,10 @@ impl Channel {
   /// # Errors
   /// As [`Channel::try_recv`].
   pub fn poll_recv(&self) -> Result<Poll<Recv<'_>>> {
-    loop {
-      let (pos, ctl) = match self.try_claim_recv()? {
-        RecvStep::Claimed(pos) => {
-          return Ok(Poll::Ready(Recv::Message(Message {
-            channel: self,
-            held: self.take(pos)?,
-          })))
-        }
-        RecvStep::Closed => return Ok(Poll::Ready(Recv::Closed)),
-        RecvStep::Empty { pos, ctl } => (pos, ctl),
-      };
-      if self.recover(pos, ctl) {
-        continue;
-      }
-      if let Some(plan) = self.plan_wait(OFF_NOT_EMPTY, pos, ctl) {
-        return Ok(Poll::Wait(plan));
-      }
-    }
+    Ok(match self.poll_claim(Side::Recv)? {
+      Poll::Ready(step) => Poll::Ready(self.received(Some(&step))?),
+      Poll::Wait(plan) => Poll::Wait(plan),
+    })
   }
 
   fn take(&self, pos: u64) -> Result<Held> {
@@ -933,32 +969,22 @@ impl Channel {
     Ok(Held { pos, len: len as usize })
   }
 
-  /// The one receive loop: claim the next message, waiting up to `deadline` when `wait`.
+  /// What a receive's claim step comes to.
+  fn received(&self, step: Option<&Step>) -> Result<Recv<'_>> {
+    Ok(match step {
+      Some(&Step::Claimed(pos)) => Recv::Message(Message {
+        channel: self,
+        held: self.take(pos)?,
+      }),
+      Some(Step::Closed) => Recv::Closed,
+      Some(Step::NotReady { .. }) | None => Recv::Empty,
+    })
+  }
+
+  /// The one receive: claim the next message, waiting up to `deadline` when `wait`.
   fn recv_inner(&self, wait: bool, deadline: Option<Instant>) -> Result<Recv<'_>> {
-    let mut spins = 0;
-    loop {
-      let (pos, ctl) = match self.try_claim_recv()? {
-        RecvStep::Claimed(pos) => {
-          return Ok(Recv::Message(Message {
-            channel: self,
-            held: self.take(pos)?,
-          }))
-        }
-        RecvStep::Closed => return Ok(Recv::Closed),
-        RecvStep::Empty { pos, ctl } => (pos, ctl),
-      };
-      if wait && spins < SPINS {
-        spins += 1;
-        spin(spins);
-        continue;
-      }
-      if self.recover(pos, ctl) {
-        continue;
-      }
-      if !wait || !self.sleep(OFF_NOT_EMPTY, pos, ctl, deadline)? {
-        return Ok(Recv::Empty);
-      }
-    }
+    let step = self.claim(Side::Recv, wait, deadline)?;
+    self.received(step.as_ref())
   }
 
   /// Takes the next message if one is ready now.
@@ -999,6 +1025,14 @@ impl Channel {
   )]
   pub fn release(&self, held: Held) {
     let Held { pos, .. } = held;
+    self.release_at(pos);
+  }
+
+  /// Frees the slot this process holds for reading at position `pos` (only its low 32 bits
+  /// matter), as [`Channel::release`] does for a [`Held`]: for bindings that claim slots
+  /// through their own mapping of the same memory and keep the message across calls. Does
+  /// nothing if this process does not hold that slot.
+  pub fn release_claim(&self, pos: u64) {
     self.release_at(pos);
   }
 

@@ -1,0 +1,501 @@
+// The common path of `Channel` in JavaScript: a message that finds a free slot (send) or a
+// ready one (receive) is moved with a few `Atomics` operations on the region's own
+// `ArrayBuffer`, with no call into the native binding. Everything else (a full or empty
+// channel, the end of the stream, a slot held by a process that may have died, words that
+// are not a channel any more, arguments to check) goes to the native methods, which run the
+// whole protocol of docs/layout.md ("Channel"). Both follow that protocol to the letter, so
+// they mix freely, within a process and across processes and languages.
+//
+// Why this keeps every guarantee of the native path:
+// - The JavaScript path only takes the steps of the protocol it fully checks (a slot word
+//   exactly `(p, 0)` to claim, or a known "taken, move on" state); any other word, a counter
+//   beyond 2^53 or a missing magic number sends the call to the native code, which reports
+//   corruption as a typed error. Typed arrays are bounds-checked and the loops are bounded.
+// - A slot is claimed by a 64-bit compare-and-swap that names this process's pid, written
+//   and published exactly as the native code does, so a process killed at any point leaves
+//   the same states, which the native waiters recover.
+// - Sleepers are woken with `notify` (a futex wake) whenever the waiting counts say someone
+//   sleeps, as the native code does.
+'use strict'
+
+const MAGIC = 0x434d4853
+// Header words, in 32-bit units from the start of the channel.
+const W_MAGIC = 0
+const W_CLOSED = 16
+const W_ENQUEUE = 32
+const W_DEQUEUE = 48
+const W_NOT_EMPTY = 64
+const W_CONSUMERS_WAITING = 65
+const W_NOT_FULL = 80
+const W_PRODUCERS_WAITING = 81
+const W_SLOTS = 128
+const WRITING = 0x4000_0000
+const READING = 0x8000_0000
+const PID_MASK = 0x3fff_ffff
+/** Counters at or beyond 2^53 are left to the native code (a double holds them exactly below). */
+const HIGH_LIMIT = 0x20_0000
+/** Attempts of one call before it leaves the rest to the native code. */
+const TRIES = 16
+/** Looks at an empty channel before a blocking receive sleeps in the native code. */
+const RECEIVE_SPINS = 64
+
+const TAKEN = -1 // a sentinel: no slot, ask the native code
+const EMPTY = -2 // nothing ready now (channel open, slot free): no need to ask
+
+const FAST = Symbol('shmkit.channel.fast')
+
+/** The JavaScript view of one channel: typed arrays over the region's buffer. */
+class Fast {
+  constructor(memory, offset, capacity, maxMessageSize, objectMode) {
+    const buffer = memory.buffer
+    const stride = Math.ceil((16 + maxMessageSize) / 64) * 64
+    const size = 512 + capacity * stride
+    this.memory = memory // keeps the handle, and so its buffer, reaching the memory
+    this.buffer = buffer
+    this.offset = offset
+    this.u32 = new Uint32Array(buffer, offset, size / 4)
+    this.b64 = new BigUint64Array(buffer, offset, size / 8)
+    this.i32 = new Int32Array(buffer, offset, W_SLOTS)
+    this.u8 = new Uint8Array(buffer, offset, size)
+    this.capacity = capacity
+    this.mask = capacity - 1
+    this.max = maxMessageSize
+    this.objectMode = objectMode
+    this.strideWords = stride / 4
+    /** Added to a slot word: its sequence number one lap (or one lap less one) on. */
+    this.lap = BigInt(capacity) << 32n
+    this.lapLessOne = BigInt(capacity - 1) << 32n
+    /**
+     * Whether the native handle holds a view's message for this handle (one it made, or one
+     * claimed here and handed to it with `_holdClaimed`), to free before the next receive.
+     */
+    this.holding = false
+  }
+
+  usable() {
+    return this.u32[W_MAGIC] === MAGIC
+  }
+}
+
+/** A 64-bit counter as a double, or -1 if it is beyond 2^53 or moved while read. */
+function counter(u32, index) {
+  const high = Atomics.load(u32, index + 1)
+  const low = Atomics.load(u32, index)
+  if (high >= HIGH_LIMIT || Atomics.load(u32, index + 1) !== high) return -1
+  return high * 0x1_0000_0000 + low
+}
+
+/** Moves a counter from `pos` to `pos + 1` (failure is fine: someone else moved it). */
+function advance(fast, index, pos) {
+  Atomics.compareExchange(fast.b64, index >> 1, BigInt(pos), BigInt(pos + 1))
+}
+
+/** A slot word with no owner: the sequence number in the high half. */
+const unowned = (seq) => BigInt(seq) << 32n
+/** Added to a slot word: its sequence number one on. */
+const NEXT_SEQ = 1n << 32n
+
+/** The owner halves of this process's claims (a forked child has another pid). */
+let ownerPid = -1
+let writingOwner = 0n
+let readingOwner = 0n
+function claimsOf(pid) {
+  if (pid !== ownerPid) {
+    ownerPid = pid
+    writingOwner = BigInt(WRITING + pid)
+    readingOwner = BigInt(READING + pid)
+  }
+}
+
+/** Whether an owner half names a live-looking claimant of the given kind (1 writing, 2 reading). */
+const claimedBy = (owner, kind) => owner >>> 30 === kind && (owner & PID_MASK) !== 0
+
+/** Adds 1 to a futex word and wakes its sleepers, if its waiting count says there are any. */
+function wake(fast, index, waiting) {
+  if (Atomics.load(fast.u32, waiting) === 0) return
+  Atomics.add(fast.u32, index, 1)
+  try {
+    notify(fast.i32, index)
+  } catch {
+    // A failed wake changes nothing: sleepers look again after their time slice. (Never
+    // throw here: the message is already sent or the slot already freed.)
+  }
+}
+
+/** The word the slot claimed last held before the claim, and the position's low 32 bits. */
+let claimedFrom = 0n
+let claimedLow = 0
+
+/** Claims the slot for the next send: its word index (`claimedFrom` its word), or TAKEN. */
+function claimSend(fast) {
+  const { u32, capacity } = fast
+  for (let tries = 0; tries < TRIES; tries++) {
+    const pos = counter(u32, W_ENQUEUE)
+    if (pos < 0) return TAKEN
+    const low = pos >>> 0
+    const c = W_SLOTS + (low & fast.mask) * fast.strideWords
+    const seq = Atomics.load(u32, c + 1)
+    const owner = Atomics.load(u32, c)
+    if (Atomics.load(u32, c + 1) !== seq) continue
+    const d = (seq - low) | 0
+    if (d === 0 && owner === 0) {
+      if (Atomics.load(u32, W_CLOSED) !== 0) return TAKEN
+      const free = unowned(seq)
+      const mine = free | writingOwner
+      if (Atomics.compareExchange(fast.b64, c >> 1, free, mine) !== free) continue
+      advance(fast, W_ENQUEUE, pos)
+      if (Atomics.load(u32, W_CLOSED) !== 0) {
+        // Closed meanwhile: withdraw, so a receiver that saw the close never waits for it.
+        skip(fast, c, free)
+        return TAKEN
+      }
+      claimedFrom = free
+      return c
+    }
+    const movedOn =
+      (d === 0 && claimedBy(owner, 1)) ||
+      (d === 1 && (owner === 0 || claimedBy(owner, 2))) ||
+      (d === capacity && (owner === 0 || claimedBy(owner, 1)))
+    if (!movedOn) return TAKEN // full, or a state only the native code judges
+    advance(fast, W_ENQUEUE, pos)
+  }
+  return TAKEN
+}
+
+/** A slot this process claimed for writing (from word `free`) becomes a hole receivers skip. */
+function skip(fast, c, free) {
+  const claimed = free | writingOwner
+  if (Atomics.compareExchange(fast.b64, c >> 1, claimed, free + fast.lap) === claimed) {
+    wake(fast, W_NOT_EMPTY, W_CONSUMERS_WAITING)
+    wake(fast, W_NOT_FULL, W_PRODUCERS_WAITING)
+  }
+}
+
+/** Claims the next message: its slot word index (`claimedFrom` its word), EMPTY or TAKEN. */
+function claimReceive(fast) {
+  const { u32, capacity } = fast
+  for (let tries = 0; tries < TRIES; tries++) {
+    const pos = counter(u32, W_DEQUEUE)
+    if (pos < 0) return TAKEN
+    const low = pos >>> 0
+    const c = W_SLOTS + (low & fast.mask) * fast.strideWords
+    const seq = Atomics.load(u32, c + 1)
+    const owner = Atomics.load(u32, c)
+    if (Atomics.load(u32, c + 1) !== seq) continue
+    const d = (seq - low - 1) | 0
+    if (d === 0 && owner === 0) {
+      const ready = unowned(seq)
+      if (Atomics.compareExchange(fast.b64, c >> 1, ready, ready | readingOwner) !== ready) continue
+      advance(fast, W_DEQUEUE, pos)
+      claimedFrom = ready
+      claimedLow = low
+      return c
+    }
+    if (d === -1 && owner === 0) {
+      // Nothing written yet. Only the native code decides the end of the stream.
+      return Atomics.load(u32, W_CLOSED) === 0 ? EMPTY : TAKEN
+    }
+    const movedOn =
+      (d === 0 && claimedBy(owner, 2)) ||
+      (d === capacity - 1 && (owner === 0 || claimedBy(owner, 1))) ||
+      (d === capacity && (owner === 0 || claimedBy(owner, 2)))
+    if (!movedOn) return TAKEN // being written (its writer may be dead), or for the native code
+    advance(fast, W_DEQUEUE, pos)
+  }
+  return TAKEN
+}
+
+/** Frees the slot of a message this process took (from word `ready`): free for the next lap. */
+function releaseSlot(fast, c, ready) {
+  const held = ready | readingOwner
+  // Fails only if the words were overwritten meanwhile; then there is nothing to free.
+  if (Atomics.compareExchange(fast.b64, c >> 1, held, ready + fast.lapLessOne) === held) {
+    wake(fast, W_NOT_FULL, W_PRODUCERS_WAITING)
+  }
+}
+
+function corrupted() {
+  const error = new RangeError('channel corrupted: message length')
+  error.code = 'ERR_OUT_OF_RANGE'
+  return error
+}
+
+/** The length of the message in slot `c`, freeing the slot and throwing if it is impossible. */
+function lengthOf(fast, c, ready) {
+  const length = Atomics.load(fast.u32, c + 2)
+  if (length > fast.max) {
+    releaseSlot(fast, c, ready)
+    throw corrupted()
+  }
+  return length
+}
+
+/** Sends `bytes` if a slot is free now: true, or false to leave it to the native code. */
+function trySendFast(fast, bytes) {
+  if (bytes.length > fast.max || !fast.usable()) return false
+  claimsOf(process.pid & PID_MASK)
+  const c = claimSend(fast)
+  if (c < 0) return false
+  const free = claimedFrom
+  try {
+    fast.u8.set(bytes, c * 4 + 16)
+  } catch (error) {
+    skip(fast, c, free)
+    throw error
+  }
+  Atomics.store(fast.u32, c + 2, bytes.length)
+  // Only the claimant moves a claimed slot on, so a plain store publishes (the sequence
+  // number wraps at 2^32: the store keeps the low 64 bits).
+  Atomics.store(fast.b64, c >> 1, free + NEXT_SEQ)
+  wake(fast, W_NOT_EMPTY, W_CONSUMERS_WAITING)
+  return true
+}
+
+let v8
+const serializer = () => (v8 ??= require('node:v8'))
+const encoder = new TextEncoder()
+
+/** The bytes a send puts in the ring, or null to leave the call to the native code. */
+function bytesOf(fast, data) {
+  if (fast.objectMode) {
+    if (data === undefined) return null
+    try {
+      return serializer().serialize(data)
+    } catch {
+      return null // the native call throws the same error
+    }
+  }
+  if (data instanceof Uint8Array) return data
+  if (typeof data === 'string') return encoder.encode(data)
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+  if (data instanceof ArrayBuffer) return new Uint8Array(data)
+  return null
+}
+
+/** Options a fast path may ignore: none, or a valid timeout (and, for async, no signal). */
+function plain(options) {
+  if (options === undefined || options === null) return true
+  if (typeof options !== 'object' || options.signal !== undefined) return false
+  const timeout = options.timeout
+  return timeout === undefined || timeout === null || (typeof timeout === 'number' && timeout >= 0)
+}
+
+/** Frees the view the native handle holds for this handle, if any. */
+function letGo(channel, fast) {
+  if (fast.holding) {
+    fast.holding = false
+    native.release.call(channel)
+  }
+}
+
+/** A `Uint8Array` over the memory of `target` if it can take any message, else null. */
+function roomOf(fast, target) {
+  let room = null
+  if (target instanceof Uint8Array) room = target
+  else if (ArrayBuffer.isView(target)) room = new Uint8Array(target.buffer, target.byteOffset, target.byteLength)
+  else if (target instanceof ArrayBuffer) room = new Uint8Array(target)
+  return room !== null && room.length >= fast.max ? room : null
+}
+
+/** Takes the next message into `room`: its length, EMPTY, or TAKEN. */
+function receiveIntoFast(channel, fast, room, spins) {
+  letGo(channel, fast)
+  if (!fast.usable()) return TAKEN
+  claimsOf(process.pid & PID_MASK)
+  let c = claimReceive(fast)
+  for (let spin = 0; c === EMPTY && spin < spins; spin++) c = claimReceive(fast)
+  if (c < 0) return c
+  const ready = claimedFrom
+  const length = lengthOf(fast, c, ready)
+  const start = fast.offset + c * 4 + 16
+  room.set(new Uint8Array(fast.buffer, start, length))
+  releaseSlot(fast, c, ready)
+  return length
+}
+
+/**
+ * Takes the next message in JavaScript: the value (a copy, a view or the deserialised
+ * object), EMPTY, or TAKEN to leave the call to the native code.
+ */
+function receiveFast(channel, fast, asView, spins) {
+  // A new view is handed over in one native call that also lets the previous one go.
+  const view = asView && !fast.objectMode
+  if (!view) letGo(channel, fast)
+  if (!fast.usable()) return TAKEN // the native receive lets the previous view go
+  claimsOf(process.pid & PID_MASK)
+  let c = claimReceive(fast)
+  for (let spin = 0; c === EMPTY && spin < spins; spin++) c = claimReceive(fast)
+  if (c < 0) {
+    letGo(channel, fast)
+    return c
+  }
+  const ready = claimedFrom
+  let length
+  try {
+    length = lengthOf(fast, c, ready)
+  } finally {
+    if (length === undefined) letGo(channel, fast)
+  }
+  const start = c * 4 + 16
+  if (view) {
+    // The native handle frees it (on release, the next receive, close or GC), also once the
+    // memory handle, and with it this path's buffer, has been closed.
+    try {
+      channel._holdClaimed(claimedLow)
+    } catch (error) {
+      releaseSlot(fast, c, ready)
+      throw error
+    }
+    fast.holding = true
+    return new Uint8Array(fast.buffer, fast.offset + start, length)
+  }
+  const copy = fast.u8.slice(start, start + length)
+  releaseSlot(fast, c, ready)
+  return fast.objectMode ? serializer().deserialize(copy) : copy
+}
+
+let notify
+/** The native methods of `Channel`, which the JavaScript ones fall back on. */
+const native = {}
+
+/** Puts the JavaScript path in front of the native methods of `Channel`. */
+function install(binding) {
+  const { Channel } = binding
+  notify = binding.notify
+  const proto = Channel.prototype
+  for (const name of [
+    'trySend',
+    'sendSync',
+    'send',
+    'tryReceive',
+    'receiveSync',
+    'receive',
+    'tryReceiveView',
+    'receiveViewSync',
+    'tryReceiveInto',
+    'receiveIntoSync',
+    'release',
+    'close',
+  ]) {
+    native[name] = proto[name]
+  }
+
+  /** The handle's JavaScript path, made on first use; null where it has none. */
+  const fastOf = (channel) => {
+    let fast = channel[FAST]
+    if (fast !== undefined) return fast
+    fast = null
+    try {
+      fast = new Fast(channel.memory, channel.offset, channel.capacity, channel.maxMessageSize, channel.objectMode)
+      if (!fast.usable()) fast = null
+    } catch {
+      // No buffer (closed, refused by the runtime, or too large): native only.
+      fast = null
+    }
+    Object.defineProperty(channel, FAST, { value: fast })
+    return fast
+  }
+
+  /** Before a native call that frees the handle's view itself. */
+  const releasedBy = (fast) => {
+    fast.holding = false
+  }
+
+  const methods = {
+    trySend(data) {
+      const fast = fastOf(this)
+      if (fast !== null) {
+        const bytes = bytesOf(fast, data)
+        if (bytes !== null && trySendFast(fast, bytes)) return true
+      }
+      return native.trySend.call(this, data)
+    },
+    sendSync(data, options) {
+      const fast = fastOf(this)
+      if (fast !== null && plain(options)) {
+        const bytes = bytesOf(fast, data)
+        if (bytes !== null && trySendFast(fast, bytes)) return true
+      }
+      return native.sendSync.call(this, data, options)
+    },
+    send(data, options) {
+      const fast = fastOf(this)
+      if (fast !== null && plain(options)) {
+        const bytes = bytesOf(fast, data)
+        if (bytes !== null && trySendFast(fast, bytes)) return Promise.resolve(true)
+      }
+      return native.send.call(this, data, options)
+    },
+    tryReceive() {
+      return receiveVia(this, false, 0, native.tryReceive, undefined)
+    },
+    receiveSync(options) {
+      return receiveVia(this, false, RECEIVE_SPINS, native.receiveSync, options)
+    },
+    receive(options) {
+      const fast = fastOf(this)
+      if (fast !== null && plain(options)) {
+        const value = receiveFast(this, fast, false, 0)
+        if (value !== TAKEN && value !== EMPTY) return Promise.resolve(value)
+      }
+      if (fast !== null) releasedBy(fast)
+      return native.receive.call(this, options)
+    },
+    tryReceiveView() {
+      return receiveVia(this, true, 0, native.tryReceiveView, undefined)
+    },
+    receiveViewSync(options) {
+      return receiveVia(this, true, RECEIVE_SPINS, native.receiveViewSync, options)
+    },
+    tryReceiveInto(target) {
+      return receiveIntoVia(this, target, 0, native.tryReceiveInto, undefined)
+    },
+    receiveIntoSync(target, options) {
+      return receiveIntoVia(this, target, RECEIVE_SPINS, native.receiveIntoSync, options)
+    },
+    release() {
+      const fast = fastOf(this)
+      if (fast === null) return native.release.call(this)
+      letGo(this, fast)
+    },
+    close() {
+      const fast = fastOf(this)
+      if (fast !== null) releasedBy(fast)
+      return native.close.call(this)
+    },
+  }
+
+  /** One receive: in JavaScript if a message is ready, else through the native `method`. */
+  function receiveVia(channel, asView, spins, method, options) {
+    const fast = fastOf(channel)
+    if (fast === null) return method.call(channel, options)
+    if (plain(options)) {
+      const value = receiveFast(channel, fast, asView, spins)
+      if (value === EMPTY && method !== native.receiveSync && method !== native.receiveViewSync) return null
+      if (value !== TAKEN && value !== EMPTY) return value
+    }
+    releasedBy(fast)
+    const value = method.call(channel, options)
+    if (asView && value !== null) fast.holding = true
+    return value
+  }
+
+  /** One receive into `target`: in JavaScript if a message is ready, else natively. */
+  function receiveIntoVia(channel, target, spins, method, options) {
+    const fast = fastOf(channel)
+    const room = fast !== null && plain(options) ? roomOf(fast, target) : null
+    if (room !== null) {
+      const length = receiveIntoFast(channel, fast, room, spins)
+      if (length === EMPTY && spins === 0) return null
+      if (length >= 0) return length
+    }
+    if (fast !== null) releasedBy(fast)
+    return method.call(channel, target, options)
+  }
+
+  for (const [name, value] of Object.entries(methods)) {
+    Object.defineProperty(proto, name, { value, configurable: true, writable: true })
+  }
+}
+
+module.exports = { install }

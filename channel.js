@@ -496,6 +496,10 @@ function install(binding) {
   for (const [name, value] of Object.entries(methods)) {
     Object.defineProperty(proto, name, { value, configurable: true, writable: true })
   }
+  // `using` disposes through the same close as a call.
+  if (typeof Symbol.dispose === 'symbol') {
+    Object.defineProperty(proto, Symbol.dispose, { value: methods.close, configurable: true, writable: true })
+  }
 }
 
 module.exports = { install }

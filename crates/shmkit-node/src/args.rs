@@ -1,8 +1,6 @@
 //! Argument validation with Node's error codes and message shapes, so that a bad call
 //! fails the way the same mistake fails in `fs` or `buffer`.
 
-#![deny(clippy::multiple_unsafe_ops_per_block)]
-
 use napi::bindgen_prelude::*;
 use napi::ValueType;
 

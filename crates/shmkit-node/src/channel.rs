@@ -33,7 +33,7 @@ use shmkit::{Alias, Recv, Region, SendStatus};
 use crate::args;
 use crate::error::{abort_error, closed, IntoJs};
 use crate::promise::{abort_reason, settled, signal_option, AbortHook, Deferred};
-use crate::raw::{call, global};
+use crate::raw::{self, call, global};
 use crate::waiter::{self, WaitId, Word};
 
 /// Options for `Channel.init`.
@@ -143,14 +143,6 @@ unsafe extern "C" fn drop_region(_env: sys::napi_env, _data: *mut c_void, hint: 
   drop(unsafe { Box::from_raw(hint.cast::<ViewHold>()) });
 }
 
-fn check(status: sys::napi_status) -> Result<()> {
-  if status == sys::Status::napi_ok {
-    Ok(())
-  } else {
-    Err(Error::from_status(Status::from(status)))
-  }
-}
-
 fn element_size(kind: sys::napi_typedarray_type) -> usize {
   use sys::TypedarrayType as T;
   match kind {
@@ -186,12 +178,12 @@ impl Bytes {
   fn memory_of(env: &Env, data: Unknown<'_>, arg: &str, expected: &str) -> Result<Self> {
     let raw = data.raw();
     let (mut is_typed, mut is_view, mut is_buffer) = (false, false, false);
-    // SAFETY: type queries with valid out-pointers on a live handle.
-    unsafe {
-      sys::napi_is_typedarray(env.raw(), raw, &raw mut is_typed);
-      sys::napi_is_dataview(env.raw(), raw, &raw mut is_view);
-      sys::napi_is_arraybuffer(env.raw(), raw, &raw mut is_buffer);
-    }
+    // SAFETY: a type query with a valid out-pointer on a live handle.
+    raw::check(unsafe { sys::napi_is_typedarray(env.raw(), raw, &raw mut is_typed) })?;
+    // SAFETY: as above.
+    raw::check(unsafe { sys::napi_is_dataview(env.raw(), raw, &raw mut is_view) })?;
+    // SAFETY: as above.
+    raw::check(unsafe { sys::napi_is_arraybuffer(env.raw(), raw, &raw mut is_buffer) })?;
     let mut pointer: *mut c_void = ptr::null_mut();
     let mut length = 0usize;
     let status = if is_typed {
@@ -229,7 +221,7 @@ impl Bytes {
     } else {
       return Err(args::invalid_type(env, arg, expected, data));
     };
-    check(status)?;
+    raw::check(status)?;
     if pointer.is_null() {
       length = 0; // a detached buffer reads as empty
     }
@@ -374,7 +366,7 @@ impl Channel {
   pub fn memory(&self, env: Env) -> Result<Unknown<'_>> {
     let mut value = ptr::null_mut();
     // SAFETY: `self.memory` is a live strong reference created in this env.
-    check(unsafe { sys::napi_get_reference_value(env.raw(), self.memory, &raw mut value) })?;
+    raw::check(unsafe { sys::napi_get_reference_value(env.raw(), self.memory, &raw mut value) })?;
     // SAFETY: napi_get_reference_value succeeded, so `value` is a valid handle.
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
   }
@@ -478,19 +470,18 @@ impl Channel {
       // (a zlib job between chunks) aborts the process when its input is detached.
       let blanked = view.alias.as_ref().is_some_and(|alias| alias.blank().is_ok());
       let raw = env.raw();
-      let mut value = ptr::null_mut();
-      // SAFETY: `view.buffer` is a live reference created in this env; each call gets valid
-      // out-pointers. Detaching (without an alias) means no JS view reaches the slot once it
-      // is freed.
-      unsafe {
-        if !blanked
-          && sys::napi_get_reference_value(raw, view.buffer, &raw mut value) == sys::Status::napi_ok
-          && !value.is_null()
-        {
-          sys::napi_detach_arraybuffer(raw, value);
+      if !blanked {
+        let mut value = ptr::null_mut();
+        // SAFETY: `view.buffer` is a live reference created in this env; a valid out-pointer.
+        let status = unsafe { sys::napi_get_reference_value(raw, view.buffer, &raw mut value) };
+        if status == sys::Status::napi_ok && !value.is_null() {
+          // Detaching (without an alias) means no JS view reaches the slot once it is freed.
+          // SAFETY: `value` is a live ArrayBuffer handle of this env.
+          let _ = unsafe { sys::napi_detach_arraybuffer(raw, value) };
         }
-        sys::napi_delete_reference(raw, view.buffer);
       }
+      // SAFETY: a live reference of this env, deleted once (the view was taken above).
+      let _ = unsafe { sys::napi_delete_reference(raw, view.buffer) };
       self.inner.release(view.held);
     }
   }
@@ -585,7 +576,7 @@ impl Channel {
     }
     let mut reference = ptr::null_mut();
     // SAFETY: `array_buffer` was just created in this env; valid out-pointer.
-    check(unsafe { sys::napi_create_reference(env.raw(), array_buffer, 1, &raw mut reference) })?;
+    raw::check(unsafe { sys::napi_create_reference(env.raw(), array_buffer, 1, &raw mut reference) })?;
     match uint8_array(env, array_buffer, held.len()) {
       Ok(view) => Ok(Some((view, reference, alias))),
       Err(e) => {
@@ -941,7 +932,7 @@ fn poll(env: &Env, op: &Rc<RefCell<Op>>, channel: &shmkit::Channel) -> Result<Op
 fn boolean(env: &Env, value: bool) -> Result<Unknown<'_>> {
   let mut raw = ptr::null_mut();
   // SAFETY: a valid env and out-pointer.
-  check(unsafe { sys::napi_get_boolean(env.raw(), value, &raw mut raw) })?;
+  raw::check(unsafe { sys::napi_get_boolean(env.raw(), value, &raw mut raw) })?;
   // SAFETY: napi_get_boolean succeeded, so `raw` is a valid handle.
   Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), raw) })
 }
@@ -949,7 +940,7 @@ fn boolean(env: &Env, value: bool) -> Result<Unknown<'_>> {
 fn null(env: &Env) -> Result<Unknown<'_>> {
   let mut value = ptr::null_mut();
   // SAFETY: a valid env and out-pointer.
-  check(unsafe { sys::napi_get_null(env.raw(), &raw mut value) })?;
+  raw::check(unsafe { sys::napi_get_null(env.raw(), &raw mut value) })?;
   // SAFETY: napi_get_null succeeded, so `value` is a valid handle.
   Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
 }
@@ -957,7 +948,7 @@ fn null(env: &Env) -> Result<Unknown<'_>> {
 fn undefined(env: &Env) -> Result<Unknown<'_>> {
   let mut value = ptr::null_mut();
   // SAFETY: a valid env and out-pointer.
-  check(unsafe { sys::napi_get_undefined(env.raw(), &raw mut value) })?;
+  raw::check(unsafe { sys::napi_get_undefined(env.raw(), &raw mut value) })?;
   // SAFETY: napi_get_undefined succeeded, so `value` is a valid handle.
   Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
 }
@@ -984,7 +975,8 @@ fn copy_out<'e>(env: &'e Env, channel: &shmkit::Channel, held: shmkit::Held) -> 
   let mut data: *mut c_void = ptr::null_mut();
   let mut array_buffer = ptr::null_mut();
   // SAFETY: a new ArrayBuffer of `len` bytes; valid out-pointers.
-  let created = check(unsafe { sys::napi_create_arraybuffer(env.raw(), len, &raw mut data, &raw mut array_buffer) });
+  let created =
+    raw::check(unsafe { sys::napi_create_arraybuffer(env.raw(), len, &raw mut data, &raw mut array_buffer) });
   if created.is_ok() && len > 0 && !data.is_null() {
     // SAFETY: source: the held payload, `len` bytes inside the mapping; destination: the new
     // buffer's `len` bytes, private to this process.
@@ -999,7 +991,7 @@ fn copy_out<'e>(env: &'e Env, channel: &shmkit::Channel, held: shmkit::Held) -> 
 fn reference(env: &Env, value: sys::napi_value) -> Result<sys::napi_ref> {
   let mut reference = ptr::null_mut();
   // SAFETY: `value` is a live handle of the current call; valid out-pointer.
-  check(unsafe { sys::napi_create_reference(env.raw(), value, 1, &raw mut reference) })?;
+  raw::check(unsafe { sys::napi_create_reference(env.raw(), value, 1, &raw mut reference) })?;
   Ok(reference)
 }
 
@@ -1007,7 +999,7 @@ fn reference(env: &Env, value: sys::napi_value) -> Result<sys::napi_ref> {
 fn uint8_array(env: &Env, array_buffer: sys::napi_value, len: usize) -> Result<Unknown<'_>> {
   let mut array = ptr::null_mut();
   // SAFETY: `array_buffer` is a live ArrayBuffer of `len` bytes in this env.
-  check(unsafe {
+  raw::check(unsafe {
     sys::napi_create_typedarray(
       env.raw(),
       sys::TypedarrayType::uint8_array,

@@ -6,8 +6,6 @@
 //!   `ERR_INVALID_ARG_VALUE` and `ERR_OUT_OF_RANGE` codes.
 //! - Library states carry `ERR_SHM_*` codes.
 
-#![deny(clippy::multiple_unsafe_ops_per_block)]
-
 use std::ptr;
 
 use napi::bindgen_prelude::*;

@@ -1,8 +1,6 @@
 //! `SharedMemory.list` and `SharedMemory.removeUnused`: which named objects exist, and an
 //! explicit cleanup of your own unused ones.
 
-#![deny(clippy::multiple_unsafe_ops_per_block)]
-
 use napi::bindgen_prelude::*;
 
 use crate::args;

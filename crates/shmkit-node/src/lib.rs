@@ -1,6 +1,8 @@
 //! Node.js binding of shmkit: type conversion, JS object lifetimes, and the one error
 //! conversion. All OS work happens in the `shmkit` crate.
 
+// One operation per unsafe block, so each SAFETY line argues for exactly one thing.
+#![deny(clippy::multiple_unsafe_ops_per_block)]
 #![allow(
   clippy::trivially_copy_pass_by_ref,
   reason = "`&Env` is the napi-rs convention for helpers called from #[napi] functions"

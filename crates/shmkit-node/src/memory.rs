@@ -17,8 +17,6 @@
 //!   an alias, the region's own range is blanked the same way once its last user lets go.
 //!   The addresses are unmapped when the buffer object is collected.
 
-#![deny(clippy::multiple_unsafe_ops_per_block)]
-
 use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::os::fd::AsRawFd;

@@ -1,7 +1,5 @@
 //! `RobustMutex`: a robust process-shared mutex inside a `SharedMemory` region.
 
-#![deny(clippy::multiple_unsafe_ops_per_block)]
-
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;

@@ -1,8 +1,6 @@
 //! Promises settled from native code, and the `AbortSignal` that may end them early: what
 //! every async wait of the binding (`waitAsync`, `Semaphore#wait`) shares.
 
-#![deny(clippy::multiple_unsafe_ops_per_block)]
-
 use std::ptr;
 use std::time::Duration;
 

@@ -1,8 +1,6 @@
 //! The raw N-API calls napi-rs has no safe form for, each in one place: status checks,
 //! taking a pending exception, strong references, and wrapped numbers. Everything else in the binding goes through napi-rs or these helpers.
 
-#![deny(clippy::multiple_unsafe_ops_per_block)]
-
 use std::cell::Cell;
 use std::ffi::c_void;
 use std::ptr;

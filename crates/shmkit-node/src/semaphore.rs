@@ -15,8 +15,6 @@
 //!   closure drops (settled, cancelled, or dropped by env teardown).
 //! - No thread of its own: `io_uring` or the few shared waiter threads (see `waiter.rs`).
 
-#![deny(clippy::multiple_unsafe_ops_per_block)]
-
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;

@@ -1,8 +1,6 @@
 //! The one native piece of `shareWith` (in `share.js`): the descriptor a memfd region maps,
 //! borrowed for `stdio`. Everything else about handing regions to a spawned child is plain
 //! JavaScript over the public API.
-#![deny(clippy::multiple_unsafe_ops_per_block)]
-
 use std::os::fd::AsRawFd;
 
 use napi::bindgen_prelude::*;

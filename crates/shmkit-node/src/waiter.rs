@@ -40,8 +40,6 @@
 //!   that word, and a wake that does not change the word can be missed while the thread is
 //!   busy: protocols change the word before waking, as all of shmkit's do.
 
-#![deny(clippy::multiple_unsafe_ops_per_block)]
-
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::c_void;

@@ -8,8 +8,6 @@
 //! `ArrayBuffer` and wraps a handle to its mapping in it ([`mark_buffer`]); a view of any
 //! other buffer is refused, a view of a closed one is `ERR_SHM_CLOSED`.
 
-#![deny(clippy::multiple_unsafe_ops_per_block)]
-
 use std::cell::RefCell;
 use std::ptr;
 use std::rc::Rc;

@@ -1,7 +1,5 @@
 //! Borrowing a descriptor number that came from outside Rust (a JavaScript argument, an
 //! environment variable) after checking that it is open.
-#![deny(clippy::multiple_unsafe_ops_per_block)]
-
 use std::os::fd::{BorrowedFd, RawFd};
 
 use nix::errno::Errno;

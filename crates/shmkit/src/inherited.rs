@@ -2,8 +2,6 @@
 //! `SHMKIT_INHERITED` environment variable, a JSON array with one entry per region or
 //! semaphore, in the order the parent gave them. The format is written down in
 //! `docs/layout.md` ("Handing regions to a spawned process").
-#![deny(clippy::multiple_unsafe_ops_per_block)]
-
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 

@@ -265,6 +265,9 @@
 //! objects, and what must not be shared between glibc and musl processes is written down in
 //! [the layout contract](https://github.com/shmkit/shmkit/blob/main/docs/layout.md).
 
+// One operation per unsafe block, so each SAFETY line argues for exactly one thing.
+#![deny(clippy::multiple_unsafe_ops_per_block)]
+
 mod anon;
 mod channel;
 mod dev_zero;

@@ -1,8 +1,6 @@
 //! The child's side of `fork()`: a raw-N-API runtime on the env of the `fork()` call (the
 //! child has no event loop and runs no napi-rs machinery), which fixes up `process`, calls
 //! the callback, reports an exception and turns the result into an exit code.
-#![deny(clippy::multiple_unsafe_ops_per_block)]
-
 use std::ffi::c_char;
 use std::os::fd::BorrowedFd;
 use std::ptr;

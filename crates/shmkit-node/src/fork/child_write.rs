@@ -1,7 +1,5 @@
 //! `childWrite(fd, data)`: the bytes of a string or binary view, written whole even to a
 //! non-blocking descriptor. A `fork()` child's way to print.
-#![deny(clippy::multiple_unsafe_ops_per_block)]
-
 use std::ffi::c_void;
 use std::ptr;
 

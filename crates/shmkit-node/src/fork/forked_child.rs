@@ -1,8 +1,6 @@
 //! `ForkedChild`, the parent's handle on a child made by `fork()`: waiting (blocking, or a
 //! Promise settled from a waiter thread), signals, and the registry that kills and reaps
 //! every child still running when this process exits.
-#![deny(clippy::multiple_unsafe_ops_per_block)]
-
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};

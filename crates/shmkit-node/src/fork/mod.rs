@@ -2,8 +2,6 @@
 //! mappings, then `_exit`. The OS protocol is `shmkit::host_fork::HostFork`; here, by
 //! concern: the JS-level preconditions, the child's runtime, the parent's `ForkedChild`
 //! handle, and `childWrite` for the child's output.
-#![deny(clippy::multiple_unsafe_ops_per_block)]
-
 mod child;
 mod child_write;
 mod forked_child;

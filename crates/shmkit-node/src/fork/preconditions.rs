@@ -2,8 +2,6 @@
 //! Deno), the main thread, `--single-threaded`, no worker thread alive (counted through the
 //! `worker_threads` diagnostics channel), external `ArrayBuffer`s allowed, `SIGCHLD` not
 //! ignored, and the dry run of `HostFork` done when the addon loaded.
-#![deny(clippy::multiple_unsafe_ops_per_block)]
-
 use std::ffi::c_void;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

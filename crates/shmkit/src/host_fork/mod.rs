@@ -24,8 +24,6 @@
 //! The runtime-level conditions (the runtime's own worker threads idle, no other isolates)
 //! are the caller's to check; [`is_main_thread`] and [`sigchld_is_ignored`] answer the
 //! OS-level ones.
-#![deny(clippy::multiple_unsafe_ops_per_block)]
-
 use std::time::Duration;
 
 pub mod child_setup;

@@ -1,8 +1,11 @@
 //! Argument validation with Node's error codes and message shapes, so that a bad call
 //! fails the way the same mistake fails in `fs` or `buffer`.
 
+use std::ffi::c_void;
+use std::ptr;
+
 use napi::bindgen_prelude::*;
-use napi::ValueType;
+use napi::{sys, JsValue, ValueType};
 
 use crate::error::{js_error, Class, ERR_INVALID_ARG_TYPE, ERR_INVALID_ARG_VALUE, ERR_OUT_OF_RANGE};
 
@@ -251,5 +254,101 @@ pub fn owner_option(env: &Env, object: Option<&Object<'_>>, arg: &str) -> Result
       Ok(shmkit::Owner::Uid(uid as u32))
     }
     _ => Err(invalid_type(env, &key, "of type number or the string 'any'", value)),
+  }
+}
+
+fn element_size(kind: sys::napi_typedarray_type) -> usize {
+  use sys::TypedarrayType as T;
+  match kind {
+    T::int16_array | T::uint16_array => 2,
+    T::int32_array | T::uint32_array | T::float32_array => 4,
+    T::float64_array | T::bigint64_array | T::biguint64_array => 8,
+    _ => 1,
+  }
+}
+
+/// Bytes to send: a string as UTF-8, or the bytes of an `ArrayBufferView`/`ArrayBuffer`,
+/// borrowed for the call (`Err` if `data` is none of those).
+pub enum Bytes {
+  Owned(Vec<u8>),
+  Borrowed(*const u8, usize),
+}
+
+impl Bytes {
+  pub fn of(env: &Env, data: Unknown<'_>) -> Result<Self> {
+    if data.get_type()? == ValueType::String {
+      return Ok(Self::Owned(string(env, data, "data")?.into_bytes()));
+    }
+    Self::memory_of(
+      env,
+      data,
+      "data",
+      "of type string or an instance of ArrayBuffer, TypedArray or DataView",
+    )
+  }
+
+  /// The bytes of an `ArrayBufferView` or `ArrayBuffer` (`Err`, naming `arg` and what it
+  /// must be, for anything else).
+  pub fn memory_of(env: &Env, data: Unknown<'_>, arg: &str, expected: &str) -> Result<Self> {
+    let raw = data.raw();
+    let (mut is_typed, mut is_view, mut is_buffer) = (false, false, false);
+    // SAFETY: a type query with a valid out-pointer on a live handle.
+    crate::raw::check(unsafe { sys::napi_is_typedarray(env.raw(), raw, &raw mut is_typed) })?;
+    // SAFETY: as above.
+    crate::raw::check(unsafe { sys::napi_is_dataview(env.raw(), raw, &raw mut is_view) })?;
+    // SAFETY: as above.
+    crate::raw::check(unsafe { sys::napi_is_arraybuffer(env.raw(), raw, &raw mut is_buffer) })?;
+    let mut pointer: *mut c_void = ptr::null_mut();
+    let mut length = 0usize;
+    let status = if is_typed {
+      let mut kind = sys::TypedarrayType::uint8_array;
+      let mut elements = 0;
+      // SAFETY: `raw` is a typed array (checked); the out-pointers are valid.
+      let status = unsafe {
+        sys::napi_get_typedarray_info(
+          env.raw(),
+          raw,
+          &raw mut kind,
+          &raw mut elements,
+          &raw mut pointer,
+          ptr::null_mut(),
+          ptr::null_mut(),
+        )
+      };
+      length = elements * element_size(kind);
+      status
+    } else if is_view {
+      // SAFETY: `raw` is a DataView (checked); the out-pointers are valid.
+      unsafe {
+        sys::napi_get_dataview_info(
+          env.raw(),
+          raw,
+          &raw mut length,
+          &raw mut pointer,
+          ptr::null_mut(),
+          ptr::null_mut(),
+        )
+      }
+    } else if is_buffer {
+      // SAFETY: `raw` is an ArrayBuffer (checked); the out-pointers are valid.
+      unsafe { sys::napi_get_arraybuffer_info(env.raw(), raw, &raw mut pointer, &raw mut length) }
+    } else {
+      return Err(invalid_type(env, arg, expected, data));
+    };
+    crate::raw::check(status)?;
+    if pointer.is_null() {
+      length = 0; // a detached buffer reads as empty
+    }
+    Ok(Self::Borrowed(pointer.cast(), length))
+  }
+
+  pub fn as_slice(&self) -> &[u8] {
+    match self {
+      Self::Owned(bytes) => bytes,
+      Self::Borrowed(_, 0) => &[],
+      // SAFETY: napi reported `length` readable bytes at `pointer`; the JS value they belong
+      // to stays alive (and cannot be detached: no JS runs) for the duration of this call.
+      Self::Borrowed(pointer, length) => unsafe { std::slice::from_raw_parts(*pointer, *length) },
+    }
   }
 }

@@ -143,102 +143,6 @@ unsafe extern "C" fn drop_region(_env: sys::napi_env, _data: *mut c_void, hint: 
   drop(unsafe { Box::from_raw(hint.cast::<ViewHold>()) });
 }
 
-fn element_size(kind: sys::napi_typedarray_type) -> usize {
-  use sys::TypedarrayType as T;
-  match kind {
-    T::int16_array | T::uint16_array => 2,
-    T::int32_array | T::uint32_array | T::float32_array => 4,
-    T::float64_array | T::bigint64_array | T::biguint64_array => 8,
-    _ => 1,
-  }
-}
-
-/// Bytes to send: a string as UTF-8, or the bytes of an `ArrayBufferView`/`ArrayBuffer`,
-/// borrowed for the call (`Err` if `data` is none of those).
-enum Bytes {
-  Owned(Vec<u8>),
-  Borrowed(*const u8, usize),
-}
-
-impl Bytes {
-  fn of(env: &Env, data: Unknown<'_>) -> Result<Self> {
-    if data.get_type()? == ValueType::String {
-      return Ok(Self::Owned(args::string(env, data, "data")?.into_bytes()));
-    }
-    Self::memory_of(
-      env,
-      data,
-      "data",
-      "of type string or an instance of ArrayBuffer, TypedArray or DataView",
-    )
-  }
-
-  /// The bytes of an `ArrayBufferView` or `ArrayBuffer` (`Err`, naming `arg` and what it
-  /// must be, for anything else).
-  fn memory_of(env: &Env, data: Unknown<'_>, arg: &str, expected: &str) -> Result<Self> {
-    let raw = data.raw();
-    let (mut is_typed, mut is_view, mut is_buffer) = (false, false, false);
-    // SAFETY: a type query with a valid out-pointer on a live handle.
-    raw::check(unsafe { sys::napi_is_typedarray(env.raw(), raw, &raw mut is_typed) })?;
-    // SAFETY: as above.
-    raw::check(unsafe { sys::napi_is_dataview(env.raw(), raw, &raw mut is_view) })?;
-    // SAFETY: as above.
-    raw::check(unsafe { sys::napi_is_arraybuffer(env.raw(), raw, &raw mut is_buffer) })?;
-    let mut pointer: *mut c_void = ptr::null_mut();
-    let mut length = 0usize;
-    let status = if is_typed {
-      let mut kind = sys::TypedarrayType::uint8_array;
-      let mut elements = 0;
-      // SAFETY: `raw` is a typed array (checked); the out-pointers are valid.
-      let status = unsafe {
-        sys::napi_get_typedarray_info(
-          env.raw(),
-          raw,
-          &raw mut kind,
-          &raw mut elements,
-          &raw mut pointer,
-          ptr::null_mut(),
-          ptr::null_mut(),
-        )
-      };
-      length = elements * element_size(kind);
-      status
-    } else if is_view {
-      // SAFETY: `raw` is a DataView (checked); the out-pointers are valid.
-      unsafe {
-        sys::napi_get_dataview_info(
-          env.raw(),
-          raw,
-          &raw mut length,
-          &raw mut pointer,
-          ptr::null_mut(),
-          ptr::null_mut(),
-        )
-      }
-    } else if is_buffer {
-      // SAFETY: `raw` is an ArrayBuffer (checked); the out-pointers are valid.
-      unsafe { sys::napi_get_arraybuffer_info(env.raw(), raw, &raw mut pointer, &raw mut length) }
-    } else {
-      return Err(args::invalid_type(env, arg, expected, data));
-    };
-    raw::check(status)?;
-    if pointer.is_null() {
-      length = 0; // a detached buffer reads as empty
-    }
-    Ok(Self::Borrowed(pointer.cast(), length))
-  }
-
-  fn as_slice(&self) -> &[u8] {
-    match self {
-      Self::Owned(bytes) => bytes,
-      Self::Borrowed(_, 0) => &[],
-      // SAFETY: napi reported `length` readable bytes at `pointer`; the JS value they belong
-      // to stays alive (and cannot be detached: no JS runs) for the duration of this call.
-      Self::Borrowed(pointer, length) => unsafe { std::slice::from_raw_parts(*pointer, *length) },
-    }
-  }
-}
-
 /// `process.getBuiltinModule('node:v8')[name]`, for object mode.
 fn v8_function<'e>(env: &'e Env, name: &str) -> Result<(Object<'e>, Unknown<'e>)> {
   let process: Object = global(env, "process")?;
@@ -410,9 +314,9 @@ impl Channel {
     self.object_mode
   }
 
-  fn payload(&self, env: &Env, data: Unknown<'_>) -> Result<Bytes> {
+  fn payload(&self, env: &Env, data: Unknown<'_>) -> Result<args::Bytes> {
     if !self.object_mode {
-      return Bytes::of(env, data);
+      return args::Bytes::of(env, data);
     }
     if data.get_type()? == ValueType::Undefined {
       return Err(args::invalid_type(
@@ -424,7 +328,7 @@ impl Channel {
     }
     let (v8, serialize) = v8_function(env, "serialize")?;
     let buffer = call(env, v8.to_unknown(), serialize, &[data])?;
-    Bytes::of(env, buffer).map(|bytes| Bytes::Owned(bytes.as_slice().to_vec()))
+    args::Bytes::of(env, buffer).map(|bytes| args::Bytes::Owned(bytes.as_slice().to_vec()))
   }
 
   fn sent(env: &Env, status: SendStatus) -> Result<bool> {
@@ -638,7 +542,7 @@ impl Channel {
 
   /// One receive into the caller's memory: the length as a JS number, or `null`.
   fn take_into<'e>(&mut self, env: &'e Env, target: Unknown<'_>, wait: Wait) -> Result<Unknown<'e>> {
-    let Bytes::Borrowed(into, room) = Bytes::memory_of(
+    let args::Bytes::Borrowed(into, room) = args::Bytes::memory_of(
       env,
       target,
       "target",

@@ -4,9 +4,11 @@
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 
-import test from 'ava'
+import anyTest from 'ava'
 
-import { fixture, here, runNode } from './helpers.js'
+import { fixture, here, runNode, linuxOnly } from './helpers.js'
+
+const test = linuxOnly(anyTest, '/dev/zero among the factories')
 
 interface Report {
   node: string

@@ -55,7 +55,13 @@ const prefix = specFiles.length === 1 ? `${specFiles[0].replace(/^.*\//, '').rep
 const skipped = new Set(counts.skippedTitles.map((title) => prefix + title))
 // A `*` in a listed line matches any text (the docs test's titles carry README line numbers).
 const patterns = expected.map(
-  (line) => new RegExp(`^${line.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`),
+  (line) =>
+    new RegExp(
+      `^${line
+        .split('*')
+        .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+        .join('.*')}$`,
+    ),
 )
 const unexpected = [...skipped].filter((title) => !patterns.some((pattern) => pattern.test(title)))
 const ran = expected.filter((_, i) => ![...skipped].some((title) => patterns[i].test(title)))

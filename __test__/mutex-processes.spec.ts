@@ -86,7 +86,7 @@ async function countAll(t: ExecutionContext, shm: SharedMemory, name: string, lo
   const words = new Uint32Array(shm.buffer, COUNTER, 64)
   words.fill(0)
   const args = [name, '0', String(COUNTER), String(ROUNDS), locking]
-  const node = (style = locking) =>
+  const node = (style: string = locking) =>
     runNode(fixture('mutex-peer.mjs'), ['count', ...args.slice(0, 4), style], { timeoutMs: 110_000 })
   const rust = hasCargo ? run(await rustPeerPath(), ['count', ...args]) : node()
   const c = hasCc ? run(compileC(t), [`/${name}`, ...args.slice(1)]) : node()

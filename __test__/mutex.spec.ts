@@ -5,7 +5,7 @@ import { once } from 'node:events'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 
-import test, { type ExecutionContext } from 'ava'
+import anyTest, { type ExecutionContext } from 'ava'
 
 import { ROBUST_MUTEX_SIZE, RobustMutex, SharedMemory } from '../index.js'
 import { fixture, runNode, uniqueName, guardTitles, platform } from './helpers.js'

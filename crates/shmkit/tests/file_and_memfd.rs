@@ -4,7 +4,7 @@ mod common;
 
 use std::os::unix::fs::MetadataExt;
 
-use common::{byte_at, fork_lock, under_user_mode_emulation};
+use common::{byte_at, fork_lock};
 use shmkit::{fork, ErrorKind, MapOptions, Region};
 
 struct TempPath(std::path::PathBuf);
@@ -128,7 +128,7 @@ fn a_pin_keeps_the_addresses_and_blanks_the_memory() {
 #[test]
 fn an_alias_shares_the_memory_until_blanked_and_the_region_is_untouched() {
   let region = shmkit::Region::anonymous(3 * 4096).unwrap();
-  if under_user_mode_emulation() {
+  if common::under_user_mode_emulation() {
     // qemu-user refuses mremap with an old size of 0: no alias, and callers pin instead.
     assert!(region.alias().unwrap().is_none(), "no second mapping under emulation");
     return;

@@ -2,9 +2,11 @@
 // kernel (socket writes) hold raw pointers into the region. close() must never unmap under
 // them: no crash, no EFAULT, never another region's bytes, and once the views are collected
 // the fds, shared mappings and memory are back where they started.
-import test from 'ava'
+import anyTest from 'ava'
 
-import { fixture, runNode } from './helpers.js'
+import { fixture, runNode, linuxOnly } from './helpers.js'
+
+const test = linuxOnly(anyTest, '/dev/zero among the kinds of region')
 
 const ROUNDS = 200
 const operations = ['zlib', 'pbkdf2', 'randomFill', 'fs.write', 'fs.read', 'socket.write']

@@ -8,9 +8,13 @@ import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { inspect } from 'node:util'
 
-import test from 'ava'
+import anyTest from 'ava'
 
-import { fixture, here, runNode, uniqueName, uniqueSemName } from './helpers.js'
+import { fixture, here, runNode, uniqueName, uniqueSemName, guardTitles, platform } from './helpers.js'
+
+const test = guardTitles(anyTest, [
+  { ok: platform.linux, need: 'Linux (fork() from Node)', titles: ['a forked child prints'] },
+])
 
 const root = join(here, '..')
 // By URL: index.mjs has no declarations of its own (package.json gives index.d.ts for both).

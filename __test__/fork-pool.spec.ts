@@ -1,13 +1,11 @@
 // fork() and libuv's thread pool: a pool thread inside async work (crypto, dns.lookup, fs, zlib)
 // may hold a lock a child would inherit held. fork() parks every pool thread first, so no
 // work is mid-way when the child is made; work that does not finish in time is a refusal.
-import test from 'ava'
+import anyTest from 'ava'
 
-import { fixture, runNode } from './helpers.js'
+import { fixture, runNode, linuxOnly } from './helpers.js'
 
-const linux = process.platform === 'linux'
-const onLinux = linux ? test : test.skip
-if (!linux) console.log('fork-pool: fork() is Linux-only; skipping')
+const onLinux = linuxOnly(anyTest, 'fork() from Node')
 
 onLinux(
   '1,000 forks with async crypto, dns.lookup and fs work in flight: no hang, crash or wrong result',

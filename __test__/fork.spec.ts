@@ -4,10 +4,12 @@
 import { spawn } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 
-import test from 'ava'
+import anyTest from 'ava'
 
 import { childWrite, fork, getpid } from '../index.js'
-import { fixture, runNode, type Ran } from './helpers.js'
+import { fixture, runNode, type Ran, linuxOnly } from './helpers.js'
+
+const test = linuxOnly(anyTest, 'fork() from Node')
 
 const scenarios = fixture('fork-scenarios.mjs')
 const SINGLE = ['--single-threaded']

@@ -3,11 +3,13 @@
 // The process must never crash, errors must be typed, every in-flight operation must complete
 // normally, and afterwards no descriptor, shared mapping or name is left.
 import fc from 'fast-check'
-import test from 'ava'
+import anyTest from 'ava'
 
 import { SharedMemory } from '../index.js'
 import { inflightWork, limitSize, type State, step, typedCode } from './fuzz-steps.js'
-import { fdTargets, newFds, sharedMappingCount, shmEntries, turn, uniqueName } from './helpers.js'
+import { fdTargets, newFds, sharedMappingCount, shmEntries, turn, uniqueName, linuxOnly } from './helpers.js'
+
+const test = linuxOnly(anyTest, '/dev/zero, /proc/self and /dev/shm')
 
 const pick = fc.nat({ max: 1_000 })
 const size = fc.oneof(fc.integer({ min: 1, max: 3 * 4096 }), limitSize)

@@ -4,11 +4,13 @@
 import { writeSync } from 'node:fs'
 
 import fc from 'fast-check'
-import test from 'ava'
+import anyTest from 'ava'
 
 import { Semaphore, SharedMemory, waitMechanism } from '../index.js'
 import { action, type State, step, typedCode } from './fuzz-steps.js'
-import { fdTargets, newFds, sharedMappingCount, shmEntries, turn, uniqueName } from './helpers.js'
+import { fdTargets, newFds, sharedMappingCount, shmEntries, turn, uniqueName, linuxOnly } from './helpers.js'
+
+const test = linuxOnly(anyTest, 'fork(), /dev/zero and /proc')
 
 test.serial('thousands of random calls: no crash, only typed errors, nothing left behind', async (t) => {
   const prefix = uniqueName(t, 'z').slice(0, 9)

@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import test, { type ExecutionContext } from 'ava'
 
 import { Semaphore, SharedMemory, shareWith } from '../index.js'
-import { fixture, here, uniqueName, uniqueSemName } from './helpers.js'
+import { fixture, here, onlyIf, platform, uniqueName, uniqueSemName } from './helpers.js'
 
 const COUNT = 10_000
 const SUFFIXES = ['fi', 'ff', 'bi', 'bf']
@@ -21,8 +21,10 @@ const LINE_TIMEOUT_MS = 90_000
 const hasCargo = spawnSync('cargo', ['--version'], { stdio: 'ignore' }).status === 0
 const withCargo = hasCargo ? test.serial : test.serial.skip
 if (!hasCargo) console.log('interop-rust: no cargo on PATH to build the Rust peer; skipping')
-// macOS has no semaphores inside memory (sem_init).
-const withRegionSemaphores = hasCargo && process.platform === 'linux' ? test.serial : test.serial.skip
+// In-region semaphores are shmkit's own protocol on every platform.
+const withRegionSemaphores = withCargo
+// The fork counter example forks.
+const withCargoOnLinux = onlyIf(test, platform.linux, 'Linux (the fork counter example forks)').serial
 
 /** The Rust examples' executables, by name, from cargo's own report (wherever its target dir is). */
 let examples: Promise<Map<string, string>> | undefined
@@ -240,18 +242,21 @@ for (const creator of ['rust', 'node'] as const) {
   })
 }
 
-withCargo('the Rust examples run: fork counter, producer/consumer by name, seed', async (t) => {
-  const run = (name: string, args: string[]) => {
-    const ran = spawnSync(name, args, { encoding: 'utf8', timeout: LINE_TIMEOUT_MS })
-    t.is(ran.status, 0, ran.stderr)
-    return ran.stdout
-  }
-  t.regex(run(await example('fork_counter'), ['4', '5000']), /^ok: 4 children x 5000 increments = 20000 /)
-  t.regex(run(await example('producer_consumer'), ['20000']), /^ok: 20000 items passed/)
-  t.regex(run(await example('seed'), []), /named: child \d+ exited Some\(0\); parent reads "hello from child \d+"/)
-})
+;(hasCargo ? withCargoOnLinux : withCargo)(
+  'the Rust examples run: fork counter, producer/consumer by name, seed',
+  async (t) => {
+    const run = (name: string, args: string[]) => {
+      const ran = spawnSync(name, args, { encoding: 'utf8', timeout: LINE_TIMEOUT_MS })
+      t.is(ran.status, 0, ran.stderr)
+      return ran.stdout
+    }
+    t.regex(run(await example('fork_counter'), ['4', '5000']), /^ok: 4 children x 5000 increments = 20000 /)
+    t.regex(run(await example('producer_consumer'), ['20000']), /^ok: 20000 items passed/)
+    t.regex(run(await example('seed'), []), /named: child \d+ exited Some\(0\); parent reads "hello from child \d+"/)
+  },
+)
 
-withCargo(
+;(hasCargo ? withCargoOnLinux : withCargo)(
   'Node hands regions and a semaphore to a Rust child with shareWith; shmkit::inherited() reads them',
   async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'shmkit-inherit-'))

@@ -1,8 +1,10 @@
 // Listing named objects, and removing the unused ones only when asked.
-import test from 'ava'
+import anyTest from 'ava'
 
 import { SharedMemory } from '../index.js'
-import { fixture, startPeer, uniqueName } from './helpers.js'
+import { fixture, startPeer, uniqueName, linuxOnly } from './helpers.js'
+
+const test = linuxOnly(anyTest, 'SharedMemory.list')
 
 test('list reports size, mode, owner and use of named segments, filtered by prefix', async (t) => {
   const prefix = uniqueName(t, 'i').slice(0, 10)

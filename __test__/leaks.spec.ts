@@ -1,9 +1,20 @@
 // Nothing leaks: 10,000 create/close cycles leave descriptors, mappings and /dev/shm where
 // they started.
-import test from 'ava'
+import anyTest from 'ava'
 
 import { SharedMemory } from '../index.js'
-import { fdTargets, mappingCount, newFds, sharedMappingCount, shmEntries, turn, uniqueName } from './helpers.js'
+import {
+  fdTargets,
+  mappingCount,
+  newFds,
+  sharedMappingCount,
+  shmEntries,
+  turn,
+  uniqueName,
+  linuxOnly,
+} from './helpers.js'
+
+const test = linuxOnly(anyTest, '/proc/self and /dev/shm')
 
 const cycles = 10_000
 // V8 grows its own heap while the loop allocates handles, which adds anonymous mappings that

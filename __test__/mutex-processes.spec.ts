@@ -13,15 +13,20 @@ import { join } from 'node:path'
 import test, { type ExecutionContext } from 'ava'
 
 import { RobustMutex, SharedMemory } from '../index.js'
-import { fixture, here, runNode, uniqueName, type Ran } from './helpers.js'
+import { fixture, here, runNode, uniqueName, type Ran, platform } from './helpers.js'
 
 const ROUNDS = 20_000
 const COUNTER = 512
 
 const hasCargo = spawnSync('cargo', ['--version'], { stdio: 'ignore' }).status === 0
-const hasCc = spawnSync('cc', ['--version'], { stdio: 'ignore' }).status === 0
+// The C peer speaks the lock protocol through Linux futex calls.
+const hasCc = platform.linux && spawnSync('cc', ['--version'], { stdio: 'ignore' }).status === 0
 if (!hasCargo) console.log('mutex-processes: no cargo on PATH to build the Rust peer; using Node in its place')
-if (!hasCc) console.log('mutex-processes: no C compiler (cc) on PATH; using Node in place of the C peer')
+if (!hasCc) {
+  console.log(
+    `mutex-processes: ${platform.linux ? 'no C compiler (cc) on PATH' : 'the C peer needs Linux futexes'}; using Node in place of the C peer`,
+  )
+}
 
 let rustPeer: Promise<string> | undefined
 /** The `mutex_peer` example's executable, from cargo's own report. */
@@ -135,14 +140,10 @@ test.serial(
         ? run(await rustPeerPath(), ['churn', name, '0', String(STOP)])
         : runNode(fixture('mutex-peer.mjs'), ['churn', name, '0', String(STOP)], { timeoutMs: 110_000 }),
       // A child made by shmkit's fork() (Linux: a Node started --single-threaded).
-      runNode(
-        fixture('mutex-peer.mjs'),
-        [process.platform === 'linux' ? 'fork-churn' : 'churn', name, '0', String(STOP)],
-        {
-          timeoutMs: 110_000,
-          execArgv: ['--single-threaded'],
-        },
-      ),
+      runNode(fixture('mutex-peer.mjs'), [platform.linux ? 'fork-churn' : 'churn', name, '0', String(STOP)], {
+        timeoutMs: 110_000,
+        execArgv: ['--single-threaded'],
+      }),
     ]
     for (let round = 0; round < SCRIBBLE_ROUNDS; round++) {
       await new Promise((resolve) => setTimeout(resolve, randomInt(3)))

@@ -1,10 +1,12 @@
 // Nobody else gets in: default 0600 objects refuse other users; explicit modes are exact.
 import { statSync } from 'node:fs'
 
-import test from 'ava'
+import anyTest from 'ava'
 
 import { Semaphore, SharedMemory } from '../index.js'
-import { fixture, runNode, uniqueName, uniqueSemName } from './helpers.js'
+import { linuxOnly, runNodeAs, segmentFile, semaphoreFile, uniqueName, uniqueSemName } from './helpers.js'
+
+const test = linuxOnly(anyTest, 'file modes and owners in /dev/shm')
 
 const nobody = 65534
 const asRoot = process.getuid?.() === 0
@@ -17,7 +19,7 @@ asOtherUser('a default 0600 segment cannot be opened by another user (EACCES)', 
   const name = uniqueName(t)
   using _shm = SharedMemory.create(name, 4096)
   for (const mode of ['rw', 'ro']) {
-    const ran = await runNode(fixture('try-open.mjs'), [name, mode], { uid: nobody, gid: nobody })
+    const ran = await runNodeAs(t, 'try-open.mjs', [name, mode], { uid: nobody, gid: nobody })
     t.is(ran.stdout.trim(), 'err EACCES', ran.stderr)
   }
 })
@@ -25,26 +27,26 @@ asOtherUser('a default 0600 segment cannot be opened by another user (EACCES)', 
 asOtherUser('an explicit mode is applied exactly and lets the other user in', async (t) => {
   const name = uniqueName(t)
   using _shm = SharedMemory.create(name, 4096, { mode: 0o604 })
-  t.is(statSync(`/dev/shm/${name}`).mode & 0o777, 0o604)
+  t.is(statSync(segmentFile(name)).mode & 0o777, 0o604)
   // The other user must also say it accepts an object of ours (see the squatting tests).
   const ours = String(process.getuid!())
-  const refused = await runNode(fixture('try-open.mjs'), [name, 'ro'], { uid: nobody, gid: nobody })
+  const refused = await runNodeAs(t, 'try-open.mjs', [name, 'ro'], { uid: nobody, gid: nobody })
   t.is(refused.stdout.trim(), 'err ERR_SHM_FOREIGN_OWNER', refused.stderr)
-  const ro = await runNode(fixture('try-open.mjs'), [name, 'ro', ours], { uid: nobody, gid: nobody })
+  const ro = await runNodeAs(t, 'try-open.mjs', [name, 'ro', ours], { uid: nobody, gid: nobody })
   t.is(ro.stdout.trim(), 'ok 4096', ro.stderr)
-  const rw = await runNode(fixture('try-open.mjs'), [name, 'rw', ours], { uid: nobody, gid: nobody })
+  const rw = await runNodeAs(t, 'try-open.mjs', [name, 'rw', ours], { uid: nobody, gid: nobody })
   t.is(rw.stdout.trim(), 'err EACCES', 'read permission only')
 })
 
 asOtherUser('a default 0600 named semaphore cannot be opened by another user (EACCES)', async (t) => {
   const name = uniqueSemName(t)
   using _sem = Semaphore.create(name, { initial: 2 })
-  t.is(statSync(`/dev/shm/sem.${name}`).mode & 0o777, 0o600)
-  const denied = await runNode(fixture('try-open-sem.mjs'), [name], { uid: nobody, gid: nobody })
+  t.is(statSync(semaphoreFile(name)).mode & 0o777, 0o600)
+  const denied = await runNodeAs(t, 'try-open-sem.mjs', [name], { uid: nobody, gid: nobody })
   t.is(denied.stdout.trim(), 'err EACCES', denied.stderr)
   const other = uniqueSemName(t)
   using _open = Semaphore.create(other, { initial: 3, mode: 0o666 })
-  const allowed = await runNode(fixture('try-open-sem.mjs'), [other, 'any'], { uid: nobody, gid: nobody })
+  const allowed = await runNodeAs(t, 'try-open-sem.mjs', [other, 'any'], { uid: nobody, gid: nobody })
   t.is(allowed.stdout.trim(), 'ok 3', allowed.stderr)
 })
 
@@ -62,9 +64,9 @@ asOtherUser(
         }
       }
     })
-    const squat = await runNode(fixture('squat.mjs'), [shmName, semName], { uid: nobody, gid: nobody })
+    const squat = await runNodeAs(t, 'squat.mjs', [shmName, semName], { uid: nobody, gid: nobody })
     t.is(squat.stdout.trim(), 'squatted', squat.stderr)
-    t.is(statSync(`/dev/shm/${shmName}`).uid, nobody)
+    t.is(statSync(segmentFile(shmName)).uid, nobody)
 
     for (const open of [
       (options?: object) => SharedMemory.open(shmName, options),
@@ -83,8 +85,8 @@ asOtherUser(
       }
     }
     // Refusing never removed the other user's objects.
-    t.is(statSync(`/dev/shm/${shmName}`).uid, nobody)
-    t.is(statSync(`/dev/shm/sem.${semName}`).uid, nobody)
+    t.is(statSync(segmentFile(shmName)).uid, nobody)
+    t.is(statSync(semaphoreFile(semName)).uid, nobody)
   },
 )
 
@@ -109,13 +111,13 @@ test('modes are exact regardless of the umask, and opening never changes mode or
     for (const mode of [0o600, 0o640, 0o666, 0o644, 0o400]) {
       const name = uniqueName(t)
       using shm = SharedMemory.create(name, 1000, { mode })
-      t.is(statSync(`/dev/shm/${name}`).mode & 0o777, mode)
+      t.is(statSync(segmentFile(name)).mode & 0o777, mode)
       if (mode & 0o400) {
         using again = SharedMemory.openOrCreate(name, 99_999, { mode: 0o600 })
         t.is(again.size, 1000)
       }
-      t.is(statSync(`/dev/shm/${name}`).mode & 0o777, mode, 'unchanged by opening')
-      t.is(statSync(`/dev/shm/${name}`).size, shm.size, 'size unchanged by opening')
+      t.is(statSync(segmentFile(name)).mode & 0o777, mode, 'unchanged by opening')
+      t.is(statSync(segmentFile(name)).size, shm.size, 'size unchanged by opening')
     }
   } finally {
     process.umask(previous)

@@ -5,9 +5,11 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { existsSync } from 'node:fs'
 
-import test from 'ava'
+import anyTest from 'ava'
 
-import { fixture, runNode } from './helpers.js'
+import { fixture, runNode, linuxOnly } from './helpers.js'
+
+const test = linuxOnly(anyTest, 'fork() from Node')
 
 const script = fixture('reliability.mjs')
 const SINGLE = ['--single-threaded']

@@ -1,9 +1,13 @@
 // Memory safety: no sequence of calls crashes the process, and every misuse fails with a
 // typed error.
-import test from 'ava'
+import anyTest from 'ava'
 
 import { SharedMemory } from '../index.js'
-import { fixture, runNode, uniqueName } from './helpers.js'
+import { fixture, runNode, uniqueName, guardTitles, platform } from './helpers.js'
+
+const test = guardTitles(anyTest, [
+  { ok: platform.linux, need: 'Linux (/dev/zero)', titles: ['devZero:', 'devZero rejects'] },
+])
 
 const makers: Record<string, (t: import('ava').ExecutionContext) => SharedMemory> = {
   anonymous: () => SharedMemory.anonymous(4096),

@@ -7,10 +7,12 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 
-import test from 'ava'
+import anyTest from 'ava'
 
 import { Semaphore, SharedMemory, waitMechanism } from '../index.js'
-import { cargoExample, fixture, runNode, uniqueName, uniqueSemName } from './helpers.js'
+import { cargoExample, fixture, runNode, uniqueName, uniqueSemName, linuxOnly, semaphoreFile } from './helpers.js'
+
+const test = linuxOnly(anyTest, "fork() from Node and a named semaphore's file")
 
 const ROUNDS = 1000 // per actor; three Node actors and a Rust one
 
@@ -29,7 +31,7 @@ test('random bytes over words and semaphores: no abort, no crash, typed errors, 
   using shm = SharedMemory.create(name, 4096)
   for (const offset of [256, 288, 320, 352]) Semaphore.init(shm, offset, 1).close()
   Semaphore.create(semName, { initial: 1 }).close()
-  const scribbler = spawn(process.execPath, [fixture('scribbler.mjs'), name, `/dev/shm/sem.${semName}`], {
+  const scribbler = spawn(process.execPath, [fixture('scribbler.mjs'), name, semaphoreFile(semName)], {
     stdio: ['pipe', 'pipe', 'inherit'],
   })
   t.teardown(() => scribbler.kill('SIGKILL'))

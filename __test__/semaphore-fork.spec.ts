@@ -1,8 +1,10 @@
 // An in-region semaphore shared with children made by fork(): the seed's "we still need to
 // synchronize access", with the lock and the data in one anonymous region.
-import test from 'ava'
+import anyTest from 'ava'
 
-import { fixture, runNode } from './helpers.js'
+import { fixture, runNode, linuxOnly } from './helpers.js'
+
+const test = linuxOnly(anyTest, 'fork() from Node')
 
 test('4 forked children each add 1 20000 times under an in-region semaphore: the count is exact', async (t) => {
   const ran = await runNode(fixture('sem-fork.mjs'), ['4', '20000'], {

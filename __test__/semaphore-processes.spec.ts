@@ -1,15 +1,29 @@
 // Semaphores across real processes: Node children that share a ring or a counter, a waiter
 // interrupted by signals, a C program, and worker threads that end with waits pending.
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
 import { closeSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-import test from 'ava'
+import anyTest from 'ava'
 
 import { Semaphore, SharedMemory } from '../index.js'
-import { fixture, here, runNode, uniqueName, uniqueSemName } from './helpers.js'
+import { fixture, here, runNode, uniqueName, uniqueSemName, guardTitles, platform, procAvailable } from './helpers.js'
+
+const test = guardTitles(anyTest, [
+  {
+    ok: platform.linux,
+    need: "Linux (a named semaphore's value: macOS's kernel semaphores have none)",
+    titles: [/guarded by named semaphores$/, /under a named semaphore: the count is exact$/],
+  },
+  { ok: procAvailable, need: "/proc (another process's /proc/PID/task)", titles: ['waitSync('] },
+  {
+    ok: platform.glibc && spawnSync('cc', ['--version'], { stdio: 'ignore' }).status === 0,
+    need: "glibc's sem_open (it reads shmkit's /dev/shm/sem.NAME; musl's does not) and a C compiler (cc)",
+    titles: ['a C program opens the named semaphores'],
+  },
+])
 
 const ITEMS = 100_000
 const SLOTS = 64

@@ -2,10 +2,14 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 
-import test from 'ava'
+import anyTest from 'ava'
 
 import { inherited, Semaphore, SharedMemory, shareWith } from '../index.js'
-import { fixture, uniqueName, uniqueSemName } from './helpers.js'
+import { fixture, uniqueName, uniqueSemName, guardTitles, platform } from './helpers.js'
+
+const test = guardTitles(anyTest, [
+  { ok: platform.linux, need: 'Linux (/dev/zero)', titles: ['anonymous, devZero and private regions'] },
+])
 
 function runPeer(options: ReturnType<typeof shareWith>) {
   return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {

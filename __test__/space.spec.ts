@@ -3,9 +3,11 @@
 // outcome does not depend on this machine's free space.
 import { spawnSync } from 'node:child_process'
 
-import test from 'ava'
+import anyTest from 'ava'
 
-import { fixture } from './helpers.js'
+import { fixture, linuxOnly } from './helpers.js'
+
+const test = linuxOnly(anyTest, 'a private /dev/shm mount')
 
 const canUnshare =
   process.getuid?.() === 0 &&

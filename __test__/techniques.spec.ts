@@ -1,10 +1,12 @@
 // The three seed techniques and the fd-backed region, one by one.
 import { closeSync, readFileSync } from 'node:fs'
 
-import test from 'ava'
+import anyTest from 'ava'
 
 import { SharedMemory } from '../index.js'
-import { fixture, runNode } from './helpers.js'
+import { fixture, runNode, guardTitles, platform } from './helpers.js'
+
+const test = guardTitles(anyTest, [{ ok: platform.linux, need: 'Linux (/dev/zero)', titles: ['devZero:'] }])
 
 test('anonymous: zeroed, sized, nameless, shared by default and private on request', (t) => {
   using shm = SharedMemory.anonymous(10_000)

@@ -7,14 +7,12 @@ import { closeSync, mkdtempSync, openSync, rmSync, truncateSync, writeFileSync }
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-import test from 'ava'
+import anyTest from 'ava'
 
 import { SharedMemory } from '../index.js'
-import { fixture, runNode, uniqueName } from './helpers.js'
+import { fixture, runNode, uniqueName, linuxOnly } from './helpers.js'
 
-const linux = process.platform === 'linux'
-const onLinux = linux ? test : test.skip
-if (!linux) console.log('truncation: memfd seals are Linux-only; skipping those checks')
+const onLinux = linuxOnly(anyTest, 'memfd seals and /dev/shm')
 
 onLinux('a child cannot truncate a shared memfd: the parent keeps running and reading', async (t) => {
   using shm = SharedMemory.memfd(1 << 20)

@@ -7,9 +7,12 @@ import { readdirSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { promisify } from 'node:util'
 
-import test from 'ava'
+import anyTest from 'ava'
 
 import { notify, Semaphore, SharedMemory, waitAsync, waitMechanism } from '../index.js'
+import { withProc } from './helpers.js'
+
+const test = withProc(anyTest, 'the thread count in /proc/self/task')
 
 const tasks = () => readdirSync('/proc/self/task').length
 

@@ -7,10 +7,18 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-import test, { type ExecutionContext } from 'ava'
+import anyTest, { type ExecutionContext } from 'ava'
 
 import { notify, Semaphore, SharedMemory, wait, waitAsync, waitMechanism } from '../index.js'
-import { cargoExample, fixture, here, runNode, uniqueName, uniqueSemName } from './helpers.js'
+import { cargoExample, fixture, here, runNode, uniqueName, uniqueSemName, guardTitles, platform } from './helpers.js'
+
+const test = guardTitles(anyTest, [
+  {
+    ok: platform.linux,
+    need: "Linux (fork() from Node and the C peer's futex calls)",
+    titles: ['exact: Node (async, forked), C and Rust', 'without a lock the same count'],
+  },
+])
 
 /**
  * What `notify` reports for one waiting `waitAsync`: exactly 1 with io_uring (each wait is a

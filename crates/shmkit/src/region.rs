@@ -661,10 +661,11 @@ impl Region {
   /// unmapped on its own (see [`Alias`]). Writes through either are seen through the other.
   ///
   /// Linux only, and only for shared mappings (`mremap` with an old size of 0): `Ok(None)`
-  /// for private (copy-on-write) regions and on other systems, which have no such call.
+  /// for private (copy-on-write) regions, on other systems, which have no such call, and when
+  /// `mremap` answers `ENOMEM` (out of mappings, or qemu-user, which does not implement it).
   ///
   /// # Errors
-  /// The `mremap` failure (`ENOMEM` when out of address space or mappings).
+  /// Any other `mremap` failure.
   pub fn alias(&self) -> Result<Option<Alias>> {
     Ok(self.alias_range(0, self.len)?.map(|(alias, _)| alias))
   }
@@ -690,10 +691,15 @@ impl Region {
       // aligned, inside this mapping) at an address the kernel picks (MREMAP_MAYMOVE), so
       // nothing we own is moved or replaced; the new range is owned by the returned Alias,
       // which unmaps it once.
-      let ptr =
-        unsafe { nix::sys::mman::mremap(from, 0, end - start, nix::sys::mman::MRemapFlags::MREMAP_MAYMOVE, None) }
-          .syscall("mremap")
-          .map_err(|e| self.named(e))?;
+      let ptr = match unsafe {
+        nix::sys::mman::mremap(from, 0, end - start, nix::sys::mman::MRemapFlags::MREMAP_MAYMOVE, None)
+      } {
+        Ok(ptr) => ptr,
+        // No second mapping to be had (out of mappings, or a user-mode emulator such as
+        // qemu-user, which refuses an old size of 0): the caller pins the region instead.
+        Err(nix::errno::Errno::ENOMEM) => return Ok(None),
+        Err(e) => return Err(e).syscall("mremap").map_err(|e| self.named(e)),
+      };
       let alias = Alias {
         range: AddressRange { ptr, len: end - start },
       };

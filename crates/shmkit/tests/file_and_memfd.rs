@@ -128,6 +128,11 @@ fn a_pin_keeps_the_addresses_and_blanks_the_memory() {
 #[test]
 fn an_alias_shares_the_memory_until_blanked_and_the_region_is_untouched() {
   let region = shmkit::Region::anonymous(3 * 4096).unwrap();
+  if common::under_user_mode_emulation() {
+    // qemu-user refuses mremap with an old size of 0: no alias, and callers pin instead.
+    assert!(region.alias().unwrap().is_none(), "no second mapping under emulation");
+    return;
+  }
   let alias = region.alias().unwrap().expect("shared mappings alias on Linux");
   assert_eq!(alias.len(), region.len());
   region.write_at(5, b"x").unwrap();

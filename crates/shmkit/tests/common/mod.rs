@@ -34,3 +34,11 @@ pub fn byte_at(region: &shmkit::Region, offset: usize) -> u8 {
   region.read_at(offset, &mut b).unwrap();
   b[0]
 }
+
+/// Set (to `qemu-user`) by `.ci/run` when the tests run under user-mode emulation, which
+/// cannot do everything a kernel does: it accepts `madvise(MADV_DONTFORK)` but ignores it,
+/// `/proc/self/smaps` shows the emulator's own mappings, and `mremap` with an old size of 0
+/// is refused. Tests expect those outcomes there.
+pub fn under_user_mode_emulation() -> bool {
+  std::env::var_os("SHMKIT_TEST_EMULATOR").is_some_and(|v| v == "qemu-user")
+}

@@ -296,7 +296,7 @@ export const withProc = (test: Test, what: string) => onlyIf(test, procAvailable
 /**
  * Runs the fixture `name` as another user (`uid`/`gid`), from a copy that user can read: the
  * checkout may sit in a directory others cannot enter (a 0700 home or `mktemp -d`). The copy
- * (fixture, index.js, binding.js, the binaries; Node too when others cannot reach it) is a
+ * (fixture, the package's JavaScript files, the binaries; Node too when others cannot reach it) is a
  * 0755 temporary directory, removed when the test ends.
  */
 export function runNodeAs(
@@ -310,7 +310,12 @@ export function runNodeAs(
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   chmodSync(dir, 0o755)
   mkdirSync(join(dir, '__test__', 'fixtures'), { recursive: true, mode: 0o755 })
-  const copies = ['index.js', 'binding.js', ...readdirSync(root).filter((f) => /^shmkit\..+\.node$/.test(f))]
+  // The package's own JavaScript files (package.json "files") and the built binaries.
+  const shipped = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { files: string[] }).files
+  const copies = [
+    ...shipped.filter((f) => /\.(c|m)?js$/.test(f)),
+    ...readdirSync(root).filter((f) => /^shmkit\..+\.node$/.test(f)),
+  ]
   for (const file of copies) copyFileSync(join(root, file), join(dir, file))
   copyFileSync(fixture(name), join(dir, '__test__', 'fixtures', name))
   let node = process.execPath

@@ -36,6 +36,7 @@ const mainFiles = [
   'LICENSE',
   'README.md',
   'binding.js',
+  'channel.js',
   'index.d.ts',
   'index.js',
   'index.mjs',

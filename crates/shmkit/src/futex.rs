@@ -195,16 +195,21 @@ mod sys {
         if wait.is_null() || wait_timeout.is_null() || wake_any.is_null() || wake_all.is_null() {
           return None;
         }
-        // SAFETY: each non-null pointer is the libSystem function of that documented
-        // signature; transmuting a data pointer from dlsym to its function type is how
-        // dlsym is used.
-        Some(unsafe {
-          OsSync {
-            wait: std::mem::transmute::<*mut c_void, WaitFn>(wait),
-            wait_timeout: std::mem::transmute::<*mut c_void, WaitTimeoutFn>(wait_timeout),
-            wake_any: std::mem::transmute::<*mut c_void, WakeFn>(wake_any),
-            wake_all: std::mem::transmute::<*mut c_void, WakeFn>(wake_all),
-          }
+        // Each non-null pointer is the libSystem function of that documented signature;
+        // transmuting a data pointer from dlsym to its function type is how dlsym is used.
+        // SAFETY: as just said, for `os_sync_wait_on_address`.
+        let wait = unsafe { std::mem::transmute::<*mut c_void, WaitFn>(wait) };
+        // SAFETY: as above, for `os_sync_wait_on_address_with_timeout`.
+        let wait_timeout = unsafe { std::mem::transmute::<*mut c_void, WaitTimeoutFn>(wait_timeout) };
+        // SAFETY: as above, for `os_sync_wake_by_address_any`.
+        let wake_any = unsafe { std::mem::transmute::<*mut c_void, WakeFn>(wake_any) };
+        // SAFETY: as above, for `os_sync_wake_by_address_all`.
+        let wake_all = unsafe { std::mem::transmute::<*mut c_void, WakeFn>(wake_all) };
+        Some(OsSync {
+          wait,
+          wait_timeout,
+          wake_any,
+          wake_all,
         })
       })
       .as_ref()

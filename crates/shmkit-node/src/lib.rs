@@ -65,8 +65,8 @@ pub fn install_dispose(exports: Object, env: Env) -> Result<()> {
   }
   alias_dispose(&exports, dispose, "SharedMemory")?;
   alias_dispose(&exports, dispose, "RobustMutex")?;
-  alias_dispose(&exports, dispose, "Semaphore")?;
-  alias_dispose(&exports, dispose, "Channel")
+  // Channel's comes from channel.js, whose `close` wraps the native one.
+  alias_dispose(&exports, dispose, "Semaphore")
 }
 
 fn alias_dispose(exports: &Object, dispose: Unknown, class: &str) -> Result<()> {

@@ -574,8 +574,9 @@ export declare class SharedMemory {
    * `fs.write`, a `zlib` or `crypto` job, a socket write in flight) therefore never faults or
    * aborts. The addresses are released once the buffer is garbage-collected. Handles made
    * with `share()`/`from()` in other threads, and semaphores in the region, keep the memory
-   * itself alive until they close too. (Private and read-only regions have no separate
-   * mapping per handle: their views are blanked when the region's last user lets go.)
+   * itself alive until they close too. (Private and read-only regions, and systems without
+   * `mremap`, have no separate mapping per user: their views are blanked when the region's
+   * last user lets go.)
    */
   close(): void
   /**

@@ -1,21 +1,26 @@
 //! `SharedMemory`: a `shmkit::Region` seen from JavaScript as one external `ArrayBuffer`.
 //!
 //! Lifetime rules (why this file looks the way it does):
-//! - The `ArrayBuffer` is created once per handle, over the mapping itself (zero-copy), and
-//!   held by a strong reference until `close()` or GC.
+//! - The `ArrayBuffer` is created once per handle, over the handle's own mapping (zero-copy),
+//!   and held by a strong reference until `close()` or GC.
 //! - Each buffer has a claim in a process-wide table, found by a plain number (never a
 //!   pointer, so a finalizer that runs twice, or a runtime that runs it on a failed creation,
-//!   cannot free anything twice). The claim holds the region while the handle is alive, and an
-//!   `AddressPin` until V8 has released both the backing store and the `ArrayBuffer` object.
-//! - The buffer lies over an alias: the handle's own mapping of the region's memory
-//!   (`Region::alias`), where the kernel can make one (shared mappings on Linux); otherwise
-//!   over the region's mapping itself, kept mapped by an `AddressPin`.
+//!   cannot free anything twice). The claim holds the handle's mapping while the handle is
+//!   alive, and an `AddressPin` on it until V8 has released both the backing store and the
+//!   `ArrayBuffer` object.
+//! - Users that may outlive the handle (objects placed in the region, `share()` tokens,
+//!   waits on its words) get a second mapping of the same memory (`Region::map_again`), made
+//!   on first request, so the handle's own mapping is its buffer's alone.
 //! - `close()` never detaches the buffer: native work still in flight (a zlib job between
 //!   chunks, an `fs.write`) holds raw pointers into it, and a detached input makes Node abort.
-//!   Instead it cuts the buffer off in place: the alias is replaced by private zero pages, so
-//!   views keep their length, read zeros, and write only to pages nobody else sees. Without
-//!   an alias, the region's own range is blanked the same way once its last user lets go.
-//!   The addresses are unmapped when the buffer object is collected.
+//!   Instead it drops the handle's mapping, which, pinned, is replaced in place by private
+//!   zero pages: views keep their length, read zeros, and write only to pages nobody else
+//!   sees. The addresses are unmapped when the buffer object is collected. (Where no second
+//!   mapping can be made, the other users share the handle's, and the blanking waits for the
+//!   last of them.)
+//! - V8 counts a buffer's length as external memory until the buffer is collected, closed
+//!   or not: churning large regions makes it collect more often (the price of never
+//!   detaching; see `bench/README.md`).
 
 use std::collections::BTreeMap;
 use std::ffi::c_void;
@@ -26,7 +31,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use napi::bindgen_prelude::*;
 use napi::sys;
-use shmkit::{AddressPin, Alias, MapOptions, Region};
+use shmkit::{AddressPin, MapOptions, Region};
 
 use crate::args;
 use crate::error::{
@@ -36,14 +41,13 @@ use crate::raw;
 
 /// One `ArrayBuffer`'s hold on a region, settled by its two finalizers.
 struct Claim {
-  /// The region, while the handle that made the buffer is neither closed nor collected.
+  /// The handle's own mapping, while the handle is neither closed nor collected.
   region: Option<Arc<Region>>,
-  /// The buffer's own mapping of the memory, blanked when the handle closes; unmapped when
-  /// V8 is done with the buffer.
-  alias: Option<Alias>,
-  /// Without an alias, the region's addresses, until V8 is done with the buffer.
-  _pin: Option<AddressPin>,
-  /// Where the buffer starts (its alias, or the region itself) and its length.
+  /// The mapping users that may outlive the handle hold (see `shared_region`), once asked.
+  shared: Option<Arc<Region>>,
+  /// Keeps the buffer's addresses mapped (blank once the handle's mapping is dropped).
+  _pin: AddressPin,
+  /// Where the buffer starts and its length.
   base: usize,
   len: usize,
   /// How many finalizers (backing store, buffer object) have yet to run.
@@ -76,22 +80,27 @@ unsafe extern "C" fn settle_claim(_env: sys::napi_env, _data: *mut c_void, hint:
   drop(done); // outside the lock: may unmap
 }
 
-/// The handle closed: its buffer's alias no longer reaches the memory (zero pages in place,
-/// so views keep their length), and the claim no longer keeps the region.
+/// The handle closed: the claim lets go of its mappings (the handle's own is then blanked
+/// under the pin).
 fn release_region(key: usize) {
-  let region = {
-    let mut claims = claims();
-    let Some(claim) = claims.get_mut(&key) else {
-      return;
-    };
-    if let Some(alias) = &claim.alias {
-      // A failed blank leaves the alias reaching the memory until the buffer is collected:
-      // never a fault.
-      let _ = alias.blank();
-    }
-    claim.region.take()
-  };
-  drop(region); // outside the lock: may blank or unmap
+  let released = claims()
+    .get_mut(&key)
+    .map(|claim| (claim.region.take(), claim.shared.take()));
+  drop(released); // outside the lock: may blank or unmap
+}
+
+/// The mapping of claim `key`'s region for users that may outlive its handle: made on first
+/// request (`Region::map_again`), or the handle's own where no second mapping can be made
+/// (then the blanking at close waits for them). `None` once the handle is closed.
+fn shared_region(key: usize) -> Option<Arc<Region>> {
+  let mut claims = claims();
+  let claim = claims.get_mut(&key)?;
+  let own = claim.region.as_ref()?;
+  let shared = claim.shared.get_or_insert_with(|| match own.map_again() {
+    Ok(Some(again)) => Arc::new(again),
+    Ok(None) | Err(_) => own.clone(),
+  });
+  Some(shared.clone())
 }
 
 /// What a buffer's claim says about the memory under `address`.
@@ -106,16 +115,19 @@ pub(crate) enum Claimed {
 
 /// The region behind the buffer of claim `key`, for an `address` inside that buffer.
 pub(crate) fn claimed_region(key: usize, address: usize) -> Claimed {
-  let claims = claims();
-  let Some(claim) = claims.get(&key) else {
-    return Claimed::Unknown;
+  let offset = {
+    let claims = claims();
+    let Some(claim) = claims.get(&key) else {
+      return Claimed::Unknown;
+    };
+    // The end itself counts: an empty view may start there.
+    if address < claim.base || address - claim.base > claim.len {
+      return Claimed::Unknown;
+    }
+    address - claim.base
   };
-  // The end itself counts: an empty view may start there.
-  if address < claim.base || address - claim.base > claim.len {
-    return Claimed::Unknown;
-  }
-  match &claim.region {
-    Some(region) => Claimed::Open(region.clone(), address - claim.base),
+  match shared_region(key) {
+    Some(region) => Claimed::Open(region, offset),
     None => Claimed::Closed,
   }
 }
@@ -222,11 +234,23 @@ pub struct SharedMemory {
 
 impl SharedMemory {
   pub(crate) fn wrap(env: &Env, region: Region, read_only: bool) -> Result<Self> {
-    Self::wrap_shared(env, Arc::new(region), read_only)
+    Self::wrap_own(env, Arc::new(region), None, read_only)
   }
 
+  /// A handle over `region`, which other users may hold too (a redeemed `share()` token):
+  /// the handle maps it again for itself where it can, so its close cuts off only its own
+  /// views.
   fn wrap_shared(env: &Env, region: Arc<Region>, read_only: bool) -> Result<Self> {
-    let (buffer, claim) = new_buffer(env, &region)?;
+    let (own, shared) = match region.map_again().js(env)? {
+      Some(again) => (Arc::new(again), Some(region)),
+      None => (region, None),
+    };
+    Self::wrap_own(env, own, shared, read_only)
+  }
+
+  /// A handle whose own mapping is `region`; `shared`, if known, is the one other users get.
+  fn wrap_own(env: &Env, region: Arc<Region>, shared: Option<Arc<Region>>, read_only: bool) -> Result<Self> {
+    let (buffer, claim) = new_buffer(env, &region, shared)?;
     Ok(Self {
       kind: region.kind(),
       name: region.name().map(str::to_owned),
@@ -243,9 +267,17 @@ impl SharedMemory {
     self.region.as_ref().ok_or_else(|| closed(env, "SharedMemory"))
   }
 
-  /// The region for native users (semaphores placed in it), or `ERR_SHM_CLOSED`.
+  /// The region for native users that may outlive this handle (objects placed in it,
+  /// `share()` tokens): a mapping of their own, so `close()` cuts off only this handle's
+  /// views. `ERR_SHM_CLOSED` after `close()`.
   pub fn region(&self, env: &Env) -> Result<Arc<Region>> {
-    self.live(env).cloned()
+    shared_region(self.claim).ok_or_else(|| closed(env, "SharedMemory"))
+  }
+
+  /// The region's own descriptor, borrowed (`None` for kinds without one), or
+  /// `ERR_SHM_CLOSED`.
+  pub(crate) fn raw_fd(&self, env: &Env) -> Result<Option<i32>> {
+    Ok(self.live(env)?.fd().map(|fd| fd.as_raw_fd()))
   }
 
   /// A `SharedMemory` argument (checked by napi's type tag, so another class or a look-alike
@@ -329,29 +361,25 @@ pub(crate) fn check_buffer_size(env: &Env, size: usize) -> Result<()> {
   ))
 }
 
-/// Creates the handle's external `ArrayBuffer` over `region`, a strong reference to it, and
-/// its claim.
-fn new_buffer(env: &Env, region: &Arc<Region>) -> Result<(raw::Strong, usize)> {
+/// Creates the handle's external `ArrayBuffer` over `region` (the handle's own mapping), a
+/// strong reference to it, and its claim.
+fn new_buffer(env: &Env, region: &Arc<Region>, shared: Option<Arc<Region>>) -> Result<(raw::Strong, usize)> {
   check_buffer_size(env, region.len())?;
-  let alias = region.alias().js(env)?;
-  let (data, pin) = match &alias {
-    Some(alias) => (alias.as_ptr(), None),
-    None => (region.as_ptr(), Some(region.pin())),
-  };
+  let data = region.as_ptr();
   let key = NEXT_CLAIM.fetch_add(1, Ordering::Relaxed);
   claims().insert(
     key,
     Claim {
       region: Some(region.clone()),
-      alias,
-      _pin: pin,
+      shared,
+      _pin: region.pin(),
       base: data as usize,
       len: region.len(),
       pending: 1,
     },
   );
-  // SAFETY: the pointer and length describe the live mapping (alias or region), which the
-  // claim keeps mapped until `settle_claim` runs for it; the hint is a number, not a pointer.
+  // SAFETY: the pointer and length describe the live mapping, which the claim's pin keeps
+  // mapped until `settle_claim` runs for it; the hint is a number, not a pointer.
   let created =
     unsafe { raw::external_arraybuffer(env, data.cast(), region.len(), Some(settle_claim), key as *mut c_void) };
   let value = match created {
@@ -740,11 +768,11 @@ impl SharedMemory {
   /// `close()`.
   #[napi(getter)]
   pub fn fd(&self, env: Env) -> Result<Option<i32>> {
-    let Some(fd) = self.live(&env)?.fd() else {
+    let Some(fd) = self.raw_fd(&env)? else {
       return Ok(None);
     };
     // SAFETY: F_DUPFD_CLOEXEC on a descriptor the region owns; the result is a new descriptor.
-    let dup = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
     if dup < 0 {
       let e = shmkit::Error::os(shmkit::Errno::last(), "fcntl");
       return Err(crate::error::to_js(&env, &e));
@@ -795,8 +823,9 @@ impl SharedMemory {
   /// `fs.write`, a `zlib` or `crypto` job, a socket write in flight) therefore never faults or
   /// aborts. The addresses are released once the buffer is garbage-collected. Handles made
   /// with `share()`/`from()` in other threads, and semaphores in the region, keep the memory
-  /// itself alive until they close too. (Private and read-only regions have no separate
-  /// mapping per handle: their views are blanked when the region's last user lets go.)
+  /// itself alive until they close too. (Private and read-only regions, and systems without
+  /// `mremap`, have no separate mapping per user: their views are blanked when the region's
+  /// last user lets go.)
   #[napi]
   pub fn close(&mut self, env: Env) {
     let Some(region) = self.region.take() else {
@@ -805,9 +834,9 @@ impl SharedMemory {
     if let Some(buffer) = self.buffer.take() {
       buffer.delete(&env);
     }
+    drop(region);
     // No view of ours reaches the bytes any more: the claim keeps only the addresses.
     release_region(self.claim);
-    drop(region);
   }
 
   /// A token that hands this region to a worker thread of this process without copying:
@@ -818,7 +847,7 @@ impl SharedMemory {
   /// bytes: the copy is not shared memory.) Throws `ERR_SHM_CLOSED` after `close()`.
   #[napi]
   pub fn share(&self, env: Env) -> Result<SharedMemoryToken> {
-    let region = self.live(&env)?.clone();
+    let region = self.region(&env)?;
     let id = loop {
       let id = random_id();
       let mut tokens = TOKENS.lock().unwrap_or_else(PoisonError::into_inner);

@@ -1,8 +1,6 @@
 //! The one native piece of `shareWith` (in `share.js`): the descriptor a memfd region maps,
 //! borrowed for `stdio`. Everything else about handing regions to a spawned child is plain
 //! JavaScript over the public API.
-use std::os::fd::AsRawFd;
-
 use napi::bindgen_prelude::*;
 
 use crate::memory::SharedMemory;
@@ -12,5 +10,5 @@ use crate::memory::SharedMemory;
 /// `ERR_SHM_CLOSED` after `close()`. Taken by `share.js` and not exported.
 #[napi(skip_typescript)]
 pub fn hand_over_descriptor(env: Env, region: &SharedMemory) -> Result<Option<i32>> {
-  Ok(region.region(&env)?.fd().map(|fd| fd.as_raw_fd()))
+  region.raw_fd(&env)
 }

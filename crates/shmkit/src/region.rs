@@ -378,7 +378,8 @@ pub struct Region {
   released: bool,
   kind: Kind,
   name: Option<String>,
-  fd: Option<OwnedFd>,
+  /// Shared with the regions [`Region::map_again`] makes, so a second mapping costs no `dup`.
+  fd: Option<Arc<OwnedFd>>,
   private: bool,
   writable: bool,
 }
@@ -497,7 +498,7 @@ impl Region {
   }
 
   pub(crate) fn with_fd(mut self, fd: OwnedFd) -> Self {
-    self.fd = Some(fd);
+    self.fd = Some(Arc::new(fd));
     self
   }
 
@@ -546,7 +547,7 @@ impl Region {
   /// The descriptor behind a memfd (or `from_fd`) region, to hand to a spawned child.
   #[must_use]
   pub fn fd(&self) -> Option<BorrowedFd<'_>> {
-    self.fd.as_ref().map(AsFd::as_fd)
+    self.fd.as_deref().map(AsFd::as_fd)
   }
 
   /// The 32-bit word at `offset`, for atomics and [`crate::futex`] wait/wake shared with
@@ -668,6 +669,32 @@ impl Region {
   /// Any other `mremap` failure.
   pub fn alias(&self) -> Result<Option<Alias>> {
     Ok(self.alias_range(0, self.len)?.map(|(alias, _)| alias))
+  }
+
+  /// The same memory mapped again at fresh addresses, as a region of its own: same kind,
+  /// name, descriptor and flags. Closing either region leaves the other mapped, so one user's
+  /// close (which blanks its range under an [`AddressPin`]) never cuts off another's.
+  ///
+  /// Where [`Region::alias`] can make no second mapping (private regions, systems other than
+  /// Linux, qemu-user), `Ok(None)`: callers then share this region instead.
+  ///
+  /// # Errors
+  /// The `mremap` failure.
+  pub fn map_again(&self) -> Result<Option<Region>> {
+    let Some(Alias { range }) = self.alias()? else {
+      return Ok(None);
+    };
+    Ok(Some(Region {
+      ptr: range.ptr.cast(),
+      len: self.len,
+      range: Arc::new(range),
+      released: false,
+      kind: self.kind,
+      name: self.name.clone(),
+      fd: self.fd.clone(),
+      private: self.private,
+      writable: self.writable,
+    }))
   }
 
   /// Like [`Region::alias`], for the bytes `offset..offset + len` only: the alias covers the

@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 
 use common::{byte_at, fork_lock};
@@ -168,5 +169,49 @@ fn an_alias_shares_the_memory_until_blanked_and_the_region_is_untouched() {
   assert!(
     private.alias().unwrap().is_none(),
     "private memory has no second mapping"
+  );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_region_mapped_again_outlives_the_first_one_closing_under_a_pin() {
+  let first = shmkit::Region::memfd(4096).unwrap();
+  let Some(again) = first.map_again().unwrap() else {
+    assert!(
+      common::under_user_mode_emulation(),
+      "shared mappings map again on Linux"
+    );
+    return;
+  };
+  assert_ne!(again.as_ptr(), first.as_ptr(), "fresh addresses");
+  assert_eq!(
+    (again.len(), again.kind(), again.is_sealed()),
+    (first.len(), first.kind(), first.is_sealed())
+  );
+  assert_eq!(
+    again.fd().map(|fd| fd.as_raw_fd()),
+    first.fd().map(|fd| fd.as_raw_fd()),
+    "one descriptor, not a dup"
+  );
+  first.write_at(0, b"ab").unwrap();
+  let mut seen = [0u8; 2];
+  again.read_at(0, &mut seen).unwrap();
+  assert_eq!(&seen, b"ab", "the same memory");
+
+  let pin = first.pin();
+  let stale = first.as_ptr();
+  first.close().unwrap();
+  // SAFETY: the pin keeps the first range mapped (blank now).
+  assert_eq!(unsafe { stale.read() }, 0, "the closed region reads zeros");
+  again.write_at(1, b"c").unwrap();
+  again.read_at(0, &mut seen).unwrap();
+  assert_eq!(&seen, b"ac", "the second mapping still reaches the memory");
+  assert!(again.fd().is_some(), "and keeps the descriptor open");
+  drop(pin);
+
+  let private = shmkit::Region::anonymous_with(4096, &MapOptions::new().private(true)).unwrap();
+  assert!(
+    private.map_again().unwrap().is_none(),
+    "private memory is shared, not mapped again"
   );
 }

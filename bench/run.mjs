@@ -208,15 +208,15 @@ const TARGETS = [
   ['B1', 'bulk.shmkit.copyout', 'bulk.native.memcpy', '>=', 0.85],
   ['B1-ipc', 'bulk.shmkit.copyout', 'bulk.node.ipc', '>=', 10],
   ['B3-stdin', 'bulk.shmkit.copyout', 'bulk.node.stdin', '>=', 5],
-  ['L1', 'life.shmkit.create.named.1m', 'life.native.create.named.1m', '<=', 2.0],
-  ['L2', 'life.shmkit.open.named.1m', 'life.native.open.named.1m', '<=', 2.0],
+  ['L1', 'life.shmkit.create.named.1m', 'life.native.create.named.1m', '<=', 1.5],
+  ['L2', 'life.shmkit.open.named.1m', 'life.native.open.named.1m', '<=', 1.5],
   ...['4k', '1m'].flatMap((s) =>
     LIFE_CASES.map((c) => [
       `${c.startsWith('create') ? 'L1' : 'L2'}.${c.split('.')[1]}.${s}`,
       `life.shmkit.${c}.${s}`,
       `life.native.${c}.${s}`,
       '<=',
-      2.0,
+      1.5,
     ]),
   ),
   ...['4k', '1m'].flatMap((s) =>

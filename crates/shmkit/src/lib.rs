@@ -24,7 +24,8 @@
 //! front).
 //!
 //! To take turns: [`Semaphore`], named or placed inside a region, on glibc's `sem_t` bytes
-//! with shmkit's own wait/wake ([`futex`] on a shared word, which any protocol can use);
+//! with shmkit's own wait/wake ([`futex`] on a shared word, which any protocol can use; on
+//! Linux ≥ 6.7 also without blocking, for an event loop: `futex_ring`);
 //! [`RobustMutex`], shmkit's own futex lock word inside a region that
 //! reports a holder that died ([`Lock::OwnerDied`]). [`fork`] runs a closure in a child process and
 //! returns a [`Child`] to wait for. [`list`] and [`remove_unused`] find and remove stale names.
@@ -251,6 +252,7 @@
 //! | named semaphores | yes (`/dev/shm/sem.NAME`, also with musl) | yes (kernel `sem_open`: timed waits poll; the umask narrows the mode) |
 //! | semaphores in a region | yes | yes |
 //! | [`futex`] wait/wake on a shared word | yes | yes (`os_sync_wait_on_address`, else `__ulock`) |
+//! | `futex_ring`: waits completed through an eventfd | Linux ≥ 6.7 | no |
 //! | [`RobustMutex`] | yes (glibc and musl) | yes (dead holders found by polling) |
 //! | [`list`], [`remove_unused`] | yes (`/dev/shm`) | [`ErrorKind::Unsupported`] |
 //!
@@ -275,6 +277,8 @@ mod error;
 mod fd;
 mod file;
 pub mod futex;
+#[cfg(target_os = "linux")]
+pub mod futex_ring;
 #[cfg(feature = "host-fork")]
 pub mod host_fork;
 mod inherited;

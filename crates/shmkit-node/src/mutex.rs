@@ -11,7 +11,8 @@ use shmkit::{Lock, LockAttempt, Step};
 use crate::args;
 use crate::error::{abort_error, closed, to_js, IntoJs};
 use crate::memory::SharedMemory;
-use crate::promise::{settled, AbortHook, AsyncWait, Deferred};
+use crate::options::{WaitOptions, WaitSyncOptions};
+use crate::promise::{settled, AbortHook, Deferred};
 use crate::waiter::{self, WaitId, Word};
 
 /// The outcome of taking a `RobustMutex`.
@@ -91,10 +92,9 @@ impl RobustMutex {
   /// until `timeout` milliseconds pass on the monotonic clock (then returns `null`: running out
   /// of time is an answer, not an error). A holder that died is noticed within about 20 ms.
   /// Keep critical sections short.
-  #[napi(ts_args_type = "options?: { timeout?: number } | undefined | null")]
-  pub fn lock_sync(&self, env: Env, options: Option<Unknown>) -> Result<Option<LockResult>> {
-    let options = args::options(&env, options, "options")?;
-    let timeout = args::timeout_option(&env, options.as_ref(), "options")?;
+  #[napi]
+  pub fn lock_sync(&self, env: Env, options: Option<WaitSyncOptions>) -> Result<Option<LockResult>> {
+    let timeout = options.and_then(|o| o.timeout());
     let mutex = self.live(&env)?;
     let lock = match timeout {
       Some(timeout) => mutex.lock_timeout(timeout),
@@ -108,17 +108,14 @@ impl RobustMutex {
   /// `timeout` milliseconds pass first. Rejects with an `AbortError` when `signal` aborts (the
   /// lock is then not taken), or with the errors of `lockSync`. A holder that died is
   /// noticed within about 20 ms. Uses no thread of its own and never the libuv threadpool.
-  #[napi(
-    ts_args_type = "options?: { timeout?: number; signal?: AbortSignal } | undefined | null",
-    ts_return_type = "Promise<LockResult | null>"
-  )]
-  pub fn lock<'e>(&self, env: &'e Env, options: Option<Unknown>) -> Result<Object<'e>> {
-    let wait = AsyncWait::parse(env, options)?;
+  #[napi(ts_return_type = "Promise<LockResult | null>")]
+  pub fn lock<'e>(&self, env: &'e Env, options: Option<WaitOptions<'e>>) -> Result<Object<'e>> {
+    let mut options = options.unwrap_or_default();
     let mutex = self.live(env)?.clone();
-    if let Some(error) = wait.aborted(env)? {
+    if let Some(error) = options.aborted(env)? {
       return settled::<Option<LockResult>>(env, Err(error));
     }
-    let AsyncWait { timeout, signal } = wait;
+    let (timeout, signal) = (options.timeout(), options.take_signal());
     let word = Word::in_region(mutex.region().clone(), mutex.offset()).js(env)?;
     let (deferred, promise) = Deferred::new(env)?;
     let pending = Rc::new(AsyncLock {

@@ -21,8 +21,14 @@ test('every ERR_* code thrown by the binding or index.js is in ShmErrorCode', (t
       .filter((f) => String(f).endsWith('.rs'))
       .map((f) => readFileSync(join(source, String(f)), 'utf8')),
   ]
+  // Quoted codes, and the names listed in error.rs's `codes!` (one a line, each a constant
+  // holding its own name).
   const thrown = new Set(
-    texts.flatMap((text) => [...text.matchAll(/['"]((?:ERR|ABORT)_[A-Z_]+)['"]/g)].map((m) => m[1])),
+    texts.flatMap((text) =>
+      [...text.matchAll(/['"]((?:ERR|ABORT)_[A-Z_]+)['"]/g), ...text.matchAll(/^\s*((?:ERR|ABORT)_[A-Z_]+),$/gm)].map(
+        (m) => m[1],
+      ),
+    ),
   )
   t.true(thrown.size > 5, `found the codes: ${[...thrown].join(', ')}`)
   const missing = [...thrown].filter((code) => !listed.has(code))

@@ -25,7 +25,7 @@ use napi::bindgen_prelude::*;
 use napi::ValueType;
 
 use crate::args;
-use crate::error::{abort_error, closed, js_error, Class, IntoJs, ERR_SHM_UNSUPPORTED};
+use crate::error::{abort_error, closed, coded, IntoJs, ERR_SHM_UNSUPPORTED};
 use crate::memory::SharedMemory;
 use crate::options::{read_options, WaitOptions, WaitSyncOptions};
 use crate::promise::{settled, AbortHook, Deferred};
@@ -307,6 +307,20 @@ impl Semaphore {
     })
   }
 
+  /// A named semaphore that `make` (create, or open or create) gives for `name` and the
+  /// `SemaphoreOptions`.
+  fn named(
+    env: &Env,
+    name: Unknown<'_>,
+    options: Option<Unknown<'_>>,
+    make: fn(&shmkit::ObjectName, u32, &shmkit::SemOptions) -> shmkit::Result<shmkit::Semaphore>,
+  ) -> Result<Self> {
+    let name = args::object_name(env, name, "name")?;
+    let options = SemaphoreOptions::from_arg(env, options)?;
+    let initial = options.initial.unwrap_or(0);
+    Self::wrap(env, make(&name, initial, &options.to_core()).js(env)?)
+  }
+
   fn live(&self, env: &Env) -> Result<&Rc<Shared>> {
     self.shared.as_ref().ok_or_else(|| closed(env, "Semaphore"))
   }
@@ -336,13 +350,9 @@ impl Semaphore {
     ts_args_type = "name: string, options?: SemaphoreOptions | undefined | null"
   )]
   pub fn create(env: Env, name: Unknown, options: Option<Unknown>) -> Result<Self> {
-    let name = args::object_name(&env, name, "name")?;
-    let options = SemaphoreOptions::from_arg(&env, options)?;
-    let initial = options.initial.unwrap_or(0);
-    Self::wrap(
-      &env,
-      shmkit::Semaphore::create_with(&name, initial, &options.to_core()).js(&env)?,
-    )
+    Self::named(&env, name, options, |name, initial, opts| {
+      shmkit::Semaphore::create_with(name, initial, opts)
+    })
   }
 
   /// Opens the existing named semaphore `name`. Fails with `ENOENT` if there is none.
@@ -364,13 +374,9 @@ impl Semaphore {
     ts_args_type = "name: string, options?: SemaphoreOptions | undefined | null"
   )]
   pub fn open_or_create(env: Env, name: Unknown, options: Option<Unknown>) -> Result<Self> {
-    let name = args::object_name(&env, name, "name")?;
-    let options = SemaphoreOptions::from_arg(&env, options)?;
-    let initial = options.initial.unwrap_or(0);
-    Self::wrap(
-      &env,
-      shmkit::Semaphore::open_or_create_with(&name, initial, &options.to_core()).js(&env)?,
-    )
+    Self::named(&env, name, options, |name, initial, opts| {
+      shmkit::Semaphore::open_or_create_with(name, initial, opts)
+    })
   }
 
   /// Removes the name `name` (`sem_unlink`). Processes that have it open keep using it.
@@ -543,12 +549,10 @@ impl Semaphore {
     self.live(&env)?;
     match &self.name {
       Some(name) => shmkit::Semaphore::unlink(name.as_str()).js(&env),
-      None => Err(js_error(
+      None => Err(coded(
         &env,
-        Class::Error,
         ERR_SHM_UNSUPPORTED,
         "only named semaphores can be unlinked",
-        &[],
       )),
     }
   }
@@ -569,12 +573,10 @@ impl Semaphore {
   #[napi]
   pub fn destroy(&mut self, env: Env) -> Result<()> {
     if self.live(&env)?.sem.offset().is_none() {
-      return Err(js_error(
+      return Err(coded(
         &env,
-        Class::Error,
         ERR_SHM_UNSUPPORTED,
         "only in-region semaphores can be destroyed; named ones are unlinked",
-        &[],
       ));
     }
     let shared = self.shared.take().expect("checked live above");

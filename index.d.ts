@@ -80,6 +80,32 @@ export declare function shareWith<T extends object = {}>(
  */
 export declare function inherited(): Array<SharedMemory | Semaphore>
 
+/** Static members of `Semaphore`, for laying out a region. */
+export declare namespace Semaphore {
+  /**
+   * Bytes an in-region semaphore occupies (`sizeof(sem_t)`: 32 on 64-bit Linux). Lay out
+   * shared memory so that each semaphore gets this many bytes at an offset that is a
+   * multiple of `Semaphore.ALIGN`.
+   */
+  const SIZE: number
+  /** The alignment an in-region semaphore's offset needs (8 on 64-bit Linux). */
+  const ALIGN: number
+  /**
+   * The largest value a semaphore can hold (`SEM_VALUE_MAX`: 2147483647 on Linux, 32767 on
+   * macOS). `post()` beyond it throws `EOVERFLOW`.
+   */
+  const VALUE_MAX: number
+}
+
+/** Static members of `RobustMutex`, for laying out a region. */
+export declare namespace RobustMutex {
+  /**
+   * Bytes a `RobustMutex` occupies in a region (32 on every platform; offsets are multiples
+   * of 8). The byte protocol is in docs/layout.md.
+   */
+  const SIZE: number
+}
+
 export type TypedArray =
   | Int8Array
   | Uint8Array
@@ -368,9 +394,9 @@ export declare class Semaphore {
    * (default `0`) at byte `offset` of `memory`. Other processes that map the same memory
    * (a named or memfd region, or a forked child) use it through `Semaphore.at`.
    *
-   * The `SEMAPHORE_SIZE` bytes at `offset` belong to the semaphore: do not write over them
+   * The `Semaphore.SIZE` bytes at `offset` belong to the semaphore: do not write over them
    * through `buffer` (operations on a damaged semaphore throw `EINVAL`). `offset` must be a
-   * multiple of `SEMAPHORE_ALIGNMENT`, and the region shared and writable. The semaphore
+   * multiple of `Semaphore.ALIGN`, and the region shared and writable. The semaphore
    * keeps the mapping alive: closing `memory` does not affect it. The bytes are glibc's
    * `sem_t`, so on glibc C programs use it with `sem_post`/`sem_wait` too.
    */
@@ -383,7 +409,7 @@ export declare class Semaphore {
   static at(memory: SharedMemory, offset: number): Semaphore
   /**
    * Adds one to the value (`sem_post`), waking one waiter in any process. Throws
-   * `EOVERFLOW` at `SEMAPHORE_VALUE_MAX`.
+   * `EOVERFLOW` at `Semaphore.VALUE_MAX`.
    */
   post(): void
   /**
@@ -843,24 +869,26 @@ export interface RemoveUnusedOptions {
 }
 
 /**
- * Bytes a `RobustMutex` occupies in a region (32 on every platform; offsets are multiples
- * of 8). The byte protocol is in docs/layout.md.
+ * Bytes a `RobustMutex` occupies in a region.
+ * @deprecated Use `RobustMutex.SIZE`.
  */
 export declare const ROBUST_MUTEX_SIZE: number
 
-/** The alignment an in-region semaphore's offset needs (8 on 64-bit Linux). */
+/**
+ * The alignment an in-region semaphore's offset needs.
+ * @deprecated Use `Semaphore.ALIGN`.
+ */
 export declare const SEMAPHORE_ALIGNMENT: number
 
 /**
- * Bytes an in-region semaphore occupies (`sizeof(sem_t)`: 32 on 64-bit Linux). Lay out
- * shared memory so that each semaphore gets this many bytes at an offset that is a
- * multiple of `SEMAPHORE_ALIGNMENT`.
+ * Bytes an in-region semaphore occupies.
+ * @deprecated Use `Semaphore.SIZE`.
  */
 export declare const SEMAPHORE_SIZE: number
 
 /**
- * The largest value a semaphore can hold (`SEM_VALUE_MAX`: 2147483647 on Linux, 32767 on
- * macOS). `post()` beyond it throws `EOVERFLOW`.
+ * The largest value a semaphore can hold.
+ * @deprecated Use `Semaphore.VALUE_MAX`.
  */
 export declare const SEMAPHORE_VALUE_MAX: number
 
@@ -877,7 +905,7 @@ export interface SemaphoreOpenOptions {
 export interface SemaphoreOptions {
   /**
    * The value of a new semaphore: how many `wait()`s succeed before one blocks. An integer
-   * from `0` to `SEMAPHORE_VALUE_MAX`. Default `0`.
+   * from `0` to `Semaphore.VALUE_MAX`. Default `0`.
    */
   initial?: number
   /**

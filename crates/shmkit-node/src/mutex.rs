@@ -24,8 +24,8 @@ pub struct LockResult {
   pub owner_died: bool,
 }
 
-/// Bytes a `RobustMutex` occupies in a region (32 on every platform; offsets are multiples
-/// of 8). The byte protocol is in docs/layout.md.
+/// Bytes a `RobustMutex` occupies in a region.
+/// @deprecated Use `RobustMutex.SIZE`.
 #[cfg_attr(test, expect(dead_code, reason = "napi registers it with Node outside unit tests"))]
 #[napi]
 #[expect(clippy::cast_possible_truncation, reason = "32 bytes")]

@@ -34,22 +34,22 @@ use crate::waiter::{self, WaitId, Word};
 /// How often a semaphore without a wait word (a macOS named one) is looked at.
 const POLL: Duration = Duration::from_millis(5);
 
-/// Bytes an in-region semaphore occupies (`sizeof(sem_t)`: 32 on 64-bit Linux). Lay out
-/// shared memory so that each semaphore gets this many bytes at an offset that is a
-/// multiple of `SEMAPHORE_ALIGNMENT`.
+/// Bytes an in-region semaphore occupies.
+/// @deprecated Use `Semaphore.SIZE`.
 #[napi]
 #[cfg_attr(test, expect(dead_code, reason = "napi registers constants outside unit tests only"))]
 #[expect(clippy::cast_possible_truncation, reason = "sizeof(sem_t) is a few dozen bytes")]
 pub const SEMAPHORE_SIZE: u32 = shmkit::Semaphore::SIZE as u32;
 
-/// The alignment an in-region semaphore's offset needs (8 on 64-bit Linux).
+/// The alignment an in-region semaphore's offset needs.
+/// @deprecated Use `Semaphore.ALIGN`.
 #[napi]
 #[cfg_attr(test, expect(dead_code, reason = "napi registers constants outside unit tests only"))]
 #[expect(clippy::cast_possible_truncation, reason = "alignof(sem_t) is at most 16")]
 pub const SEMAPHORE_ALIGNMENT: u32 = shmkit::Semaphore::ALIGN as u32;
 
-/// The largest value a semaphore can hold (`SEM_VALUE_MAX`: 2147483647 on Linux, 32767 on
-/// macOS). `post()` beyond it throws `EOVERFLOW`.
+/// The largest value a semaphore can hold.
+/// @deprecated Use `Semaphore.VALUE_MAX`.
 #[napi]
 #[cfg_attr(test, expect(dead_code, reason = "napi registers constants outside unit tests only"))]
 pub const SEMAPHORE_VALUE_MAX: u32 = shmkit::Semaphore::VALUE_MAX;
@@ -59,7 +59,7 @@ pub const SEMAPHORE_VALUE_MAX: u32 = shmkit::Semaphore::VALUE_MAX;
 #[derive(Default)]
 pub struct SemaphoreOptions {
   /// The value of a new semaphore: how many `wait()`s succeed before one blocks. An integer
-  /// from `0` to `SEMAPHORE_VALUE_MAX`. Default `0`.
+  /// from `0` to `Semaphore.VALUE_MAX`. Default `0`.
   pub initial: Option<u32>,
   /// Permission bits of a new semaphore, applied exactly on Linux (the umask does not narrow
   /// them; on macOS it does). An integer from `0` to `0o777`. Default `0o600`: only the
@@ -98,7 +98,7 @@ pub struct SemaphoreOpenOptions {
 
 read_options!(SemaphoreOpenOptions { owner: args::owner });
 
-/// A semaphore's value: an integer from 0 to `SEMAPHORE_VALUE_MAX`.
+/// A semaphore's value: an integer from 0 to `Semaphore.VALUE_MAX`.
 fn initial_value(env: &Env, value: Unknown<'_>, arg: &str) -> Result<u32> {
   args::uint32(env, value, arg, 0, shmkit::Semaphore::VALUE_MAX)
 }
@@ -391,9 +391,9 @@ impl Semaphore {
   /// (default `0`) at byte `offset` of `memory`. Other processes that map the same memory
   /// (a named or memfd region, or a forked child) use it through `Semaphore.at`.
   ///
-  /// The `SEMAPHORE_SIZE` bytes at `offset` belong to the semaphore: do not write over them
+  /// The `Semaphore.SIZE` bytes at `offset` belong to the semaphore: do not write over them
   /// through `buffer` (operations on a damaged semaphore throw `EINVAL`). `offset` must be a
-  /// multiple of `SEMAPHORE_ALIGNMENT`, and the region shared and writable. The semaphore
+  /// multiple of `Semaphore.ALIGN`, and the region shared and writable. The semaphore
   /// keeps the mapping alive: closing `memory` does not affect it. The bytes are glibc's
   /// `sem_t`, so on glibc C programs use it with `sem_post`/`sem_wait` too.
   #[napi(
@@ -423,7 +423,7 @@ impl Semaphore {
   }
 
   /// Adds one to the value (`sem_post`), waking one waiter in any process. Throws
-  /// `EOVERFLOW` at `SEMAPHORE_VALUE_MAX`.
+  /// `EOVERFLOW` at `Semaphore.VALUE_MAX`.
   #[napi]
   pub fn post(&self, env: Env) -> Result<()> {
     self.live(&env)?.sem.post().js(&env)

@@ -12,7 +12,7 @@ use crate::args;
 use crate::error::{abort_error, closed, to_js, IntoJs};
 use crate::memory::SharedMemory;
 use crate::options::{WaitOptions, WaitSyncOptions};
-use crate::promise::{settled, AbortHook, Deferred};
+use crate::promise::{settled, AbortHook, Deferred, Pending};
 use crate::waiter::{self, WaitId, Word};
 
 /// The outcome of taking a `RobustMutex`.
@@ -122,9 +122,8 @@ impl RobustMutex {
       attempt: Cell::new(LockAttempt::new(timeout.and_then(|t| Instant::now().checked_add(t)))),
       mutex,
       word,
-      deferred: RefCell::new(Some(deferred)),
+      promise: RefCell::new(Some(Pending { deferred, abort: None })),
       armed: Cell::new(None),
-      abort: RefCell::new(None),
     });
     if let Some(signal) = &signal {
       let on_abort = Rc::downgrade(&pending);
@@ -136,11 +135,13 @@ impl RobustMutex {
           pending.finish(env, Err(abort_error(env, Some(reason))));
         }
       })?;
-      *pending.abort.borrow_mut() = Some(hook);
+      if let Some(promise) = pending.promise.borrow_mut().as_mut() {
+        promise.abort = Some(hook);
+      }
     }
     advance(env, &pending);
     let mut list = self.pending.borrow_mut();
-    list.retain(|p| p.upgrade().is_some_and(|p| p.deferred.borrow().is_some()));
+    list.retain(|p| p.upgrade().is_some_and(|p| p.promise.borrow().is_some()));
     list.push(Rc::downgrade(&pending));
     Ok(promise)
   }
@@ -210,18 +211,15 @@ struct AsyncLock {
   word: Word,
   attempt: Cell<LockAttempt>,
   /// `None` once settled.
-  deferred: RefCell<Option<Deferred>>,
+  promise: RefCell<Option<Pending>>,
   armed: Cell<Option<WaitId>>,
-  abort: RefCell<Option<AbortHook>>,
 }
 
 impl AsyncLock {
   fn finish(&self, env: &Env, outcome: Result<Option<LockResult>>) {
-    if let Some(hook) = self.abort.borrow_mut().take() {
-      hook.release(env);
-    }
-    if let Some(deferred) = self.deferred.borrow_mut().take() {
-      deferred.settle(env, outcome);
+    let promise = self.promise.borrow_mut().take();
+    if let Some(promise) = promise {
+      promise.settle(env, outcome);
     }
   }
 }
@@ -229,7 +227,7 @@ impl AsyncLock {
 /// Takes a step of `pending` on this JS thread: settles it, or arms the next wait. The lock
 /// is taken and the promise settled in the same step, so an abort never strands a lock.
 fn advance(env: &Env, pending: &Rc<AsyncLock>) {
-  if pending.deferred.borrow().is_none() {
+  if pending.promise.borrow().is_none() {
     return; // aborted
   }
   let mut attempt = pending.attempt.get();

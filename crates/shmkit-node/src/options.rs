@@ -45,7 +45,8 @@ macro_rules! read_options {
     impl<'e> napi::bindgen_prelude::FromNapiValue for $name $(<$lt>)? {
       unsafe fn from_napi_value(env: napi::sys::napi_env, value: napi::sys::napi_value) -> napi::Result<Self> {
         // SAFETY: napi passes a live value of this env, valid for the call.
-        unsafe { $crate::options::argument(env, value, Self::from_arg) }
+        let value = unsafe { napi::bindgen_prelude::Unknown::from_raw_unchecked(env, value) };
+        Self::from_arg(&napi::Env::from_raw(env), Some(value))
       }
     }
   };
@@ -86,21 +87,6 @@ pub fn field<'e, T>(
     return Ok(None);
   };
   check(env, value, &format!("options.{name}")).map(Some)
-}
-
-/// An options argument that napi converts: read with `from_arg`.
-///
-/// # Safety
-/// `value` must be a live handle of `env`, valid for the current call.
-pub unsafe fn argument<'e, T>(
-  env: napi::sys::napi_env,
-  value: napi::sys::napi_value,
-  from_arg: impl FnOnce(&Env, Option<Unknown<'e>>) -> Result<T>,
-) -> Result<T> {
-  let env = Env::from_raw(env);
-  // SAFETY: the caller's contract.
-  let value = unsafe { Unknown::from_raw_unchecked(env.raw(), value) };
-  from_arg(&env, Some(value))
 }
 
 /// A checked timeout in milliseconds as a `Duration`: `None` (absent, `Infinity`, or more

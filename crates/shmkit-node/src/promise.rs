@@ -49,6 +49,22 @@ impl Deferred {
   }
 }
 
+/// A pending promise and the abort listener to remove when it settles.
+pub struct Pending {
+  pub deferred: Deferred,
+  pub abort: Option<AbortHook>,
+}
+
+impl Pending {
+  /// Removes the abort listener, then settles the promise.
+  pub fn settle<T: ToNapiValue>(self, env: &Env, outcome: Result<T>) {
+    if let Some(hook) = self.abort {
+      hook.release(env);
+    }
+    self.deferred.settle(env, outcome);
+  }
+}
+
 /// A promise already settled with `outcome`.
 pub fn settled<T: ToNapiValue>(env: &Env, outcome: Result<T>) -> Result<Object<'_>> {
   let (deferred, promise) = Deferred::new(env)?;

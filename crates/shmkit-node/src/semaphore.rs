@@ -28,7 +28,7 @@ use crate::args;
 use crate::error::{abort_error, closed, coded, IntoJs, ERR_SHM_UNSUPPORTED};
 use crate::memory::SharedMemory;
 use crate::options::{read_options, WaitOptions, WaitSyncOptions};
-use crate::promise::{settled, AbortHook, Deferred};
+use crate::promise::{settled, AbortHook, Deferred, Pending};
 use crate::waiter::{self, WaitId, Word};
 
 /// How often a semaphore without a wait word (a macOS named one) is looked at.
@@ -106,17 +106,13 @@ fn initial_value(env: &Env, value: Unknown<'_>, arg: &str) -> Result<u32> {
 /// One pending `wait()`.
 struct Waiter {
   id: u64,
-  deferred: Deferred,
   deadline: Option<Instant>,
-  abort: Option<AbortHook>,
+  promise: Pending,
 }
 
 impl Waiter {
   fn settle(self, env: &Env, outcome: Result<bool>) {
-    if let Some(hook) = self.abort {
-      hook.release(env);
-    }
-    self.deferred.settle(env, outcome);
+    self.promise.settle(env, outcome);
   }
 }
 
@@ -497,9 +493,8 @@ impl Semaphore {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     shared.queue.borrow_mut().push_back(Waiter {
       id,
-      deferred,
       deadline,
-      abort,
+      promise: Pending { deferred, abort },
     });
     // Arm when nothing is armed, or when this wait's deadline comes before the armed one's.
     let rearm = match shared.armed.get() {

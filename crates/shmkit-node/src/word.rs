@@ -23,7 +23,7 @@ use crate::args;
 use crate::error::{abort_error, closed, IntoJs};
 use crate::memory::Claimed;
 use crate::options::{duration, read_options, AbortSignal};
-use crate::promise::{abort_reason, settled, AbortHook, Deferred};
+use crate::promise::{abort_reason, settled, AbortHook, Deferred, Pending};
 use crate::raw::{self, check};
 use crate::waiter::{self, Word};
 
@@ -120,7 +120,7 @@ fn atomics_duration(env: &Env, value: Option<Unknown<'_>>, arg: &str) -> Result<
 }
 
 /// A pending `waitAsync`: its promise and abort listener, taken by whoever settles it.
-type State = Rc<RefCell<Option<(Deferred, Option<AbortHook>)>>>;
+type State = Rc<RefCell<Option<Pending>>>;
 
 fn outcome_str(outcome: WaitOutcome) -> &'static str {
   outcome.as_str()
@@ -216,16 +216,8 @@ pub fn wait_async<'e>(
   }
   let (deferred, promise) = Deferred::new(env)?;
   // Settled once, by whichever comes first: the wait's end or the signal.
-  let state: State = Rc::new(RefCell::new(Some((deferred, None))));
-  let finish = |state: &State, env: &Env| {
-    let taken = state.borrow_mut().take();
-    taken.map(|(deferred, hook)| {
-      if let Some(hook) = hook {
-        hook.release(env);
-      }
-      deferred
-    })
-  };
+  let state: State = Rc::new(RefCell::new(Some(Pending { deferred, abort: None })));
+  let take = |state: &State| state.borrow_mut().take();
   let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
   let on_done = state.clone();
   let id = waiter::arm(
@@ -234,8 +226,8 @@ pub fn wait_async<'e>(
     expected,
     deadline,
     Box::new(move |env, outcome| {
-      if let Some(deferred) = finish(&on_done, env) {
-        deferred.settle(env, outcome.map(outcome_str).js(env));
+      if let Some(pending) = take(&on_done) {
+        pending.settle(env, outcome.map(outcome_str).js(env));
       }
     }),
   )?;
@@ -243,15 +235,15 @@ pub fn wait_async<'e>(
     let on_abort = state.clone();
     let hook = AbortHook::listen(env, signal, move |env, reason| {
       if waiter::cancel(env, id) {
-        if let Some(deferred) = finish(&on_abort, env) {
-          deferred.settle::<()>(env, Err(abort_error(env, Some(reason))));
+        if let Some(pending) = take(&on_abort) {
+          pending.settle::<()>(env, Err(abort_error(env, Some(reason))));
         }
       }
     });
     match hook {
       Ok(hook) => {
-        if let Some(entry) = state.borrow_mut().as_mut() {
-          entry.1 = Some(hook);
+        if let Some(pending) = state.borrow_mut().as_mut() {
+          pending.abort = Some(hook);
         }
       }
       Err(e) => {

@@ -8,7 +8,6 @@
 //! struct made by `macro_rules!` as raw strings, and they would reach `index.d.ts` as
 //! `r" …"`.)
 
-use std::borrow::Cow;
 use std::time::Duration;
 
 use napi::bindgen_prelude::*;
@@ -54,23 +53,15 @@ macro_rules! read_options {
 pub(crate) use read_options;
 
 /// The JS name of a field (`read_only` → `readOnly`), as napi names it in TypeScript.
-fn js_name(field: &str) -> Cow<'_, str> {
-  if !field.contains('_') {
-    return Cow::Borrowed(field);
+fn js_name(field: &str) -> String {
+  let mut parts = field.split('_');
+  let mut name = parts.next().unwrap_or_default().to_owned();
+  for part in parts {
+    let mut chars = part.chars();
+    name.extend(chars.next().map(|c| c.to_ascii_uppercase()));
+    name.push_str(chars.as_str());
   }
-  let mut name = String::with_capacity(field.len());
-  let mut upper = false;
-  for c in field.chars() {
-    match c {
-      '_' => upper = true,
-      c if upper => {
-        name.push(c.to_ascii_uppercase());
-        upper = false;
-      }
-      c => name.push(c),
-    }
-  }
-  Cow::Owned(name)
+  name
 }
 
 /// One field of an options object, read with `check` (which names it `options.<name>` in

@@ -1,6 +1,7 @@
 // Checks of docs/api-conventions.md that hold for the whole API: every error code is in the
 // ShmErrorCode type, and every handle with close() also has [Symbol.dispose].
-import { readFileSync, readdirSync } from 'node:fs'
+import { readFileSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 import test from 'ava'
@@ -53,6 +54,17 @@ test('every options object is checked the same way, and the error names the opti
   const words = new Int32Array(shm.buffer)
   const name = uniqueName(t)
   const semName = uniqueSemName(t)
+  const file = join(tmpdir(), name)
+  // Every call below must fail before creating anything; should one not, nothing stays.
+  t.teardown(() => {
+    for (const remove of [() => SharedMemory.unlink(name), () => Semaphore.unlink(semName), () => rmSync(file)]) {
+      try {
+        remove()
+      } catch {
+        // not there: the call failed first, as it should
+      }
+    }
+  })
   const bad = (opts: unknown) => opts as never
   // [what, call, code, the option the message names]
   const cases: Array<[string, () => unknown, string, string]> = [
@@ -63,12 +75,7 @@ test('every options object is checked the same way, and the error names the opti
     ['open readOnly', () => SharedMemory.open(name, bad({ readOnly: 'yes' })), 'ERR_INVALID_ARG_TYPE', 'readOnly'],
     ['open owner', () => SharedMemory.open(name, bad({ owner: 'me' })), 'ERR_INVALID_ARG_VALUE', 'owner'],
     ['openOrCreate owner', () => SharedMemory.openOrCreate(name, 64, { owner: -1 }), 'ERR_OUT_OF_RANGE', 'owner'],
-    [
-      'file create',
-      () => SharedMemory.file(join(here, name), 64, bad({ create: 1 })),
-      'ERR_INVALID_ARG_TYPE',
-      'create',
-    ],
+    ['file create', () => SharedMemory.file(file, 64, bad({ create: 1 })), 'ERR_INVALID_ARG_TYPE', 'create'],
     ['Semaphore.create initial', () => Semaphore.create(semName, { initial: -1 }), 'ERR_OUT_OF_RANGE', 'initial'],
     ['Semaphore.open owner', () => Semaphore.open(semName, bad({ owner: true })), 'ERR_INVALID_ARG_TYPE', 'owner'],
     ['waitSync timeout', () => sem.waitSync({ timeout: -1 }), 'ERR_OUT_OF_RANGE', 'timeout'],

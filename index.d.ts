@@ -80,6 +80,32 @@ export declare function shareWith<T extends object = {}>(
  */
 export declare function inherited(): Array<SharedMemory | Semaphore>
 
+/** Static members of `Semaphore`, for laying out a region. */
+export declare namespace Semaphore {
+  /**
+   * Bytes an in-region semaphore occupies (`sizeof(sem_t)`: 32 on 64-bit Linux). Lay out
+   * shared memory so that each semaphore gets this many bytes at an offset that is a
+   * multiple of `Semaphore.ALIGN`.
+   */
+  const SIZE: number
+  /** The alignment an in-region semaphore's offset needs (8 on 64-bit Linux). */
+  const ALIGN: number
+  /**
+   * The largest value a semaphore can hold (`SEM_VALUE_MAX`: 2147483647 on Linux, 32767 on
+   * macOS). `post()` beyond it throws `EOVERFLOW`.
+   */
+  const VALUE_MAX: number
+}
+
+/** Static members of `RobustMutex`, for laying out a region. */
+export declare namespace RobustMutex {
+  /**
+   * Bytes a `RobustMutex` occupies in a region (32 on every platform; offsets are multiples
+   * of 8). The byte protocol is in docs/layout.md.
+   */
+  const SIZE: number
+}
+
 export type TypedArray =
   | Int8Array
   | Uint8Array
@@ -242,7 +268,7 @@ export declare class ForkedChild {
    * returns `null` when it runs out, leaving the child running. Calling it again after the
    * child ended returns the same status.
    */
-  wait(options?: ChildWaitOptions | undefined | null): ExitStatus | null
+  wait(options?: WaitSyncOptions | undefined | null): ExitStatus | null
   /** Reaps the child if it has ended and returns how; `null` while it runs. Never blocks. */
   tryWait(): ExitStatus | null
   /**
@@ -291,7 +317,7 @@ export declare class RobustMutex {
    * of time is an answer, not an error). A holder that died is noticed within about 20 ms.
    * Keep critical sections short.
    */
-  lockSync(options?: { timeout?: number } | undefined | null): LockResult | null
+  lockSync(options?: WaitSyncOptions | undefined | null): LockResult | null
   /**
    * Takes the lock without blocking the event loop: resolves `{ ownerDied }` once this JS
    * thread holds it (as with `lockSync`, the lock belongs to this thread), or `null` when
@@ -299,7 +325,7 @@ export declare class RobustMutex {
    * lock is then not taken), or with the errors of `lockSync`. A holder that died is
    * noticed within about 20 ms. Uses no thread of its own and never the libuv threadpool.
    */
-  lock(options?: { timeout?: number; signal?: AbortSignal } | undefined | null): Promise<LockResult | null>
+  lock(options?: WaitOptions | undefined | null): Promise<LockResult | null>
   /** Takes the lock if it is free (or its holder is dead); `null` if a live thread holds it. */
   tryLock(): LockResult | null
   /** Releases the lock (`EPERM` if this thread does not hold it). */
@@ -368,9 +394,9 @@ export declare class Semaphore {
    * (default `0`) at byte `offset` of `memory`. Other processes that map the same memory
    * (a named or memfd region, or a forked child) use it through `Semaphore.at`.
    *
-   * The `SEMAPHORE_SIZE` bytes at `offset` belong to the semaphore: do not write over them
+   * The `Semaphore.SIZE` bytes at `offset` belong to the semaphore: do not write over them
    * through `buffer` (operations on a damaged semaphore throw `EINVAL`). `offset` must be a
-   * multiple of `SEMAPHORE_ALIGNMENT`, and the region shared and writable. The semaphore
+   * multiple of `Semaphore.ALIGN`, and the region shared and writable. The semaphore
    * keeps the mapping alive: closing `memory` does not affect it. The bytes are glibc's
    * `sem_t`, so on glibc C programs use it with `sem_post`/`sem_wait` too.
    */
@@ -383,7 +409,7 @@ export declare class Semaphore {
   static at(memory: SharedMemory, offset: number): Semaphore
   /**
    * Adds one to the value (`sem_post`), waking one waiter in any process. Throws
-   * `EOVERFLOW` at `SEMAPHORE_VALUE_MAX`.
+   * `EOVERFLOW` at `Semaphore.VALUE_MAX`.
    */
   post(): void
   /**
@@ -459,7 +485,7 @@ export declare class SharedMemory {
    * optionally only those whose name starts with `prefix`, with size, mode, owner and whether
    * any process still uses them. Removes nothing. `ERR_SHM_UNSUPPORTED` on macOS.
    */
-  static list(options?: { prefix?: string } | undefined | null): Array<NamedObjectInfo>
+  static list(options?: ListOptions | undefined | null): Array<NamedObjectInfo>
   /**
    * Removes the named objects whose name starts with `prefix` (required, non-empty) that
    * belong to you and that no process is seen mapping or holding open (processes of other
@@ -467,7 +493,7 @@ export declare class SharedMemory {
    * process that still maps an object keeps its memory. Use it for names
    * left behind by crashed programs. `{ dryRun: true }` only reports what it would remove.
    */
-  static removeUnused(prefix: string, options?: { dryRun?: boolean } | undefined | null): Array<NamedObjectInfo>
+  static removeUnused(prefix: string, options?: RemoveUnusedOptions | undefined | null): Array<NamedObjectInfo>
   /**
    * Maps `size` bytes of zeroed anonymous memory (`MAP_SHARED | MAP_ANONYMOUS`): no file,
    * no name. Shared with children made by `fork()`; a spawned process cannot see it.
@@ -645,15 +671,11 @@ export interface ChannelWaitOptions {
   timeout?: number
 }
 
-/** Options of `ForkedChild.wait`. */
-export interface ChildWaitOptions {
-  /**
-   * The longest to wait, in milliseconds (fractions allowed). `0` checks without waiting;
-   * absent or `Infinity`: no limit; negative or `NaN`: `ERR_OUT_OF_RANGE`. When it runs
-   * out, `wait` returns `null` and the child keeps running (`kill()` it).
-   */
-  timeout?: number
-}
+/**
+ * Options of `ForkedChild.wait`: the options of every blocking call.
+ * @deprecated Use `WaitSyncOptions`.
+ */
+export type ChildWaitOptions = WaitSyncOptions
 
 /**
  * Writes all of `data` (a string as UTF-8, or the bytes of a Buffer/TypedArray/DataView/
@@ -762,6 +784,12 @@ export declare function fork(callback: () => unknown): ForkedChild
  */
 export declare function getpid(): number
 
+/** Options for `SharedMemory.list`. */
+export interface ListOptions {
+  /** Only the names that start with it (`'jobs'` or `'/jobs'`). Default: every name. */
+  prefix?: string
+}
+
 /** The outcome of taking a `RobustMutex`. */
 export interface LockResult {
   /**
@@ -835,25 +863,33 @@ export interface OpenOptions {
   owner?: number | 'any'
 }
 
+/** Options for `SharedMemory.removeUnused`. */
+export interface RemoveUnusedOptions {
+  /** `true` only reports what would be removed. Default `false`. */
+  dryRun?: boolean
+}
+
 /**
- * Bytes a `RobustMutex` occupies in a region (32 on every platform; offsets are multiples
- * of 8). The byte protocol is in docs/layout.md.
+ * Bytes a `RobustMutex` occupies in a region.
+ * @deprecated Use `RobustMutex.SIZE`.
  */
 export declare const ROBUST_MUTEX_SIZE: number
 
-/** The alignment an in-region semaphore's offset needs (8 on 64-bit Linux). */
+/**
+ * The alignment an in-region semaphore's offset needs.
+ * @deprecated Use `Semaphore.ALIGN`.
+ */
 export declare const SEMAPHORE_ALIGNMENT: number
 
 /**
- * Bytes an in-region semaphore occupies (`sizeof(sem_t)`: 32 on 64-bit Linux). Lay out
- * shared memory so that each semaphore gets this many bytes at an offset that is a
- * multiple of `SEMAPHORE_ALIGNMENT`.
+ * Bytes an in-region semaphore occupies.
+ * @deprecated Use `Semaphore.SIZE`.
  */
 export declare const SEMAPHORE_SIZE: number
 
 /**
- * The largest value a semaphore can hold (`SEM_VALUE_MAX`: 2147483647 on Linux, 32767 on
- * macOS). `post()` beyond it throws `EOVERFLOW`.
+ * The largest value a semaphore can hold.
+ * @deprecated Use `Semaphore.VALUE_MAX`.
  */
 export declare const SEMAPHORE_VALUE_MAX: number
 
@@ -870,7 +906,7 @@ export interface SemaphoreOpenOptions {
 export interface SemaphoreOptions {
   /**
    * The value of a new semaphore: how many `wait()`s succeed before one blocks. An integer
-   * from `0` to `SEMAPHORE_VALUE_MAX`. Default `0`.
+   * from `0` to `Semaphore.VALUE_MAX`. Default `0`.
    */
   initial?: number
   /**
@@ -950,26 +986,28 @@ export interface WaitAsyncOptions {
  */
 export declare function waitMechanism(): 'io_uring' | 'threads'
 
-/** Options for `wait`. */
+/** Options of a promise-returning wait (`Semaphore#wait`, `RobustMutex#lock`). */
 export interface WaitOptions {
   /**
    * The longest to wait, in milliseconds (fractions allowed). `0` tries once; `Infinity`
-   * or absent waits as long as it takes. When it runs out, the promise resolves `false`.
-   * It fires within a few milliseconds of the deadline.
+   * or absent waits as long as it takes; negative or `NaN` is `ERR_OUT_OF_RANGE`. Running
+   * out of time is an answer: the promise resolves `false` (`wait`) or `null` (`lock`),
+   * within a few milliseconds of the deadline.
    */
   timeout?: number
   /**
    * Aborting it rejects the pending wait with an `AbortError` (`code` `'ABORT_ERR'`,
-   * `cause` the signal's reason), unless the wait already got its permit.
+   * `cause` the signal's reason), and nothing is taken.
    */
   signal?: AbortSignal
 }
 
-/** Options for `waitSync`. */
+/** Options of a blocking call (`waitSync`, `lockSync`, `ForkedChild.wait`). */
 export interface WaitSyncOptions {
   /**
    * The longest to wait, in milliseconds (fractions allowed). `0` tries once; `Infinity`
-   * or absent waits as long as it takes. When it runs out, `waitSync` returns `false`.
+   * or absent waits as long as it takes; negative or `NaN` is `ERR_OUT_OF_RANGE`. Running
+   * out of time is an answer: `false` from `waitSync`, `null` from `lockSync` and `wait`.
    */
   timeout?: number
 }

@@ -71,6 +71,20 @@ const INSPECTED = {
   },
 }
 
+// Sizes are members of their class (`Semaphore.SIZE`, as `Semaphore::SIZE` in Rust); the
+// SEMAPHORE_* and ROBUST_MUTEX_SIZE exports stay as deprecated aliases.
+const STATICS = {
+  Semaphore: { SIZE: 'SEMAPHORE_SIZE', ALIGN: 'SEMAPHORE_ALIGNMENT', VALUE_MAX: 'SEMAPHORE_VALUE_MAX' },
+  RobustMutex: { SIZE: 'ROBUST_MUTEX_SIZE' },
+}
+for (const [className, members] of Object.entries(STATICS)) {
+  const constructor = module.exports[className]
+  if (typeof constructor !== 'function') continue
+  for (const [member, constant] of Object.entries(members)) {
+    Object.defineProperty(constructor, member, { value: module.exports[constant], enumerable: true })
+  }
+}
+
 // `Semaphore.initIn` was the name of `Semaphore.init` before every in-region object was made
 // with `init`: kept as an alias that warns once.
 if (typeof module.exports.Semaphore === 'function') {

@@ -51,7 +51,8 @@ test.serial(
     using shm = SharedMemory.create(name, 4096)
     using mutex = RobustMutex.init(shm, 0)
     t.is(mutex.offset, 0)
-    t.is(ROBUST_MUTEX_SIZE, 32)
+    t.is(RobustMutex.SIZE, 32)
+    t.is(ROBUST_MUTEX_SIZE, RobustMutex.SIZE, 'the deprecated alias')
 
     const { child, release } = await holder(t, 'hold-sigkill', name, 0)
     t.is(mutex.tryLock(), null, 'held by the child')

@@ -105,8 +105,8 @@ test('OS failures are shaped like fs errors', (t) => {
     { code: 'ENOENT', syscall: 'sem_unlink', path: `/${missing}` },
   )
 
-  using full = Semaphore.create(uniqueSemName(t), { initial: SEMAPHORE_VALUE_MAX })
-  t.is(full.value, SEMAPHORE_VALUE_MAX)
+  using full = Semaphore.create(uniqueSemName(t), { initial: Semaphore.VALUE_MAX })
+  t.is(full.value, Semaphore.VALUE_MAX)
   t.like(
     t.throws(() => full.post()),
     { code: 'EOVERFLOW', syscall: 'sem_post', path: full.name! },
@@ -134,7 +134,7 @@ test('bad arguments throw TypeError or RangeError with Node codes', (t) => {
   typeError(() => any.create(name, { initial: '1' }), 'ERR_INVALID_ARG_TYPE')
   rangeError(() => Semaphore.create(name, { initial: -1 }))
   rangeError(() => Semaphore.create(name, { initial: 1.5 }))
-  rangeError(() => Semaphore.create(name, { initial: SEMAPHORE_VALUE_MAX + 1 }))
+  rangeError(() => Semaphore.create(name, { initial: Semaphore.VALUE_MAX + 1 }))
   rangeError(() => Semaphore.create(name, { mode: 0o1000 }))
   typeError(() => any.open(undefined), 'ERR_INVALID_ARG_TYPE')
   t.throws(() => new (Semaphore as unknown as new () => unknown)())
@@ -156,7 +156,7 @@ test('bad arguments throw TypeError or RangeError with Node codes', (t) => {
   typeError(() => any.init(sem, 0), 'ERR_INVALID_ARG_TYPE')
   typeError(() => any.at(shm, '0'), 'ERR_INVALID_ARG_TYPE')
   rangeError(() => Semaphore.init(shm, -8))
-  rangeError(() => Semaphore.init(shm, 4096 - SEMAPHORE_SIZE + SEMAPHORE_ALIGNMENT), 'past the end')
+  rangeError(() => Semaphore.init(shm, 4096 - Semaphore.SIZE + Semaphore.ALIGN), 'past the end')
   rangeError(() => Semaphore.init(shm, 4), 'misaligned')
   rangeError(() => Semaphore.init(shm, 0, -1))
   using priv = SharedMemory.anonymous(4096, { private: true })
@@ -236,7 +236,7 @@ test('in-region: damaged bytes make operations throw EINVAL, never abort the pro
     'zeroes hold no semaphore',
   )
   using sem = Semaphore.init(shm, 0, 0)
-  new Uint8Array(shm.buffer, 0, SEMAPHORE_SIZE).fill(0xff)
+  new Uint8Array(shm.buffer, 0, Semaphore.SIZE).fill(0xff)
   t.like(
     t.throws(() => sem.post()),
     { code: 'EINVAL', syscall: 'sem_post' },
@@ -401,4 +401,21 @@ test('Semaphore.initIn is a deprecated alias of Semaphore.init that warns once',
   const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }))
   t.deepEqual(out.seen, [2, 0, 2], 'the alias makes the same semaphore as init')
   t.deepEqual(out.warnings, [{ name: 'DeprecationWarning', code: 'SHMKIT_DEP_INIT_IN' }])
+})
+
+test('sizes are static members (Semaphore.SIZE, .ALIGN, .VALUE_MAX); the old constants are aliases', (t) => {
+  t.true(Number.isInteger(Semaphore.SIZE) && Semaphore.SIZE >= 16, `Semaphore.SIZE is ${Semaphore.SIZE}`)
+  t.true([4, 8, 16].includes(Semaphore.ALIGN), `Semaphore.ALIGN is ${Semaphore.ALIGN}`)
+  t.true(Semaphore.VALUE_MAX >= 32767, `Semaphore.VALUE_MAX is ${Semaphore.VALUE_MAX}`)
+  t.is(SEMAPHORE_SIZE, Semaphore.SIZE)
+  t.is(SEMAPHORE_ALIGNMENT, Semaphore.ALIGN)
+  t.is(SEMAPHORE_VALUE_MAX, Semaphore.VALUE_MAX)
+  t.throws(
+    () => {
+      ;(Semaphore as unknown as { SIZE: number }).SIZE = 1
+    },
+    { instanceOf: TypeError },
+    'read-only',
+  )
+  t.is(Semaphore.SIZE, SEMAPHORE_SIZE)
 })

@@ -11,15 +11,14 @@ import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 
 // In your own code: import { SharedMemory, Semaphore, ... } from 'shmkit'
-import { SEMAPHORE_ALIGNMENT, SEMAPHORE_SIZE, Semaphore, SharedMemory } from '../index.js'
+import { Semaphore, SharedMemory } from '../index.js'
 
 const SLOTS = 16
-const align = (/** @type {number} */ n) =>
-  Math.ceil(n / Math.max(SEMAPHORE_ALIGNMENT, 8)) * Math.max(SEMAPHORE_ALIGNMENT, 8)
+const align = (/** @type {number} */ n) => Math.ceil(n / Math.max(Semaphore.ALIGN, 8)) * Math.max(Semaphore.ALIGN, 8)
 // Layout: [items semaphore][slots semaphore][SLOTS Float64 slots]
 const ITEMS_AT = 0
-const SLOTS_AT = align(SEMAPHORE_SIZE)
-const RING_AT = align(SLOTS_AT + SEMAPHORE_SIZE)
+const SLOTS_AT = align(Semaphore.SIZE)
+const RING_AT = align(SLOTS_AT + Semaphore.SIZE)
 const SIZE = RING_AT + SLOTS * Float64Array.BYTES_PER_ELEMENT
 
 const item = (/** @type {number} */ i) => i * 7 + 3

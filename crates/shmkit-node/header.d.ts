@@ -79,3 +79,29 @@ export declare function shareWith<T extends object = {}>(
  * `SHMKIT_INHERITED` is removed from `process.env`, so call it once.
  */
 export declare function inherited(): Array<SharedMemory | Semaphore>
+
+/** Static members of `Semaphore`, for laying out a region. */
+export declare namespace Semaphore {
+  /**
+   * Bytes an in-region semaphore occupies (`sizeof(sem_t)`: 32 on 64-bit Linux). Lay out
+   * shared memory so that each semaphore gets this many bytes at an offset that is a
+   * multiple of `Semaphore.ALIGN`.
+   */
+  const SIZE: number
+  /** The alignment an in-region semaphore's offset needs (8 on 64-bit Linux). */
+  const ALIGN: number
+  /**
+   * The largest value a semaphore can hold (`SEM_VALUE_MAX`: 2147483647 on Linux, 32767 on
+   * macOS). `post()` beyond it throws `EOVERFLOW`.
+   */
+  const VALUE_MAX: number
+}
+
+/** Static members of `RobustMutex`, for laying out a region. */
+export declare namespace RobustMutex {
+  /**
+   * Bytes a `RobustMutex` occupies in a region (32 on every platform; offsets are multiples
+   * of 8). The byte protocol is in docs/layout.md.
+   */
+  const SIZE: number
+}

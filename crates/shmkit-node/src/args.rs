@@ -160,44 +160,41 @@ pub fn property<'e>(object: &Object<'e>, key: &str) -> Result<Option<Unknown<'e>
   })
 }
 
-/// An optional boolean property.
-pub fn bool_option(env: &Env, object: Option<&Object<'_>>, key: &str, arg: &str) -> Result<Option<bool>> {
-  let Some(object) = object else { return Ok(None) };
-  let Some(value) = property(object, key)? else {
-    return Ok(None);
-  };
+/// A boolean.
+pub fn boolean(env: &Env, value: Unknown<'_>, arg: &str) -> Result<bool> {
   if !is(value, ValueType::Boolean) {
-    return Err(invalid_type(env, &format!("{arg}.{key}"), "of type boolean", value));
+    return Err(invalid_type(env, arg, "of type boolean", value));
   }
   // SAFETY: the type was just checked to be Boolean.
-  Ok(Some(unsafe { value.cast::<bool>() }?))
+  unsafe { value.cast::<bool>() }
 }
 
-/// An optional integer property in `min..=max`.
+/// An unsigned 32-bit integer in `min..=max`.
+pub fn uint32(env: &Env, value: Unknown<'_>, arg: &str, min: u32, max: u32) -> Result<u32> {
+  let n = integer(env, value, arg, f64::from(min), f64::from(max))?;
+  #[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "an integer in u32 range, checked above"
+  )]
+  Ok(n as u32)
+}
+
+/// An integer property `key` of the `options` argument, in `min..=max` (absent: `None`).
 pub fn integer_option(
   env: &Env,
   object: Option<&Object<'_>>,
   key: &str,
-  arg: &str,
+  _arg: &str,
   min: f64,
   max: f64,
 ) -> Result<Option<f64>> {
-  let Some(object) = object else { return Ok(None) };
-  let Some(value) = property(object, key)? else {
-    return Ok(None);
-  };
-  integer(env, value, &format!("{arg}.{key}"), min, max).map(Some)
+  crate::options::field(env, object, key, |env, value, arg| integer(env, value, arg, min, max))
 }
 
-/// The `mode` option: permission bits from `0` to `0o777`, default `0o600`.
-pub fn mode_option(env: &Env, object: Option<&Object<'_>>, arg: &str) -> Result<u32> {
-  let mode = integer_option(env, object, "mode", arg, 0.0, 511.0)?;
-  #[expect(
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    reason = "an integer in 0..=0o777"
-  )]
-  Ok(mode.map_or(0o600, |m| m as u32))
+/// Permission bits (`mode`): an integer from `0` to `0o777`.
+pub fn mode(env: &Env, value: Unknown<'_>, arg: &str) -> Result<u32> {
+  uint32(env, value, arg, 0, 0o777)
 }
 
 /// An offset inside a region: an integer from 0 to [`MAX_SIZE`].
@@ -205,30 +202,26 @@ pub fn offset(env: &Env, value: Unknown<'_>, arg: &str) -> Result<usize> {
   bytes(env, value, arg, 0.0)
 }
 
-/// A `timeout` option in milliseconds (a number ≥ 0), or `None` for no limit (absent,
-/// `Infinity`, or more than a `Duration` holds).
-pub fn timeout_option(env: &Env, object: Option<&Object<'_>>, arg: &str) -> Result<Option<std::time::Duration>> {
-  let Some(object) = object else { return Ok(None) };
-  let Some(value) = property(object, "timeout")? else {
-    return Ok(None);
-  };
-  let ms = number(env, value, &format!("{arg}.timeout"))?;
+/// A timeout in milliseconds: a number ≥ 0 (`Infinity` is no limit; negative or `NaN` is
+/// `ERR_OUT_OF_RANGE`).
+pub fn timeout(env: &Env, value: Unknown<'_>, arg: &str) -> Result<f64> {
+  let ms = number(env, value, arg)?;
   if ms.is_nan() || ms < 0.0 {
-    return Err(out_of_range(env, &format!("{arg}.timeout"), ">= 0", &show_number(ms)));
+    return Err(out_of_range(env, arg, ">= 0", &show_number(ms)));
   }
-  Ok(std::time::Duration::try_from_secs_f64(ms / 1000.0).ok())
+  Ok(ms)
 }
 
-/// The `owner` option of `open`/`openOrCreate`: a user id (an integer from 0 to 2**32 - 2)
-/// or `'any'`; absent means objects of this process's user only.
-pub fn owner_option(env: &Env, object: Option<&Object<'_>>, arg: &str) -> Result<shmkit::Owner> {
-  let Some(object) = object else {
-    return Ok(shmkit::Owner::Me);
-  };
-  let Some(value) = property(object, "owner")? else {
-    return Ok(shmkit::Owner::Me);
-  };
-  let key = format!("{arg}.owner");
+/// The `timeout` property of the `options` argument (see [`timeout`]) as a `Duration`, or
+/// `None` for no limit.
+pub fn timeout_option(env: &Env, object: Option<&Object<'_>>, _arg: &str) -> Result<Option<std::time::Duration>> {
+  let ms = crate::options::field(env, object, "timeout", timeout)?;
+  Ok(crate::options::duration(ms))
+}
+
+/// Whose named object to accept (`owner`): a user id (an integer from 0 to 2**32 - 2) or
+/// `'any'`.
+pub fn owner(env: &Env, value: Unknown<'_>, arg: &str) -> Result<shmkit::Owner> {
   match value.get_type()? {
     ValueType::String => {
       // SAFETY: the type was just checked to be String.
@@ -238,23 +231,25 @@ pub fn owner_option(env: &Env, object: Option<&Object<'_>>, arg: &str) -> Result
       } else {
         Err(invalid_value(
           env,
-          &key,
+          arg,
           "must be a user id or 'any'",
           &format!("'{text}'"),
         ))
       }
     }
-    ValueType::Number => {
-      let uid = integer(env, value, &key, 0.0, f64::from(u32::MAX - 1))?;
-      #[expect(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        reason = "an integer in 0..2**32 - 1"
-      )]
-      Ok(shmkit::Owner::Uid(uid as u32))
-    }
-    _ => Err(invalid_type(env, &key, "of type number or the string 'any'", value)),
+    ValueType::Number => Ok(shmkit::Owner::Uid(uint32(env, value, arg, 0, u32::MAX - 1)?)),
+    _ => Err(invalid_type(env, arg, "of type number or the string 'any'", value)),
   }
+}
+
+/// An `AbortSignal`.
+pub fn signal<'e>(env: &Env, value: Unknown<'e>, arg: &str) -> Result<crate::options::AbortSignal<'e>> {
+  let constructor: Function<'_, Unknown<'_>, Unknown<'_>> = env.get_global()?.get_named_property("AbortSignal")?;
+  if value.get_type()? != ValueType::Object || !value.instanceof(constructor)? {
+    return Err(invalid_type(env, arg, "an instance of AbortSignal", value));
+  }
+  // SAFETY: the type was just checked to be Object.
+  Ok(crate::options::AbortSignal(unsafe { value.cast::<Object>() }?))
 }
 
 fn element_size(kind: sys::napi_typedarray_type) -> usize {

@@ -32,6 +32,7 @@ use shmkit::{Alias, Recv, Region, SendStatus};
 
 use crate::args;
 use crate::error::{abort_error, closed, IntoJs};
+use crate::options::read_options;
 use crate::promise::{abort_reason, settled, signal_option, AbortHook, Deferred};
 use crate::raw::{self, call, global};
 use crate::waiter::{self, WaitId, Word};
@@ -54,11 +55,15 @@ pub struct ChannelInitOptions {
 
 /// Options for `Channel.at`.
 #[napi(object, object_to_js = false, object_from_js = false)]
-#[allow(dead_code, reason = "declares the TypeScript type; options are parsed by hand")]
+#[derive(Default)]
 pub struct ChannelOptions {
   /// As in `ChannelInitOptions`. Default `false`.
   pub object_mode: Option<bool>,
 }
+
+read_options!(ChannelOptions {
+  object_mode: args::boolean
+});
 
 /// Options for the blocking `sendSync` and `receiveSync` forms.
 #[napi(object, object_to_js = false, object_from_js = false)]
@@ -167,7 +172,7 @@ fn wait_timeout(env: &Env, options: Option<Unknown<'_>>) -> Result<Option<Durati
 }
 
 fn object_mode_option(env: &Env, options: Option<&Object<'_>>) -> Result<bool> {
-  Ok(args::bool_option(env, options, "objectMode", "options")?.unwrap_or(false))
+  Ok(ChannelOptions::parse(env, options)?.object_mode.unwrap_or(false))
 }
 
 #[napi]

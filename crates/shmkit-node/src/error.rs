@@ -12,27 +12,39 @@ use napi::bindgen_prelude::*;
 use napi::sys;
 use shmkit::ErrorKind;
 
-/// Library error codes, beside the errno names and Node's `ERR_INVALID_*`.
-pub const ERR_SHM_CLOSED: &str = "ERR_SHM_CLOSED";
-pub const ERR_SHM_UNSUPPORTED: &str = "ERR_SHM_UNSUPPORTED";
-pub const ERR_SHM_EXTERNAL_BUFFER: &str = "ERR_SHM_EXTERNAL_BUFFER";
-/// A named object to open belongs to another user than the caller accepted (`owner`).
-pub const ERR_SHM_FOREIGN_OWNER: &str = "ERR_SHM_FOREIGN_OWNER";
-/// The runtime cannot make an `ArrayBuffer` as large as the region.
-pub const ERR_SHM_TOO_LARGE: &str = "ERR_SHM_TOO_LARGE";
-/// `SharedMemory.from` got something that is not a live token from `share()`.
-pub const ERR_SHM_INVALID_TOKEN: &str = "ERR_SHM_INVALID_TOKEN";
-/// A core failure with no better description (a bug to report).
-pub const ERR_SHM_INTERNAL: &str = "ERR_SHM_INTERNAL";
-/// A precondition of `fork()` does not hold.
-pub const ERR_SHM_FORK_UNSAFE: &str = "ERR_SHM_FORK_UNSAFE";
-/// `ForkedChild.kill` got a signal name or number the system does not have (Node's code).
-pub const ERR_UNKNOWN_SIGNAL: &str = "ERR_UNKNOWN_SIGNAL";
-pub const ERR_INVALID_ARG_TYPE: &str = "ERR_INVALID_ARG_TYPE";
-pub const ERR_INVALID_ARG_VALUE: &str = "ERR_INVALID_ARG_VALUE";
-pub const ERR_OUT_OF_RANGE: &str = "ERR_OUT_OF_RANGE";
-/// The code of Node's `AbortError` (an aborted `AbortSignal`).
-pub const ABORT_ERR: &str = "ABORT_ERR";
+/// Declares each code as a constant holding its own name.
+macro_rules! codes {
+  ($($(#[doc = $doc:tt])* $code:ident,)*) => {
+    $($(#[doc = $doc])* pub const $code: &str = stringify!($code);)*
+  };
+}
+
+// Every code besides the errno names; header.d.ts lists them as `ShmErrorCode`.
+codes! {
+  /// Used after `close()`.
+  ERR_SHM_CLOSED,
+  /// Not on this platform, or not for this kind of region.
+  ERR_SHM_UNSUPPORTED,
+  /// The runtime forbids external `ArrayBuffer`s.
+  ERR_SHM_EXTERNAL_BUFFER,
+  /// A named object to open belongs to another user than the caller accepted (`owner`).
+  ERR_SHM_FOREIGN_OWNER,
+  /// The runtime cannot make an `ArrayBuffer` as large as the region.
+  ERR_SHM_TOO_LARGE,
+  /// `SharedMemory.from` got something that is not a live token from `share()`.
+  ERR_SHM_INVALID_TOKEN,
+  /// A core failure with no better description (a bug to report).
+  ERR_SHM_INTERNAL,
+  /// A precondition of `fork()` does not hold.
+  ERR_SHM_FORK_UNSAFE,
+  /// `ForkedChild.kill` got a signal name or number the system does not have (Node's code).
+  ERR_UNKNOWN_SIGNAL,
+  ERR_INVALID_ARG_TYPE,
+  ERR_INVALID_ARG_VALUE,
+  ERR_OUT_OF_RANGE,
+  /// The code of Node's `AbortError` (an aborted `AbortSignal`).
+  ABORT_ERR,
+}
 
 /// Which JS constructor an error uses.
 #[derive(Clone, Copy)]
@@ -50,6 +62,11 @@ pub fn js_error(env: &Env, class: Class, code: &str, message: &str, props: &[(&s
     // plain napi error that still has the code.
     Err(_) => Error::new(Status::GenericFailure, format!("{code}: {message}")),
   }
+}
+
+/// An `Error` with `code` and no other property.
+pub fn coded(env: &Env, code: &str, message: &str) -> Error {
+  js_error(env, Class::Error, code, message, &[])
 }
 
 /// An extra property value.
@@ -107,19 +124,19 @@ pub fn to_js(env: &Env, e: &shmkit::Error) -> Error {
     ErrorKind::InvalidSize | ErrorKind::InvalidArgument => {
       js_error(env, Class::RangeError, ERR_OUT_OF_RANGE, &message, &[])
     }
-    ErrorKind::Unsupported => js_error(env, Class::Error, ERR_SHM_UNSUPPORTED, &message, &[]),
+    ErrorKind::Unsupported => coded(env, ERR_SHM_UNSUPPORTED, &message),
     ErrorKind::ForeignOwner => {
       let mut props = vec![("owner", Prop::Num(f64::from(e.owner().unwrap_or(u32::MAX))))];
       props.extend(name_prop);
       js_error(env, Class::Error, ERR_SHM_FOREIGN_OWNER, &message, &props)
     }
-    _ => js_error(env, Class::Error, ERR_SHM_INTERNAL, &message, &[]),
+    _ => coded(env, ERR_SHM_INTERNAL, &message),
   }
 }
 
 /// `ERR_SHM_CLOSED`: a method was called after `close()`.
 pub fn closed(env: &Env, what: &str) -> Error {
-  js_error(env, Class::Error, ERR_SHM_CLOSED, &format!("{what} is closed"), &[])
+  coded(env, ERR_SHM_CLOSED, &format!("{what} is closed"))
 }
 
 /// Node's `AbortError` for an aborted `AbortSignal`: `name` `'AbortError'`, `code`

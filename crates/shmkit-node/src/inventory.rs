@@ -6,6 +6,7 @@ use napi::bindgen_prelude::*;
 use crate::args;
 use crate::error::IntoJs;
 use crate::memory::SharedMemory;
+use crate::options::read_options;
 
 /// One named object in `/dev/shm`.
 #[napi(object)]
@@ -50,6 +51,26 @@ impl From<shmkit::ObjectInfo> for NamedObjectInfo {
   }
 }
 
+/// Options for `SharedMemory.list`.
+#[napi(object, object_to_js = false, object_from_js = false)]
+#[derive(Default)]
+pub struct ListOptions {
+  /// Only the names that start with it (`'jobs'` or `'/jobs'`). Default: every name.
+  pub prefix: Option<String>,
+}
+
+read_options!(ListOptions { prefix: prefix });
+
+/// Options for `SharedMemory.removeUnused`.
+#[napi(object, object_to_js = false, object_from_js = false)]
+#[derive(Default)]
+pub struct RemoveUnusedOptions {
+  /// `true` only reports what would be removed. Default `false`.
+  pub dry_run: Option<bool>,
+}
+
+read_options!(RemoveUnusedOptions { dry_run: args::boolean });
+
 fn prefix(env: &Env, value: Unknown<'_>, arg: &str) -> Result<String> {
   let prefix = args::string(env, value, arg)?;
   let bare = prefix.strip_prefix('/').unwrap_or(&prefix).to_owned();
@@ -69,18 +90,9 @@ impl SharedMemory {
   /// Lists named shared-memory objects and semaphores (Linux: the entries of `/dev/shm`),
   /// optionally only those whose name starts with `prefix`, with size, mode, owner and whether
   /// any process still uses them. Removes nothing. `ERR_SHM_UNSUPPORTED` on macOS.
-  #[napi(ts_args_type = "options?: { prefix?: string } | undefined | null")]
-  pub fn list(env: Env, options: Option<Unknown>) -> Result<Vec<NamedObjectInfo>> {
-    let options = args::options(&env, options, "options")?;
-    let prefix = match options
-      .as_ref()
-      .map(|o| args::property(o, "prefix"))
-      .transpose()?
-      .flatten()
-    {
-      Some(value) => prefix(&env, value, "options.prefix")?,
-      None => String::new(),
-    };
+  #[napi]
+  pub fn list(env: Env, options: Option<ListOptions>) -> Result<Vec<NamedObjectInfo>> {
+    let prefix = options.and_then(|o| o.prefix).unwrap_or_default();
     Ok(shmkit::list(&prefix).js(&env)?.into_iter().map(Into::into).collect())
   }
 
@@ -89,7 +101,7 @@ impl SharedMemory {
   /// users may not be inspectable), and returns them. Unlinking removes only the name: a
   /// process that still maps an object keeps its memory. Use it for names
   /// left behind by crashed programs. `{ dryRun: true }` only reports what it would remove.
-  #[napi(ts_args_type = "prefix: string, options?: { dryRun?: boolean } | undefined | null")]
+  #[napi(ts_args_type = "prefix: string, options?: RemoveUnusedOptions | undefined | null")]
   pub fn remove_unused(env: Env, prefix: Unknown, options: Option<Unknown>) -> Result<Vec<NamedObjectInfo>> {
     let prefix = self::prefix(&env, prefix, "prefix")?;
     if prefix.is_empty() {
@@ -100,8 +112,7 @@ impl SharedMemory {
         "''",
       ));
     }
-    let options = args::options(&env, options, "options")?;
-    let dry_run = args::bool_option(&env, options.as_ref(), "dryRun", "options")?.unwrap_or(false);
+    let dry_run = RemoveUnusedOptions::from_arg(&env, options)?.dry_run.unwrap_or(false);
     Ok(
       shmkit::remove_unused(&prefix, dry_run)
         .js(&env)?

@@ -26,6 +26,7 @@ mod fork;
 mod inventory;
 mod memory;
 mod mutex;
+mod options;
 #[cfg_attr(
   test,
   allow(

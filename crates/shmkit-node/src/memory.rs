@@ -37,6 +37,7 @@ use crate::args;
 use crate::error::{
   closed, js_error, Class, IntoJs, Prop, ERR_SHM_EXTERNAL_BUFFER, ERR_SHM_INVALID_TOKEN, ERR_SHM_TOO_LARGE,
 };
+use crate::options::read_options;
 use crate::raw;
 
 /// One `ArrayBuffer`'s hold on a region, settled by its two finalizers.
@@ -142,7 +143,8 @@ fn drop_claim(key: usize) {
 static TOKENS: Mutex<BTreeMap<u128, (Arc<Region>, bool)>> = Mutex::new(BTreeMap::new());
 
 /// Options for `anonymous`, `devZero` and `memfd`.
-#[napi(object, js_name = "MapOptions")]
+#[napi(object, object_to_js = false, object_from_js = false, js_name = "MapOptions")]
+#[derive(Default)]
 pub struct JsMapOptions {
   /// `true` maps `MAP_PRIVATE` (copy-on-write): after a `fork`, the parent's and the child's
   /// writes stay their own. Default `false` (`MAP_SHARED`).
@@ -153,8 +155,14 @@ pub struct JsMapOptions {
   pub growable: Option<bool>,
 }
 
+read_options!(JsMapOptions {
+  private: args::boolean,
+  growable: args::boolean
+});
+
 /// Options for `create` and `openOrCreate`.
-#[napi(object)]
+#[napi(object, object_to_js = false, object_from_js = false)]
+#[derive(Default)]
 pub struct CreateOptions {
   /// Permission bits of a newly created object, applied exactly (the umask does not narrow
   /// them). An integer from `0` to `0o777`. Default `0o600`: only the owner may open it.
@@ -172,11 +180,19 @@ pub struct CreateOptions {
   /// squat the name in the world-writable `/dev/shm`) is refused with
   /// `ERR_SHM_FOREIGN_OWNER`, whose `owner` property is that user's id.
   #[napi(ts_type = "number | 'any'")]
-  pub owner: Option<Either<u32, String>>,
+  pub owner: Option<shmkit::Owner>,
 }
 
+read_options!(CreateOptions {
+  mode: args::mode,
+  reserve: args::boolean,
+  private: args::boolean,
+  owner: args::owner
+});
+
 /// Options for `open` and `fromFd`.
-#[napi(object)]
+#[napi(object, object_to_js = false, object_from_js = false)]
+#[derive(Default)]
 pub struct OpenOptions {
   /// `true` opens the object read-only. The mapping is then copy-on-write: writes through
   /// `buffer` stay in this process and never reach the object (so a stray write can never
@@ -189,11 +205,18 @@ pub struct OpenOptions {
   /// squat the name in the world-writable `/dev/shm`) is refused with
   /// `ERR_SHM_FOREIGN_OWNER`, whose `owner` property is that user's id.
   #[napi(ts_type = "number | 'any'")]
-  pub owner: Option<Either<u32, String>>,
+  pub owner: Option<shmkit::Owner>,
 }
 
+read_options!(OpenOptions {
+  read_only: args::boolean,
+  private: args::boolean,
+  owner: args::owner
+});
+
 /// Options for `file`.
-#[napi(object)]
+#[napi(object, object_to_js = false, object_from_js = false)]
+#[derive(Default)]
 pub struct FileOptions {
   /// Permission bits if the file is created, applied exactly. Default `0o600`.
   pub mode: Option<u32>,
@@ -206,6 +229,13 @@ pub struct FileOptions {
   /// `true` maps `MAP_PRIVATE` (copy-on-write): writes never reach the file. Default `false`.
   pub private: Option<bool>,
 }
+
+read_options!(FileOptions {
+  mode: args::mode,
+  create: args::boolean,
+  read_only: args::boolean,
+  private: args::boolean
+});
 
 /// Memory shared between processes, mapped into this one.
 ///
@@ -465,31 +495,7 @@ pub struct SharedMemoryToken {
   pub name: Option<String>,
 }
 
-/// The `owner` option as the options object holds it.
-fn owner_field(owner: shmkit::Owner) -> Option<Either<u32, String>> {
-  match owner {
-    shmkit::Owner::Me => None,
-    shmkit::Owner::Uid(uid) => Some(Either::A(uid)),
-    shmkit::Owner::Any => Some(Either::B("any".to_owned())),
-  }
-}
-
-fn core_owner(owner: Option<&Either<u32, String>>) -> shmkit::Owner {
-  match owner {
-    None => shmkit::Owner::Me,
-    Some(Either::A(uid)) => shmkit::Owner::Uid(*uid),
-    Some(Either::B(_)) => shmkit::Owner::Any,
-  }
-}
-
 impl JsMapOptions {
-  fn parse(env: &Env, options: Option<&Object<'_>>) -> Result<Self> {
-    Ok(Self {
-      private: args::bool_option(env, options, "private", "options")?,
-      growable: args::bool_option(env, options, "growable", "options")?,
-    })
-  }
-
   fn to_core(&self) -> MapOptions {
     MapOptions::new()
       .private(self.private.unwrap_or(false))
@@ -498,14 +504,6 @@ impl JsMapOptions {
 }
 
 impl OpenOptions {
-  fn parse(env: &Env, options: Option<&Object<'_>>) -> Result<Self> {
-    Ok(Self {
-      read_only: args::bool_option(env, options, "readOnly", "options")?,
-      private: args::bool_option(env, options, "private", "options")?,
-      owner: owner_field(args::owner_option(env, options, "options")?),
-    })
-  }
-
   fn is_read_only(&self) -> bool {
     self.read_only.unwrap_or(false)
   }
@@ -517,39 +515,21 @@ impl OpenOptions {
     MapOptions::new()
       .read_only(self.is_read_only())
       .private(private)
-      .owner(core_owner(self.owner.as_ref()))
+      .owner(self.owner.unwrap_or(shmkit::Owner::Me))
   }
 }
 
 impl CreateOptions {
-  fn parse(env: &Env, options: Option<&Object<'_>>) -> Result<Self> {
-    Ok(Self {
-      mode: Some(args::mode_option(env, options, "options")?),
-      reserve: args::bool_option(env, options, "reserve", "options")?,
-      private: args::bool_option(env, options, "private", "options")?,
-      owner: owner_field(args::owner_option(env, options, "options")?),
-    })
-  }
-
   fn to_core(&self) -> MapOptions {
     MapOptions::new()
       .mode(self.mode.unwrap_or(0o600))
       .reserve(self.reserve.unwrap_or(false))
       .private(self.private.unwrap_or(false))
-      .owner(core_owner(self.owner.as_ref()))
+      .owner(self.owner.unwrap_or(shmkit::Owner::Me))
   }
 }
 
 impl FileOptions {
-  fn parse(env: &Env, options: Option<&Object<'_>>) -> Result<Self> {
-    Ok(Self {
-      mode: Some(args::mode_option(env, options, "options")?),
-      create: args::bool_option(env, options, "create", "options")?,
-      read_only: args::bool_option(env, options, "readOnly", "options")?,
-      private: args::bool_option(env, options, "private", "options")?,
-    })
-  }
-
   fn is_read_only(&self) -> bool {
     self.read_only.unwrap_or(false)
   }

@@ -11,7 +11,8 @@ use shmkit::{Lock, LockAttempt, Step};
 use crate::args;
 use crate::error::{abort_error, closed, to_js, IntoJs};
 use crate::memory::SharedMemory;
-use crate::promise::{settled, AbortHook, AsyncWait, Deferred};
+use crate::options::{WaitOptions, WaitSyncOptions};
+use crate::promise::{settled, AbortHook, Deferred, Pending};
 use crate::waiter::{self, WaitId, Word};
 
 /// The outcome of taking a `RobustMutex`.
@@ -23,8 +24,8 @@ pub struct LockResult {
   pub owner_died: bool,
 }
 
-/// Bytes a `RobustMutex` occupies in a region (32 on every platform; offsets are multiples
-/// of 8). The byte protocol is in docs/layout.md.
+/// Bytes a `RobustMutex` occupies in a region.
+/// @deprecated Use `RobustMutex.SIZE`.
 #[cfg_attr(test, expect(dead_code, reason = "napi registers it with Node outside unit tests"))]
 #[napi]
 #[expect(clippy::cast_possible_truncation, reason = "32 bytes")]
@@ -91,10 +92,9 @@ impl RobustMutex {
   /// until `timeout` milliseconds pass on the monotonic clock (then returns `null`: running out
   /// of time is an answer, not an error). A holder that died is noticed within about 20 ms.
   /// Keep critical sections short.
-  #[napi(ts_args_type = "options?: { timeout?: number } | undefined | null")]
-  pub fn lock_sync(&self, env: Env, options: Option<Unknown>) -> Result<Option<LockResult>> {
-    let options = args::options(&env, options, "options")?;
-    let timeout = args::timeout_option(&env, options.as_ref(), "options")?;
+  #[napi]
+  pub fn lock_sync(&self, env: Env, options: Option<WaitSyncOptions>) -> Result<Option<LockResult>> {
+    let timeout = options.and_then(|o| o.timeout());
     let mutex = self.live(&env)?;
     let lock = match timeout {
       Some(timeout) => mutex.lock_timeout(timeout),
@@ -108,26 +108,22 @@ impl RobustMutex {
   /// `timeout` milliseconds pass first. Rejects with an `AbortError` when `signal` aborts (the
   /// lock is then not taken), or with the errors of `lockSync`. A holder that died is
   /// noticed within about 20 ms. Uses no thread of its own and never the libuv threadpool.
-  #[napi(
-    ts_args_type = "options?: { timeout?: number; signal?: AbortSignal } | undefined | null",
-    ts_return_type = "Promise<LockResult | null>"
-  )]
-  pub fn lock<'e>(&self, env: &'e Env, options: Option<Unknown>) -> Result<Object<'e>> {
-    let wait = AsyncWait::parse(env, options)?;
+  #[napi(ts_return_type = "Promise<LockResult | null>")]
+  pub fn lock<'e>(&self, env: &'e Env, options: Option<WaitOptions<'e>>) -> Result<Object<'e>> {
+    let mut options = options.unwrap_or_default();
     let mutex = self.live(env)?.clone();
-    if let Some(error) = wait.aborted(env)? {
+    if let Some(error) = options.aborted(env)? {
       return settled::<Option<LockResult>>(env, Err(error));
     }
-    let AsyncWait { timeout, signal } = wait;
+    let (timeout, signal) = (options.timeout(), options.take_signal());
     let word = Word::in_region(mutex.region().clone(), mutex.offset()).js(env)?;
     let (deferred, promise) = Deferred::new(env)?;
     let pending = Rc::new(AsyncLock {
       attempt: Cell::new(LockAttempt::new(timeout.and_then(|t| Instant::now().checked_add(t)))),
       mutex,
       word,
-      deferred: RefCell::new(Some(deferred)),
+      promise: RefCell::new(Some(Pending { deferred, abort: None })),
       armed: Cell::new(None),
-      abort: RefCell::new(None),
     });
     if let Some(signal) = &signal {
       let on_abort = Rc::downgrade(&pending);
@@ -139,11 +135,13 @@ impl RobustMutex {
           pending.finish(env, Err(abort_error(env, Some(reason))));
         }
       })?;
-      *pending.abort.borrow_mut() = Some(hook);
+      if let Some(promise) = pending.promise.borrow_mut().as_mut() {
+        promise.abort = Some(hook);
+      }
     }
     advance(env, &pending);
     let mut list = self.pending.borrow_mut();
-    list.retain(|p| p.upgrade().is_some_and(|p| p.deferred.borrow().is_some()));
+    list.retain(|p| p.upgrade().is_some_and(|p| p.promise.borrow().is_some()));
     list.push(Rc::downgrade(&pending));
     Ok(promise)
   }
@@ -213,18 +211,15 @@ struct AsyncLock {
   word: Word,
   attempt: Cell<LockAttempt>,
   /// `None` once settled.
-  deferred: RefCell<Option<Deferred>>,
+  promise: RefCell<Option<Pending>>,
   armed: Cell<Option<WaitId>>,
-  abort: RefCell<Option<AbortHook>>,
 }
 
 impl AsyncLock {
   fn finish(&self, env: &Env, outcome: Result<Option<LockResult>>) {
-    if let Some(hook) = self.abort.borrow_mut().take() {
-      hook.release(env);
-    }
-    if let Some(deferred) = self.deferred.borrow_mut().take() {
-      deferred.settle(env, outcome);
+    let promise = self.promise.borrow_mut().take();
+    if let Some(promise) = promise {
+      promise.settle(env, outcome);
     }
   }
 }
@@ -232,7 +227,7 @@ impl AsyncLock {
 /// Takes a step of `pending` on this JS thread: settles it, or arms the next wait. The lock
 /// is taken and the promise settled in the same step, so an abort never strands a lock.
 fn advance(env: &Env, pending: &Rc<AsyncLock>) {
-  if pending.deferred.borrow().is_none() {
+  if pending.promise.borrow().is_none() {
     return; // aborted
   }
   let mut attempt = pending.attempt.get();

@@ -2,13 +2,12 @@
 //! every async wait of the binding (`waitAsync`, `Semaphore#wait`) shares.
 
 use std::ptr;
-use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use napi::{sys, ValueType};
 
 use crate::args;
-use crate::error::abort_error;
+use crate::options::AbortSignal;
 use crate::raw::{self, check, Strong};
 
 /// A promise's resolving half. Settling consumes it; dropping it unsettled (env teardown)
@@ -50,6 +49,22 @@ impl Deferred {
   }
 }
 
+/// A pending promise and the abort listener to remove when it settles.
+pub struct Pending {
+  pub deferred: Deferred,
+  pub abort: Option<AbortHook>,
+}
+
+impl Pending {
+  /// Removes the abort listener, then settles the promise.
+  pub fn settle<T: ToNapiValue>(self, env: &Env, outcome: Result<T>) {
+    if let Some(hook) = self.abort {
+      hook.release(env);
+    }
+    self.deferred.settle(env, outcome);
+  }
+}
+
 /// A promise already settled with `outcome`.
 pub fn settled<T: ToNapiValue>(env: &Env, outcome: Result<T>) -> Result<Object<'_>> {
   let (deferred, promise) = Deferred::new(env)?;
@@ -57,48 +72,10 @@ pub fn settled<T: ToNapiValue>(env: &Env, outcome: Result<T>) -> Result<Object<'
   Ok(promise)
 }
 
-/// The `{ timeout, signal }` options of a promise-returning wait.
-pub struct AsyncWait<'e> {
-  pub timeout: Option<Duration>,
-  pub signal: Option<Object<'e>>,
-}
-
-impl<'e> AsyncWait<'e> {
-  /// Reads `options` (absent, or an object with `timeout` and `signal`).
-  pub fn parse(env: &Env, options: Option<Unknown<'e>>) -> Result<Self> {
-    let options = args::options(env, options, "options")?;
-    Ok(Self {
-      timeout: args::timeout_option(env, options.as_ref(), "options")?,
-      signal: signal_option(env, options.as_ref(), "options")?,
-    })
-  }
-
-  /// The `AbortError` to reject with at once when the signal has already aborted.
-  pub fn aborted(&self, env: &Env) -> Result<Option<Error>> {
-    let Some(signal) = &self.signal else {
-      return Ok(None);
-    };
-    Ok(abort_reason(signal)?.map(|reason| abort_error(env, Some(reason))))
-  }
-}
-
 /// Reads `options.signal`: an `AbortSignal` or absent.
-pub fn signal_option<'e>(env: &Env, options: Option<&Object<'e>>, arg: &str) -> Result<Option<Object<'e>>> {
-  let Some(options) = options else { return Ok(None) };
-  let Some(value) = args::property(options, "signal")? else {
-    return Ok(None);
-  };
-  let constructor: Function<'_, Unknown<'_>, Unknown<'_>> = env.get_global()?.get_named_property("AbortSignal")?;
-  if value.get_type()? != ValueType::Object || !value.instanceof(constructor)? {
-    return Err(args::invalid_type(
-      env,
-      &format!("{arg}.signal"),
-      "an instance of AbortSignal",
-      value,
-    ));
-  }
-  // SAFETY: the type was just checked to be Object.
-  Ok(Some(unsafe { value.cast::<Object>() }?))
+pub fn signal_option<'e>(env: &Env, options: Option<&Object<'e>>, _arg: &str) -> Result<Option<Object<'e>>> {
+  let signal = crate::options::field(env, options, "signal", args::signal)?;
+  Ok(signal.map(|AbortSignal(signal)| signal))
 }
 
 /// `signal.reason` if the signal has aborted.

@@ -25,40 +25,41 @@ use napi::bindgen_prelude::*;
 use napi::ValueType;
 
 use crate::args;
-use crate::error::{abort_error, closed, js_error, Class, IntoJs, ERR_SHM_UNSUPPORTED};
+use crate::error::{abort_error, closed, coded, IntoJs, ERR_SHM_UNSUPPORTED};
 use crate::memory::SharedMemory;
-use crate::promise::{settled, AbortHook, AsyncWait, Deferred};
+use crate::options::{read_options, WaitOptions, WaitSyncOptions};
+use crate::promise::{settled, AbortHook, Deferred, Pending};
 use crate::waiter::{self, WaitId, Word};
 
 /// How often a semaphore without a wait word (a macOS named one) is looked at.
 const POLL: Duration = Duration::from_millis(5);
 
-/// Bytes an in-region semaphore occupies (`sizeof(sem_t)`: 32 on 64-bit Linux). Lay out
-/// shared memory so that each semaphore gets this many bytes at an offset that is a
-/// multiple of `SEMAPHORE_ALIGNMENT`.
+/// Bytes an in-region semaphore occupies.
+/// @deprecated Use `Semaphore.SIZE`.
 #[napi]
 #[cfg_attr(test, expect(dead_code, reason = "napi registers constants outside unit tests only"))]
 #[expect(clippy::cast_possible_truncation, reason = "sizeof(sem_t) is a few dozen bytes")]
 pub const SEMAPHORE_SIZE: u32 = shmkit::Semaphore::SIZE as u32;
 
-/// The alignment an in-region semaphore's offset needs (8 on 64-bit Linux).
+/// The alignment an in-region semaphore's offset needs.
+/// @deprecated Use `Semaphore.ALIGN`.
 #[napi]
 #[cfg_attr(test, expect(dead_code, reason = "napi registers constants outside unit tests only"))]
 #[expect(clippy::cast_possible_truncation, reason = "alignof(sem_t) is at most 16")]
 pub const SEMAPHORE_ALIGNMENT: u32 = shmkit::Semaphore::ALIGN as u32;
 
-/// The largest value a semaphore can hold (`SEM_VALUE_MAX`: 2147483647 on Linux, 32767 on
-/// macOS). `post()` beyond it throws `EOVERFLOW`.
+/// The largest value a semaphore can hold.
+/// @deprecated Use `Semaphore.VALUE_MAX`.
 #[napi]
 #[cfg_attr(test, expect(dead_code, reason = "napi registers constants outside unit tests only"))]
 pub const SEMAPHORE_VALUE_MAX: u32 = shmkit::Semaphore::VALUE_MAX;
 
 /// Options for `Semaphore.create` and `Semaphore.openOrCreate`.
 #[napi(object, object_to_js = false, object_from_js = false)]
-#[allow(dead_code, reason = "declares the TypeScript type; options are parsed by hand")]
+#[derive(Default)]
 pub struct SemaphoreOptions {
   /// The value of a new semaphore: how many `wait()`s succeed before one blocks. An integer
-  /// from `0` to `SEMAPHORE_VALUE_MAX`. Default `0`.
+  /// from `0` to `Semaphore.VALUE_MAX`. Default `0`.
   pub initial: Option<u32>,
   /// Permission bits of a new semaphore, applied exactly on Linux (the umask does not narrow
   /// them; on macOS it does). An integer from `0` to `0o777`. Default `0o600`: only the
@@ -68,56 +69,50 @@ pub struct SemaphoreOptions {
   /// only this process's user's; one another user created is refused with
   /// `ERR_SHM_FOREIGN_OWNER` (checked on Linux).
   #[napi(ts_type = "number | 'any'")]
-  pub owner: Option<u32>,
+  pub owner: Option<shmkit::Owner>,
+}
+
+read_options!(SemaphoreOptions {
+  initial: initial_value,
+  mode: args::mode,
+  owner: args::owner
+});
+
+impl SemaphoreOptions {
+  fn to_core(&self) -> shmkit::SemOptions {
+    shmkit::SemOptions::new()
+      .mode(self.mode.unwrap_or(0o600))
+      .owner(self.owner.unwrap_or(shmkit::Owner::Me))
+  }
 }
 
 /// Options for `Semaphore.open`.
 #[napi(object, object_to_js = false, object_from_js = false)]
-#[allow(dead_code, reason = "declares the TypeScript type; options are parsed by hand")]
+#[derive(Default)]
 pub struct SemaphoreOpenOptions {
   /// Whose semaphore to accept: a user id, or `'any'`. Default: only this process's user's;
   /// one another user created is refused with `ERR_SHM_FOREIGN_OWNER` (checked on Linux).
   #[napi(ts_type = "number | 'any'")]
-  pub owner: Option<u32>,
+  pub owner: Option<shmkit::Owner>,
 }
 
-/// Options for `waitSync`.
-#[napi(object, object_to_js = false, object_from_js = false)]
-#[allow(dead_code, reason = "declares the TypeScript type; options are parsed by hand")]
-pub struct WaitSyncOptions {
-  /// The longest to wait, in milliseconds (fractions allowed). `0` tries once; `Infinity`
-  /// or absent waits as long as it takes. When it runs out, `waitSync` returns `false`.
-  pub timeout: Option<f64>,
-}
+read_options!(SemaphoreOpenOptions { owner: args::owner });
 
-/// Options for `wait`.
-#[napi(object, object_to_js = false, object_from_js = false)]
-#[allow(dead_code, reason = "declares the TypeScript type; options are parsed by hand")]
-pub struct WaitOptions {
-  /// The longest to wait, in milliseconds (fractions allowed). `0` tries once; `Infinity`
-  /// or absent waits as long as it takes. When it runs out, the promise resolves `false`.
-  /// It fires within a few milliseconds of the deadline.
-  pub timeout: Option<f64>,
-  /// Aborting it rejects the pending wait with an `AbortError` (`code` `'ABORT_ERR'`,
-  /// `cause` the signal's reason), unless the wait already got its permit.
-  #[napi(ts_type = "AbortSignal")]
-  pub signal: Option<()>,
+/// A semaphore's value: an integer from 0 to `Semaphore.VALUE_MAX`.
+fn initial_value(env: &Env, value: Unknown<'_>, arg: &str) -> Result<u32> {
+  args::uint32(env, value, arg, 0, shmkit::Semaphore::VALUE_MAX)
 }
 
 /// One pending `wait()`.
 struct Waiter {
   id: u64,
-  deferred: Deferred,
   deadline: Option<Instant>,
-  abort: Option<AbortHook>,
+  promise: Pending,
 }
 
 impl Waiter {
   fn settle(self, env: &Env, outcome: Result<bool>) {
-    if let Some(hook) = self.abort {
-      hook.release(env);
-    }
-    self.deferred.settle(env, outcome);
+    self.promise.settle(env, outcome);
   }
 }
 
@@ -308,40 +303,23 @@ impl Semaphore {
     })
   }
 
+  /// A named semaphore that `make` (create, or open or create) gives for `name` and the
+  /// `SemaphoreOptions`.
+  fn named(
+    env: &Env,
+    name: Unknown<'_>,
+    options: Option<Unknown<'_>>,
+    make: fn(&shmkit::ObjectName, u32, &shmkit::SemOptions) -> shmkit::Result<shmkit::Semaphore>,
+  ) -> Result<Self> {
+    let name = args::object_name(env, name, "name")?;
+    let options = SemaphoreOptions::from_arg(env, options)?;
+    let initial = options.initial.unwrap_or(0);
+    Self::wrap(env, make(&name, initial, &options.to_core()).js(env)?)
+  }
+
   fn live(&self, env: &Env) -> Result<&Rc<Shared>> {
     self.shared.as_ref().ok_or_else(|| closed(env, "Semaphore"))
   }
-}
-
-/// Reads `{ initial, mode }`.
-fn create_options(env: &Env, options: Option<Unknown>) -> Result<(u32, shmkit::SemOptions)> {
-  let options = args::options(env, options, "options")?;
-  let initial = initial_value(
-    env,
-    options
-      .as_ref()
-      .map(|o| args::property(o, "initial"))
-      .transpose()?
-      .flatten(),
-    "options.initial",
-  )?;
-  let mode = args::mode_option(env, options.as_ref(), "options")?;
-  let owner = args::owner_option(env, options.as_ref(), "options")?;
-  Ok((initial, shmkit::SemOptions::new().mode(mode).owner(owner)))
-}
-
-fn initial_value(env: &Env, value: Option<Unknown>, arg: &str) -> Result<u32> {
-  let Some(value) = value else { return Ok(0) };
-  if value.get_type()? == ValueType::Undefined {
-    return Ok(0);
-  }
-  let n = args::integer(env, value, arg, 0.0, f64::from(shmkit::Semaphore::VALUE_MAX))?;
-  #[expect(
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    reason = "an integer in 0..=VALUE_MAX"
-  )]
-  Ok(n as u32)
 }
 
 /// Borrows the region of a `SharedMemory` argument, which must be a shared mapping.
@@ -368,9 +346,9 @@ impl Semaphore {
     ts_args_type = "name: string, options?: SemaphoreOptions | undefined | null"
   )]
   pub fn create(env: Env, name: Unknown, options: Option<Unknown>) -> Result<Self> {
-    let name = args::object_name(&env, name, "name")?;
-    let (initial, opts) = create_options(&env, options)?;
-    Self::wrap(&env, shmkit::Semaphore::create_with(&name, initial, &opts).js(&env)?)
+    Self::named(&env, name, options, |name, initial, opts| {
+      shmkit::Semaphore::create_with(name, initial, opts)
+    })
   }
 
   /// Opens the existing named semaphore `name`. Fails with `ENOENT` if there is none.
@@ -380,9 +358,8 @@ impl Semaphore {
   )]
   pub fn open(env: Env, name: Unknown, options: Option<Unknown>) -> Result<Self> {
     let name = args::object_name(&env, name, "name")?;
-    let options = args::options(&env, options, "options")?;
-    let owner = args::owner_option(&env, options.as_ref(), "options")?;
-    let opts = shmkit::SemOptions::new().owner(owner);
+    let owner = SemaphoreOpenOptions::from_arg(&env, options)?.owner;
+    let opts = shmkit::SemOptions::new().owner(owner.unwrap_or(shmkit::Owner::Me));
     Self::wrap(&env, shmkit::Semaphore::open_with(&name, &opts).js(&env)?)
   }
 
@@ -393,12 +370,9 @@ impl Semaphore {
     ts_args_type = "name: string, options?: SemaphoreOptions | undefined | null"
   )]
   pub fn open_or_create(env: Env, name: Unknown, options: Option<Unknown>) -> Result<Self> {
-    let name = args::object_name(&env, name, "name")?;
-    let (initial, opts) = create_options(&env, options)?;
-    Self::wrap(
-      &env,
-      shmkit::Semaphore::open_or_create_with(&name, initial, &opts).js(&env)?,
-    )
+    Self::named(&env, name, options, |name, initial, opts| {
+      shmkit::Semaphore::open_or_create_with(name, initial, opts)
+    })
   }
 
   /// Removes the name `name` (`sem_unlink`). Processes that have it open keep using it.
@@ -413,9 +387,9 @@ impl Semaphore {
   /// (default `0`) at byte `offset` of `memory`. Other processes that map the same memory
   /// (a named or memfd region, or a forked child) use it through `Semaphore.at`.
   ///
-  /// The `SEMAPHORE_SIZE` bytes at `offset` belong to the semaphore: do not write over them
+  /// The `Semaphore.SIZE` bytes at `offset` belong to the semaphore: do not write over them
   /// through `buffer` (operations on a damaged semaphore throw `EINVAL`). `offset` must be a
-  /// multiple of `SEMAPHORE_ALIGNMENT`, and the region shared and writable. The semaphore
+  /// multiple of `Semaphore.ALIGN`, and the region shared and writable. The semaphore
   /// keeps the mapping alive: closing `memory` does not affect it. The bytes are glibc's
   /// `sem_t`, so on glibc C programs use it with `sem_post`/`sem_wait` too.
   #[napi(
@@ -425,7 +399,9 @@ impl Semaphore {
   pub fn init(env: Env, memory: Unknown, offset: Unknown, initial: Option<Unknown>) -> Result<Self> {
     let offset = args::offset(&env, offset, "offset")?;
     let initial = match initial {
-      Some(value) if value.get_type()? != ValueType::Null => initial_value(&env, Some(value), "initial")?,
+      Some(value) if !matches!(value.get_type()?, ValueType::Undefined | ValueType::Null) => {
+        initial_value(&env, value, "initial")?
+      }
       _ => 0,
     };
     let region = region_of(&env, memory)?;
@@ -443,7 +419,7 @@ impl Semaphore {
   }
 
   /// Adds one to the value (`sem_post`), waking one waiter in any process. Throws
-  /// `EOVERFLOW` at `SEMAPHORE_VALUE_MAX`.
+  /// `EOVERFLOW` at `Semaphore.VALUE_MAX`.
   #[napi]
   pub fn post(&self, env: Env) -> Result<()> {
     self.live(&env)?.sem.post().js(&env)
@@ -460,10 +436,9 @@ impl Semaphore {
   /// `options.timeout` milliseconds have passed (`sem_timedwait`). Returns `true` when it
   /// took one, `false` when the time ran out. Signals that arrive meanwhile are handled
   /// after it returns; they do not end the wait. Prefer `wait()` on the main thread.
-  #[napi(ts_args_type = "options?: WaitSyncOptions | undefined | null")]
-  pub fn wait_sync(&self, env: Env, options: Option<Unknown>) -> Result<bool> {
-    let options = args::options(&env, options, "options")?;
-    let timeout = args::timeout_option(&env, options.as_ref(), "options")?;
+  #[napi]
+  pub fn wait_sync(&self, env: Env, options: Option<WaitSyncOptions>) -> Result<bool> {
+    let timeout = options.and_then(|o| o.timeout());
     let shared = self.live(&env)?;
     match timeout {
       None => shared.sem.wait().map(|()| true),
@@ -479,17 +454,14 @@ impl Semaphore {
   /// the order they were made; they use no thread of their own and none of the libuv pool
   /// (on Linux ≥ 6.7 a post from any process completes straight into the event loop). A
   /// pending wait keeps the process alive.
-  #[napi(
-    ts_args_type = "options?: WaitOptions | undefined | null",
-    ts_return_type = "Promise<boolean>"
-  )]
-  pub fn wait<'e>(&self, env: &'e Env, options: Option<Unknown>) -> Result<Object<'e>> {
-    let wait = AsyncWait::parse(env, options)?;
+  #[napi(ts_return_type = "Promise<boolean>")]
+  pub fn wait<'e>(&self, env: &'e Env, options: Option<WaitOptions<'e>>) -> Result<Object<'e>> {
+    let mut options = options.unwrap_or_default();
     let shared = self.live(env)?.clone();
-    if let Some(error) = wait.aborted(env)? {
+    if let Some(error) = options.aborted(env)? {
       return settled::<bool>(env, Err(error));
     }
-    let AsyncWait { timeout, signal } = wait;
+    let (timeout, signal) = (options.timeout(), options.take_signal());
     // The fast path, only when no wait is queued (so it never jumps the queue).
     let idle = shared.queue.borrow().is_empty();
     match if idle { shared.sem.try_wait() } else { Ok(false) } {
@@ -521,9 +493,8 @@ impl Semaphore {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     shared.queue.borrow_mut().push_back(Waiter {
       id,
-      deferred,
       deadline,
-      abort,
+      promise: Pending { deferred, abort },
     });
     // Arm when nothing is armed, or when this wait's deadline comes before the armed one's.
     let rearm = match shared.armed.get() {
@@ -573,12 +544,10 @@ impl Semaphore {
     self.live(&env)?;
     match &self.name {
       Some(name) => shmkit::Semaphore::unlink(name.as_str()).js(&env),
-      None => Err(js_error(
+      None => Err(coded(
         &env,
-        Class::Error,
         ERR_SHM_UNSUPPORTED,
         "only named semaphores can be unlinked",
-        &[],
       )),
     }
   }
@@ -599,12 +568,10 @@ impl Semaphore {
   #[napi]
   pub fn destroy(&mut self, env: Env) -> Result<()> {
     if self.live(&env)?.sem.offset().is_none() {
-      return Err(js_error(
+      return Err(coded(
         &env,
-        Class::Error,
         ERR_SHM_UNSUPPORTED,
         "only in-region semaphores can be destroyed; named ones are unlinked",
-        &[],
       ));
     }
     let shared = self.shared.take().expect("checked live above");

@@ -936,21 +936,15 @@ pub mod pool {
     }
     const FUTEX_32: u32 = 2;
     const SYS_FUTEX_WAITV: libc::c_long = 449;
-    let mut list = Vec::with_capacity(words.len() + 1);
-    list.push(FutexWaitv {
-      val: u64::from(seen),
-      uaddr: control.as_ptr() as u64,
+    let entry = |word: &AtomicU32, expected: u32| FutexWaitv {
+      val: u64::from(expected),
+      uaddr: word.as_ptr() as u64,
       flags: FUTEX_32,
       reserved: 0,
-    });
-    for (word, expected) in words {
-      list.push(FutexWaitv {
-        val: u64::from(*expected),
-        uaddr: word.get().as_ptr() as u64,
-        flags: FUTEX_32,
-        reserved: 0,
-      });
-    }
+    };
+    let mut list = Vec::with_capacity(words.len() + 1);
+    list.push(entry(control, seen));
+    list.extend(words.iter().map(|(word, expected)| entry(word.get(), *expected)));
     let ts = deadline.map(|d| {
       let left = d.saturating_duration_since(Instant::now());
       // SAFETY: timespec is plain integers.
@@ -985,13 +979,9 @@ pub mod pool {
     }
   }
 
+  /// No `futex_waitv` outside Linux.
   #[cfg(not(target_os = "linux"))]
-  fn waitv(
-    _control: &AtomicU32,
-    _seen: u32,
-    _words: &[(Word, u32)],
-    _deadline: Option<Instant>,
-  ) -> std::result::Result<usize, Errno> {
+  fn waitv(_: &AtomicU32, _: u32, _: &[(Word, u32)], _: Option<Instant>) -> std::result::Result<usize, Errno> {
     Err(Errno::ENOSYS)
   }
 }

@@ -22,7 +22,8 @@ use shmkit::WaitOutcome;
 use crate::args;
 use crate::error::{abort_error, closed, IntoJs};
 use crate::memory::Claimed;
-use crate::promise::{abort_reason, settled, signal_option, AbortHook, Deferred};
+use crate::options::{duration, read_options, AbortSignal};
+use crate::promise::{abort_reason, settled, AbortHook, Deferred, Pending};
 use crate::raw::{self, check};
 use crate::waiter::{self, Word};
 
@@ -100,22 +101,26 @@ fn expected_value(env: &Env, value: Unknown<'_>) -> Result<u32> {
   Ok(if n < 0.0 { n as i32 as u32 } else { n as u32 })
 }
 
-/// A timeout in milliseconds as `Atomics.wait` reads it: absent, `NaN` or `Infinity` is no
-/// limit, a negative one is 0.
-fn timeout_ms(env: &Env, value: Option<Unknown<'_>>, arg: &str) -> Result<Option<Duration>> {
-  let Some(value) = value else { return Ok(None) };
-  if matches!(value.get_type()?, ValueType::Undefined | ValueType::Null) {
-    return Ok(None);
+/// A timeout in milliseconds as `Atomics.wait` reads it: `null`, `NaN` or `Infinity` is no
+/// limit (`Infinity`), a negative one is 0.
+fn atomics_timeout(env: &Env, value: Unknown<'_>, arg: &str) -> Result<f64> {
+  if value.get_type()? == ValueType::Null {
+    return Ok(f64::INFINITY);
   }
   let ms = args::number(env, value, arg)?;
-  if ms.is_nan() {
-    return Ok(None);
+  Ok(if ms.is_nan() { f64::INFINITY } else { ms.max(0.0) })
+}
+
+/// An optional timeout argument or option, read by [`atomics_timeout`] (`None`: no limit).
+fn atomics_duration(env: &Env, value: Option<Unknown<'_>>, arg: &str) -> Result<Option<Duration>> {
+  match value {
+    Some(value) if value.get_type()? != ValueType::Undefined => Ok(duration(Some(atomics_timeout(env, value, arg)?))),
+    _ => Ok(None),
   }
-  Ok(Duration::try_from_secs_f64(ms.max(0.0) / 1000.0).ok())
 }
 
 /// A pending `waitAsync`: its promise and abort listener, taken by whoever settles it.
-type State = Rc<RefCell<Option<(Deferred, Option<AbortHook>)>>>;
+type State = Rc<RefCell<Option<Pending>>>;
 
 fn outcome_str(outcome: WaitOutcome) -> &'static str {
   outcome.as_str()
@@ -145,7 +150,7 @@ pub fn wait(
 ) -> Result<&'static str> {
   let word = word_at(&env, typed_array, index)?;
   let expected = expected_value(&env, value)?;
-  let timeout = timeout_ms(&env, timeout, "timeout")?;
+  let timeout = atomics_duration(&env, timeout, "timeout")?;
   // The value first, as Atomics.wait: a zero timeout still tells 'not-equal'.
   if word.get().load(Ordering::SeqCst) != expected {
     return Ok(WaitOutcome::NotEqual.as_str());
@@ -157,16 +162,17 @@ pub fn wait(
 
 /// Options for `waitAsync`.
 #[napi(object, object_to_js = false, object_from_js = false)]
-#[allow(dead_code, reason = "declares the TypeScript type; options are parsed by hand")]
-pub struct WaitAsyncOptions {
+#[derive(Default)]
+pub struct WaitAsyncOptions<'e> {
   /// The longest to wait, in milliseconds (fractions allowed; absent, `NaN` or `Infinity`:
   /// no limit). The promise then resolves `'timed-out'`, within a few milliseconds of it.
   pub timeout: Option<f64>,
   /// Aborting it rejects the pending wait with an `AbortError` (`code` `'ABORT_ERR'`,
   /// `cause` the signal's reason).
-  #[napi(ts_type = "AbortSignal")]
-  pub signal: Option<()>,
+  pub signal: Option<AbortSignal<'e>>,
 }
+
+read_options!(WaitAsyncOptions<'e> { timeout: atomics_timeout, signal: args::signal });
 
 /// Waits without blocking while `typedArray[index]` holds `value`: the promise resolves
 /// `'ok'` once a `notify` from any process wakes it (re-check the word), `'not-equal'` at
@@ -191,19 +197,11 @@ pub fn wait_async<'e>(
   let expected = expected_value(env, value)?;
   let (timeout, signal) = match options {
     Some(o) if o.get_type()? == ValueType::Object => {
-      let options = args::options(env, Some(o), "options")?;
-      let timeout = match options
-        .as_ref()
-        .map(|o| args::property(o, "timeout"))
-        .transpose()?
-        .flatten()
-      {
-        Some(t) => timeout_ms(env, Some(t), "options.timeout")?,
-        None => None,
-      };
-      (timeout, signal_option(env, options.as_ref(), "options")?)
+      let mut options = WaitAsyncOptions::from_arg(env, Some(o))?;
+      let signal = options.signal.take().map(|AbortSignal(signal)| signal);
+      (duration(options.timeout), signal)
     }
-    other => (timeout_ms(env, other, "options")?, None),
+    other => (atomics_duration(env, other, "options")?, None),
   };
   if let Some(signal) = &signal {
     if let Some(reason) = abort_reason(signal)? {
@@ -218,16 +216,8 @@ pub fn wait_async<'e>(
   }
   let (deferred, promise) = Deferred::new(env)?;
   // Settled once, by whichever comes first: the wait's end or the signal.
-  let state: State = Rc::new(RefCell::new(Some((deferred, None))));
-  let finish = |state: &State, env: &Env| {
-    let taken = state.borrow_mut().take();
-    taken.map(|(deferred, hook)| {
-      if let Some(hook) = hook {
-        hook.release(env);
-      }
-      deferred
-    })
-  };
+  let state: State = Rc::new(RefCell::new(Some(Pending { deferred, abort: None })));
+  let take = |state: &State| state.borrow_mut().take();
   let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
   let on_done = state.clone();
   let id = waiter::arm(
@@ -236,8 +226,8 @@ pub fn wait_async<'e>(
     expected,
     deadline,
     Box::new(move |env, outcome| {
-      if let Some(deferred) = finish(&on_done, env) {
-        deferred.settle(env, outcome.map(outcome_str).js(env));
+      if let Some(pending) = take(&on_done) {
+        pending.settle(env, outcome.map(outcome_str).js(env));
       }
     }),
   )?;
@@ -245,15 +235,15 @@ pub fn wait_async<'e>(
     let on_abort = state.clone();
     let hook = AbortHook::listen(env, signal, move |env, reason| {
       if waiter::cancel(env, id) {
-        if let Some(deferred) = finish(&on_abort, env) {
-          deferred.settle::<()>(env, Err(abort_error(env, Some(reason))));
+        if let Some(pending) = take(&on_abort) {
+          pending.settle::<()>(env, Err(abort_error(env, Some(reason))));
         }
       }
     });
     match hook {
       Ok(hook) => {
-        if let Some(entry) = state.borrow_mut().as_mut() {
-          entry.1 = Some(hook);
+        if let Some(pending) = state.borrow_mut().as_mut() {
+          pending.abort = Some(hook);
         }
       }
       Err(e) => {

@@ -235,21 +235,16 @@ impl RobustMutex {
     let me = me()?;
     let words = self.words()?;
     loop {
-      let word = words.state.load(Ordering::Acquire);
-      let owner = word & OWNER_MASK;
-      if owner == NOT_RECOVERABLE {
-        return Err(Error::os(Errno::ENOTRECOVERABLE, "mutex_lock"));
-      }
-      if owner == 0 {
-        let waiters = if attempt.slept { WAITERS } else { 0 };
-        if let Some(lock) = self.take(&words, &me, word, me.id | (word & OWNER_DIED) | waiters) {
-          return Ok(Step::Locked(lock));
+      let word = match look(&words, &me, "mutex_lock")? {
+        Found::Free(word) => {
+          let waiters = if attempt.slept { WAITERS } else { 0 };
+          if let Some(lock) = self.take(&words, &me, word, me.id | (word & OWNER_DIED) | waiters) {
+            return Ok(Step::Locked(lock));
+          }
+          continue;
         }
-        continue;
-      }
-      if names(&words, word, &me) {
-        return Err(Error::os(Errno::EDEADLK, "mutex_lock"));
-      }
+        Found::Held(word) => word,
+      };
       let first_seen = match attempt.seen {
         Some((w, at)) if w == word & !WAITERS => at,
         _ => Instant::now(),
@@ -293,19 +288,12 @@ impl RobustMutex {
     let me = me()?;
     let words = self.words()?;
     loop {
-      let word = words.state.load(Ordering::Acquire);
-      let owner = word & OWNER_MASK;
-      if owner == NOT_RECOVERABLE {
-        return Err(Error::os(Errno::ENOTRECOVERABLE, "mutex_trylock"));
-      }
-      let new = if owner == 0 {
-        me.id | (word & OWNER_DIED) | (word & WAITERS)
-      } else if names(&words, word, &me) {
-        return Err(Error::os(Errno::EDEADLK, "mutex_trylock"));
-      } else if owner_is_dead(&words, word, Instant::now()) {
-        me.id | OWNER_DIED | (word & WAITERS)
-      } else {
-        return Ok(None);
+      let (word, new) = match look(&words, &me, "mutex_trylock")? {
+        Found::Free(word) => (word, me.id | (word & OWNER_DIED) | (word & WAITERS)),
+        Found::Held(word) if owner_is_dead(&words, word, Instant::now()) => {
+          (word, me.id | OWNER_DIED | (word & WAITERS))
+        }
+        Found::Held(_) => return Ok(None),
       };
       if let Some(lock) = self.take(&words, &me, word, new) {
         return Ok(Some(lock));
@@ -449,6 +437,27 @@ fn words(region: &Region, offset: usize) -> Result<Words<'_>> {
     start_lo: region.atomic_u32(offset + OWNER_START_LO)?,
     start_hi: region.atomic_u32(offset + OWNER_START_HI)?,
   })
+}
+
+/// The lock word as a locker finds it.
+enum Found {
+  /// No owner: the lock can be taken by swapping this word.
+  Free(u32),
+  /// Another thread holds it (or held it and died).
+  Held(u32),
+}
+
+/// Reads the lock word for a locker. The failures every attempt shares are errors of
+/// `syscall`: `ENOTRECOVERABLE` for a mutex nobody can lock any more, `EDEADLK` when this
+/// thread holds it already.
+fn look(words: &Words<'_>, me: &Me, syscall: &'static str) -> Result<Found> {
+  let word = words.state.load(Ordering::Acquire);
+  match word & OWNER_MASK {
+    NOT_RECOVERABLE => Err(Error::os(Errno::ENOTRECOVERABLE, syscall)),
+    0 => Ok(Found::Free(word)),
+    _ if names(words, word, me) => Err(Error::os(Errno::EDEADLK, syscall)),
+    _ => Ok(Found::Held(word)),
+  }
 }
 
 /// Whether `word` (read from `words`) says the calling thread holds the lock: its owner field

@@ -12,6 +12,7 @@ use shmkit::Signal;
 
 use crate::args;
 use crate::error::{js_error, Class, IntoJs, ERR_UNKNOWN_SIGNAL};
+use crate::options::WaitSyncOptions;
 use crate::raw::{self, call, global};
 
 /// Children forked by this process that may still need reaping.
@@ -67,15 +68,11 @@ fn register(state: &Arc<ChildState>) {
   live.push(state.clone());
 }
 
-/// Options of `ForkedChild.wait`.
-#[napi(object, object_to_js = false, object_from_js = false)]
-#[allow(dead_code, reason = "declares the TypeScript type; options are parsed by hand")]
-pub struct ChildWaitOptions {
-  /// The longest to wait, in milliseconds (fractions allowed). `0` checks without waiting;
-  /// absent or `Infinity`: no limit; negative or `NaN`: `ERR_OUT_OF_RANGE`. When it runs
-  /// out, `wait` returns `null` and the child keeps running (`kill()` it).
-  pub timeout: Option<f64>,
-}
+/// Options of `ForkedChild.wait`: the options of every blocking call.
+/// @deprecated Use `WaitSyncOptions`.
+#[napi]
+#[allow(dead_code, reason = "declares the old TypeScript name only")]
+pub type ChildWaitOptions = WaitSyncOptions;
 
 /// How a child ended, as in `child_process`'s `'exit'` event: exactly one of `code` and
 /// `signal` is set.
@@ -128,10 +125,9 @@ impl ForkedChild {
   /// only, so Node's own `child_process` children are unaffected. With `timeout` (ms),
   /// returns `null` when it runs out, leaving the child running. Calling it again after the
   /// child ended returns the same status.
-  #[napi(ts_args_type = "options?: ChildWaitOptions | undefined | null")]
-  pub fn wait(&self, env: Env, options: Option<Unknown>) -> Result<Option<JsExitStatus>> {
-    let options = args::options(&env, options, "options")?;
-    let timeout = args::timeout_option(&env, options.as_ref(), "options")?;
+  #[napi]
+  pub fn wait(&self, env: Env, options: Option<WaitSyncOptions>) -> Result<Option<JsExitStatus>> {
+    let timeout = options.and_then(|o| o.timeout());
     let mut child = self.state.lock();
     let status = match timeout {
       Some(timeout) => match child.wait_timeout(timeout) {

@@ -14,7 +14,7 @@ pub use forked_child::ForkedChild;
 pub use preconditions::on_load;
 
 use crate::args;
-use crate::error::{js_error, Class, IntoJs, ERR_SHM_FORK_UNSAFE};
+use crate::error::{coded, IntoJs, ERR_SHM_FORK_UNSAFE};
 use child::run_in_child;
 use forked_child::install_exit_hook;
 use preconditions::{host, unsafe_reasons};
@@ -61,14 +61,14 @@ pub fn fork(env: Env, callback: Unknown) -> Result<ForkedChild> {
   let reasons = unsafe_reasons(&env)?;
   let (Some(host), true) = (host(), reasons.is_empty()) else {
     let message = format!("fork() refused, no child was created: {}", reasons.join("; "));
-    return Err(js_error(&env, Class::Error, ERR_SHM_FORK_UNSAFE, &message, &[]));
+    return Err(coded(&env, ERR_SHM_FORK_UNSAFE, &message));
   };
   install_exit_hook(&env)?;
   // Every thread-pool thread parked in our barrier: none is inside async work whose locks the
   // child would inherit held. Released when `parked` drops, right after the fork.
   let parked = crate::pool::park_all(&env, POOL_WAIT).map_err(|reason| {
     let message = format!("fork() refused, no child was created: {reason}");
-    js_error(&env, Class::Error, ERR_SHM_FORK_UNSAFE, &message, &[])
+    coded(&env, ERR_SHM_FORK_UNSAFE, &message)
   })?;
   let (raw_env, raw_callback) = (env.raw(), callback.raw());
   // SAFETY: the preconditions above hold: main thread, --single-threaded V8, no worker

@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 
 use common::{byte_at, fork_lock};
@@ -175,6 +174,8 @@ fn an_alias_shares_the_memory_until_blanked_and_the_region_is_untouched() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_region_mapped_again_outlives_the_first_one_closing_under_a_pin() {
+  use std::os::fd::AsRawFd;
+
   let first = shmkit::Region::memfd(4096).unwrap();
   let Some(again) = first.map_again().unwrap() else {
     assert!(

@@ -12,8 +12,8 @@ use common::fork_lock;
 use shmkit::futex_ring::FutexRing;
 use shmkit::{fork, futex, Region, WaitOutcome};
 
-/// Whether this kernel has `IORING_OP_FUTEX_WAIT` (6.7) and lets this process use io_uring
-/// (qemu-user implements no io_uring at all: there the refusal is what is checked).
+/// Whether this kernel has `IORING_OP_FUTEX_WAIT` (6.7) and lets this process use `io_uring`
+/// (qemu-user implements no `io_uring` at all: there the refusal is what is checked).
 fn kernel_has_futex_wait() -> bool {
   if common::under_user_mode_emulation() {
     return false;
@@ -21,13 +21,11 @@ fn kernel_has_futex_wait() -> bool {
   let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
   let mut parts = release.trim().split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
   let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-  let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
-    .map(|s| s.trim() != "0")
-    .unwrap_or(false);
+  let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").is_ok_and(|s| s.trim() != "0");
   version >= (6, 7) && !disabled
 }
 
-/// The ring; on a kernel without io_uring futex waits, the refusal is checked instead.
+/// The ring; on a kernel without `io_uring` futex waits, the refusal is checked instead.
 fn ring_or_refusal() -> Option<FutexRing> {
   match FutexRing::new() {
     Ok(ring) => {

@@ -371,6 +371,7 @@ fn runs_in_node(env: &Env) -> bool {
 }
 
 /// Whether `SHMKIT_IO_URING=0` turned `io_uring` off.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code, reason = "the io_uring path only"))]
 fn io_uring_disabled() -> bool {
   std::env::var_os("SHMKIT_IO_URING").is_some_and(|v| v == "0")
 }
@@ -632,7 +633,7 @@ pub mod pool {
 
   /// Distinct (word, value) pairs one thread watches with one `futex_waitv` (its 128 entries
   /// less the thread's control word).
-  pub const SLOTS: usize = 127;
+  pub const SLOTS: usize = shmkit::futex::WAIT_ANY_MAX - 1;
   /// The most waiter threads a process starts.
   pub const MAX_THREADS: usize = 4;
   /// How often words beyond the threads' capacity are looked at.
@@ -864,9 +865,13 @@ pub mod pool {
         let _ = shmkit::futex::wait_until(&thread.control, seen, deadline);
         None
       } else {
-        match waitv(&thread.control, seen, &words, deadline) {
-          Ok(index) => index.checked_sub(1).map(|i| words[i].0.addr()),
-          Err(Errno::ENOSYS | Errno::EPERM) => {
+        // The control word first (woken by `kick`), then the words watched.
+        let mut list = Vec::with_capacity(words.len() + 1);
+        list.push((&thread.control, seen));
+        list.extend(words.iter().map(|(word, expected)| (word.get(), *expected)));
+        match shmkit::futex::wait_any(&list, deadline) {
+          Ok(index) => index.and_then(|i| i.checked_sub(1)).map(|i| words[i].0.addr()),
+          Err(e) if matches!(e.errno(), Some(Errno::ENOSYS | Errno::EPERM)) => {
             multi = false;
             None
           }
@@ -915,73 +920,5 @@ pub mod pool {
     for (_, (sink, batch)) in out {
       sink.send(batch);
     }
-  }
-
-  /// `futex_waitv(2)` on the control word and `words`, all shared (the control word is woken
-  /// by `shmkit::futex::wake`, which is shared: a private wait would never see it), with an
-  /// absolute monotonic deadline. Returns the index of the word woken.
-  #[cfg(target_os = "linux")]
-  fn waitv(
-    control: &AtomicU32,
-    seen: u32,
-    words: &[(Word, u32)],
-    deadline: Option<Instant>,
-  ) -> std::result::Result<usize, Errno> {
-    #[repr(C)]
-    struct FutexWaitv {
-      val: u64,
-      uaddr: u64,
-      flags: u32,
-      reserved: u32,
-    }
-    const FUTEX_32: u32 = 2;
-    const SYS_FUTEX_WAITV: libc::c_long = 449;
-    let entry = |word: &AtomicU32, expected: u32| FutexWaitv {
-      val: u64::from(expected),
-      uaddr: word.as_ptr() as u64,
-      flags: FUTEX_32,
-      reserved: 0,
-    };
-    let mut list = Vec::with_capacity(words.len() + 1);
-    list.push(entry(control, seen));
-    list.extend(words.iter().map(|(word, expected)| entry(word.get(), *expected)));
-    let ts = deadline.map(|d| {
-      let left = d.saturating_duration_since(Instant::now());
-      // SAFETY: timespec is plain integers.
-      let mut now: libc::timespec = unsafe { std::mem::zeroed() };
-      // SAFETY: valid out-pointer.
-      unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut now) };
-      let nanos = i128::from(now.tv_nsec) + i128::from(left.subsec_nanos());
-      let mut ts = now;
-      ts.tv_sec = (i128::from(now.tv_sec) + i128::from(left.as_secs()) + nanos / 1_000_000_000)
-        .try_into()
-        .unwrap_or(i64::MAX);
-      ts.tv_nsec = (nanos % 1_000_000_000).try_into().unwrap_or(0);
-      ts
-    });
-    let ts_ptr = ts.as_ref().map_or(ptr::null(), ptr::from_ref);
-    // SAFETY: `list` holds valid futex_waitv entries whose words stay mapped (the Words are
-    // held by `words`); the kernel only reads them; `ts_ptr` is null or a valid timespec.
-    let rc = unsafe {
-      libc::syscall(
-        SYS_FUTEX_WAITV,
-        list.as_ptr(),
-        list.len(),
-        0,
-        ts_ptr,
-        libc::CLOCK_MONOTONIC,
-      )
-    };
-    if rc < 0 {
-      Err(Errno::last())
-    } else {
-      Ok(usize::try_from(rc).unwrap_or(0))
-    }
-  }
-
-  /// No `futex_waitv` outside Linux.
-  #[cfg(not(target_os = "linux"))]
-  fn waitv(_: &AtomicU32, _: u32, _: &[(Word, u32)], _: Option<Instant>) -> std::result::Result<usize, Errno> {
-    Err(Errno::ENOSYS)
   }
 }

@@ -78,8 +78,30 @@ pub fn wake_all(word: &AtomicU32) -> Result<u32> {
   wake(word, u32::MAX)
 }
 
+/// The most words one [`wait_any`] watches (the limit of `futex_waitv`).
+pub const WAIT_ANY_MAX: usize = 128;
+
+/// Blocks while every word of `words` holds its expected value, until a [`wake`] on any of
+/// them (from any process that maps it shared) or `deadline` (`None`: no limit).
+/// `Ok(Some(i))`: word `i` was woken. `Ok(None)`: the wait ended without a wake (a word no
+/// longer held its value, the deadline passed, or a signal came): look at the words and the
+/// clock again.
+///
+/// Linux ≥ 5.16 only (`futex_waitv`).
+///
+/// # Errors
+/// `ENOSYS` (older kernels, other systems) or `EPERM` (a seccomp filter) where there is no
+/// `futex_waitv`; `EINVAL` for more than [`WAIT_ANY_MAX`] words.
+pub fn wait_any(words: &[(&AtomicU32, u32)], deadline: Option<Instant>) -> Result<Option<usize>> {
+  match sys::wait_any(words, deadline) {
+    Ok(index) => Ok(Some(index)),
+    Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::ETIMEDOUT | nix::errno::Errno::EINTR) => Ok(None),
+    Err(errno) => Err(Error::os(errno, "futex_waitv")),
+  }
+}
+
 #[cfg(any(target_os = "linux", target_os = "android"))]
-mod sys {
+pub(crate) mod sys {
   use std::sync::atomic::AtomicU32;
   use std::time::Instant;
 
@@ -124,9 +146,50 @@ mod sys {
     }
   }
 
+  /// `futex_waitv(2)`, every word shared and 32-bit, with an absolute monotonic deadline.
+  pub(super) fn wait_any(words: &[(&AtomicU32, u32)], deadline: Option<Instant>) -> Result<usize, Errno> {
+    #[repr(C)]
+    struct FutexWaitv {
+      val: u64,
+      uaddr: u64,
+      flags: u32,
+      reserved: u32,
+    }
+    const FUTEX2_SIZE_U32: u32 = 2;
+    const SYS_FUTEX_WAITV: libc::c_long = 449;
+    let list: Vec<FutexWaitv> = words
+      .iter()
+      .map(|(word, expected)| FutexWaitv {
+        val: u64::from(*expected),
+        uaddr: word.as_ptr() as u64,
+        flags: FUTEX2_SIZE_U32,
+        reserved: 0,
+      })
+      .collect();
+    let ts = deadline.map(monotonic_timespec);
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), std::ptr::from_ref);
+    // SAFETY: `list` holds valid futex_waitv entries for words borrowed for the call; the
+    // kernel only reads them; `ts_ptr` is null or a timespec on this stack frame.
+    let rc = unsafe {
+      libc::syscall(
+        SYS_FUTEX_WAITV,
+        list.as_ptr(),
+        list.len(),
+        0,
+        ts_ptr,
+        libc::CLOCK_MONOTONIC,
+      )
+    };
+    if rc < 0 {
+      Err(Errno::last())
+    } else {
+      Ok(usize::try_from(rc).unwrap_or(0))
+    }
+  }
+
   /// `deadline` as a `CLOCK_MONOTONIC` timespec. `Instant` is `CLOCK_MONOTONIC` on Linux,
   /// so the offset from now is carried over to the kernel's clock read now.
-  fn monotonic_timespec(deadline: Instant) -> libc::timespec {
+  pub(crate) fn monotonic_timespec(deadline: Instant) -> libc::timespec {
     let left = deadline.saturating_duration_since(Instant::now());
     // SAFETY: timespec is plain integers, for which all-zero bytes are valid.
     let mut now: libc::timespec = unsafe { std::mem::zeroed() };
@@ -271,6 +334,11 @@ mod sys {
       );
     }
     Ok(())
+  }
+
+  /// No multi-word wait on macOS.
+  pub(super) fn wait_any(_: &[(&AtomicU32, u32)], _: Option<Instant>) -> Result<usize, Errno> {
+    Err(Errno::ENOSYS)
   }
 
   pub(super) fn wake(word: &AtomicU32, count: u32) -> Result<u32, Errno> {

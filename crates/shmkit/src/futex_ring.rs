@@ -580,17 +580,11 @@ impl FutexRing {
   }
 }
 
-/// `deadline` as an absolute `CLOCK_MONOTONIC` time (`Instant` is that clock on Linux).
+/// `deadline` as an absolute `CLOCK_MONOTONIC` time, in the kernel's 64-bit layout.
 fn monotonic(deadline: Instant) -> KernelTimespec {
-  let left = deadline.saturating_duration_since(Instant::now());
-  // SAFETY: timespec is plain integers.
-  let mut now: libc::timespec = unsafe { std::mem::zeroed() };
-  // SAFETY: a valid out-pointer; CLOCK_MONOTONIC always exists.
-  unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut now) };
-  let nanos = i128::from(now.tv_nsec) + i128::from(left.subsec_nanos());
-  let secs = i128::from(now.tv_sec) + i128::from(left.as_secs()) + nanos / 1_000_000_000;
+  let ts = crate::futex::sys::monotonic_timespec(deadline);
   KernelTimespec {
-    sec: i64::try_from(secs).unwrap_or(i64::MAX),
-    nsec: i64::try_from(nanos % 1_000_000_000).unwrap_or(0),
+    sec: ts.tv_sec,
+    nsec: ts.tv_nsec,
   }
 }

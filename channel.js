@@ -153,11 +153,13 @@ function claim(fast, send) {
   const mine = send ? writingOwner : readingOwner
   for (let tries = 0; tries < TRIES; tries++) {
     // The low half of the position is all this needs: a slot's sequence number holds the
-    // same 32 bits, and the owner half is read after it, so it is of that state or a later one.
-    const low = Atomics.load(u32, index)
+    // same 32 bits. The owner half is read after the sequence number (an atomic load, which
+    // nothing after it passes), so it is of that state or a later one. Plain reads where a
+    // stale value only fails a check: `Atomics` calls are what costs here.
+    const low = u32[index]
     const c = W_SLOTS + (low & fast.mask) * fast.strideWords
     const seq = Atomics.load(u32, c + 1)
-    const owner = Atomics.load(u32, c)
+    const owner = u32[c]
     // Distance from the number the slot holds when it is ready for this side.
     const d = (send ? seq - low : seq - low - 1) | 0
     const free = unowned(seq)
@@ -168,7 +170,7 @@ function claim(fast, send) {
       // this slot in this phase (layout.md).
       if (Atomics.compareExchange(u32, c, free, mine) !== free) continue
       // Only the holder moves a held slot's sequence number: this read is stable.
-      claimedSeq = Atomics.load(u32, c + 1)
+      claimedSeq = u32[c + 1]
       if (claimedSeq === seq) advanceClaimed(fast, index, low)
       if (send && Atomics.load(u32, W_CLOSED) !== 0) {
         // Closed meanwhile: withdraw, so a receiver that saw the close never waits for it.
@@ -206,8 +208,11 @@ function skip(fast, c, seq) {
 function releaseSlot(fast, c, seq) {
   const u32 = fast.u32
   // Does nothing if the words were overwritten meanwhile: then there is nothing to free.
+  if (u32[c + 1] !== seq) return
   const next = (seq + fast.capacity - 1) >>> 0
-  if (Atomics.compareExchange(u32, c + 1, seq, next) !== seq) return
+  // The sequence number, then the owner half: the atomic store keeps the reads of the
+  // message and this store before it, and only it lets a producer claim the slot.
+  u32[c + 1] = next
   Atomics.store(u32, c, unowned(next))
   wake(fast, W_NOT_FULL, W_PRODUCERS_WAITING)
 }
@@ -243,12 +248,13 @@ function trySendFast(fast, bytes) {
     throw error
   }
   const u32 = fast.u32
-  // Published by the atomic store of the sequence number below.
+  // Published by the atomic store of the owner half below.
   u32[c + 2] = bytes.length
   // Publish: the sequence number first, then the owner half (layout.md: a reader that sees
-  // the new number with this owner waits; only the holder moves a held slot on).
+  // the new number with this owner waits; only the holder moves a held slot on). The atomic
+  // store keeps every write before it, and only it lets a consumer claim the message.
   const next = (seq + 1) >>> 0
-  Atomics.store(u32, c + 1, next)
+  u32[c + 1] = next
   Atomics.store(u32, c, unowned(next))
   wake(fast, W_NOT_EMPTY, W_CONSUMERS_WAITING)
   return true

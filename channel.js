@@ -11,9 +11,11 @@
 //   exactly `(p, 0)` to claim, or a known "taken, move on" state); any other word, a counter
 //   beyond 2^53 or a missing magic number sends the call to the native code, which reports
 //   corruption as a typed error. Typed arrays are bounds-checked and the loops are bounded.
-// - A slot is claimed by a 64-bit compare-and-swap that names this process's pid, written
-//   and published exactly as the native code does, so a process killed at any point leaves
-//   the same states, which the native waiters recover.
+// - A slot is claimed by a 32-bit compare-and-swap of its owner half that names this
+//   process's pid, and published and released in the two steps the protocol allows, so a
+//   process killed at any point leaves states the native waiters recover. No `BigInt` on the
+//   common path: a counter moves on with a 32-bit compare-and-swap of its low half after a
+//   claim (the 64-bit one only when it carries, or to move past a slot someone else took).
 // - Sleepers are woken with `notify` (a futex wake) whenever the waiting counts say someone
 //   sleeps, as the native code does.
 'use strict'
@@ -62,9 +64,6 @@ class Fast {
     this.max = maxMessageSize
     this.objectMode = objectMode
     this.strideWords = stride / 4
-    /** Added to a slot word: its sequence number one lap (or one lap less one) on. */
-    this.lap = BigInt(capacity) << 32n
-    this.lapLessOne = BigInt(capacity - 1) << 32n
     /**
      * Whether the native handle holds a view's message for this handle (one it made, or one
      * claimed here and handed to it with `_holdClaimed`), to free before the next receive.
@@ -85,30 +84,49 @@ function counter(u32, index) {
   return high * 0x1_0000_0000 + low
 }
 
-/** Moves a counter from `pos` to `pos + 1` (failure is fine: someone else moved it). */
-function advance(fast, index, pos) {
-  Atomics.compareExchange(fast.b64, index >> 1, BigInt(pos), BigInt(pos + 1))
+/**
+ * Moves a counter on from the position whose low half is `low` (failure is fine: someone
+ * else moved it; a counter beyond 2^53 is left to the native code).
+ */
+function advance(fast, index, low) {
+  const pos = counter(fast.u32, index)
+  if (pos >= 0 && pos >>> 0 === low) {
+    Atomics.compareExchange(fast.b64, index >> 1, BigInt(pos), BigInt(pos + 1))
+  }
 }
 
-/** A slot word with no owner: the sequence number in the high half. */
-const unowned = (seq) => BigInt(seq) << 32n
-/** Added to a slot word: its sequence number one on. */
-const NEXT_SEQ = 1n << 32n
+/**
+ * `advance` after this process claimed the slot of position `low`: a 32-bit
+ * compare-and-swap of the counter's low half, unless it carries into the high half
+ * (docs/layout.md, "Channel", says why that is the same move).
+ */
+function advanceClaimed(fast, index, low) {
+  if (low === 0xffff_ffff) advance(fast, index, low)
+  else Atomics.compareExchange(fast.u32, index, low, low + 1)
+}
+
+/** The owner half of a slot nobody holds: the sequence number's low 30 bits. */
+const unowned = (seq) => seq & PID_MASK
+
+/** A whole slot word, for the rare 64-bit compare-and-swap (the halves as numbers). */
+const word64 = (seq, owner) => BigInt(seq * 0x1_0000_0000) | BigInt(owner)
 
 /** The owner halves of this process's claims (a forked child has another pid). */
 let ownerPid = -1
-let writingOwner = 0n
-let readingOwner = 0n
+let writingOwner = 0
+let readingOwner = 0
 function claimsOf(pid) {
   if (pid !== ownerPid) {
     ownerPid = pid
-    writingOwner = BigInt(WRITING + pid)
-    readingOwner = BigInt(READING + pid)
+    writingOwner = WRITING + pid
+    readingOwner = READING + pid
   }
 }
 
 /** Whether an owner half names a live-looking claimant of the given kind (1 writing, 2 reading). */
 const claimedBy = (owner, kind) => owner >>> 30 === kind && (owner & PID_MASK) !== 0
+/** Whether an owner half is valid for sequence number `seq`: nobody, or a claimant. */
+const validOwner = (owner, seq) => owner === unowned(seq) || claimedBy(owner, 1) || claimedBy(owner, 2)
 
 /** Adds 1 to a futex word and wakes its sleepers, if its waiting count says there are any. */
 function wake(fast, index, waiting) {
@@ -122,96 +140,81 @@ function wake(fast, index, waiting) {
   }
 }
 
-/** The word the slot claimed last held before the claim, and the position's low 32 bits. */
-let claimedFrom = 0n
-let claimedLow = 0
+/** The sequence number of the slot claimed last (it does not move while this process holds it). */
+let claimedSeq = 0
 
-/** Claims the slot for the next send: its word index (`claimedFrom` its word), or TAKEN. */
-function claimSend(fast) {
+/**
+ * Claims the slot at the enqueue counter (`send`) or the dequeue counter: its word index
+ * (`claimedSeq` its sequence number), EMPTY (a receive found nothing written yet) or TAKEN.
+ */
+function claim(fast, send) {
   const { u32, capacity } = fast
+  const index = send ? W_ENQUEUE : W_DEQUEUE
+  const mine = send ? writingOwner : readingOwner
   for (let tries = 0; tries < TRIES; tries++) {
-    const pos = counter(u32, W_ENQUEUE)
-    if (pos < 0) return TAKEN
-    const low = pos >>> 0
+    // The low half of the position is all this needs: a slot's sequence number holds the
+    // same 32 bits. The owner half is read after the sequence number (an atomic load, which
+    // nothing after it passes), so it is of that state or a later one. Plain reads where a
+    // stale value only fails a check: `Atomics` calls are what costs here.
+    const low = u32[index]
     const c = W_SLOTS + (low & fast.mask) * fast.strideWords
     const seq = Atomics.load(u32, c + 1)
-    const owner = Atomics.load(u32, c)
-    if (Atomics.load(u32, c + 1) !== seq) continue
-    const d = (seq - low) | 0
-    if (d === 0 && owner === 0) {
-      if (Atomics.load(u32, W_CLOSED) !== 0) return TAKEN
-      const free = unowned(seq)
-      const mine = free | writingOwner
-      if (Atomics.compareExchange(fast.b64, c >> 1, free, mine) !== free) continue
-      advance(fast, W_ENQUEUE, pos)
-      if (Atomics.load(u32, W_CLOSED) !== 0) {
+    const owner = u32[c]
+    // Distance from the number the slot holds when it is ready for this side.
+    const d = (send ? seq - low : seq - low - 1) | 0
+    const free = unowned(seq)
+    if (d === 0 && owner === free) {
+      // A hint only (checked again after the claim): a plain read.
+      if (send && u32[W_CLOSED] !== 0) return TAKEN
+      // The owner half alone: it repeats 30 bits of the sequence number, so it only matches
+      // this slot in this phase (layout.md).
+      if (Atomics.compareExchange(u32, c, free, mine) !== free) continue
+      // Only the holder moves a held slot's sequence number: this read is stable.
+      claimedSeq = u32[c + 1]
+      if (claimedSeq === seq) advanceClaimed(fast, index, low)
+      if (send && Atomics.load(u32, W_CLOSED) !== 0) {
         // Closed meanwhile: withdraw, so a receiver that saw the close never waits for it.
-        skip(fast, c, free)
+        skip(fast, c, claimedSeq)
         return TAKEN
       }
-      claimedFrom = free
       return c
     }
-    const movedOn =
-      (d === 0 && claimedBy(owner, 1)) ||
-      (d === 1 && (owner === 0 || claimedBy(owner, 2))) ||
-      (d === capacity && (owner === 0 || claimedBy(owner, 1)))
-    if (!movedOn) return TAKEN // full, or a state only the native code judges
-    advance(fast, W_ENQUEUE, pos)
+    if (!send && d === -1 && owner === free) {
+      // Nothing written yet. Only the native code decides the end of the stream.
+      return Atomics.load(u32, W_CLOSED) === 0 ? EMPTY : TAKEN
+    }
+    // Positions someone else took (layout.md lists them); anything else (full, empty, a
+    // hand-over under way, a state only the native code judges) goes to the native code.
+    const movedOn = send
+      ? (d === 0 && claimedBy(owner, 1)) || ((d === 1 || d === capacity) && validOwner(owner, seq))
+      : (d === 0 && claimedBy(owner, 2)) || ((d === capacity - 1 || d === capacity) && validOwner(owner, seq))
+    if (!movedOn) return TAKEN
+    advance(fast, index, low)
   }
   return TAKEN
 }
 
-/** A slot this process claimed for writing (from word `free`) becomes a hole receivers skip. */
-function skip(fast, c, free) {
-  const claimed = free | writingOwner
-  if (Atomics.compareExchange(fast.b64, c >> 1, claimed, free + fast.lap) === claimed) {
+/** A slot this process claimed for writing (at `seq`) becomes a hole receivers skip. */
+function skip(fast, c, seq) {
+  const claimed = word64(seq, writingOwner)
+  const next = (seq + fast.capacity) >>> 0
+  if (Atomics.compareExchange(fast.b64, c >> 1, claimed, word64(next, unowned(next))) === claimed) {
     wake(fast, W_NOT_EMPTY, W_CONSUMERS_WAITING)
     wake(fast, W_NOT_FULL, W_PRODUCERS_WAITING)
   }
 }
 
-/** Claims the next message: its slot word index (`claimedFrom` its word), EMPTY or TAKEN. */
-function claimReceive(fast) {
-  const { u32, capacity } = fast
-  for (let tries = 0; tries < TRIES; tries++) {
-    const pos = counter(u32, W_DEQUEUE)
-    if (pos < 0) return TAKEN
-    const low = pos >>> 0
-    const c = W_SLOTS + (low & fast.mask) * fast.strideWords
-    const seq = Atomics.load(u32, c + 1)
-    const owner = Atomics.load(u32, c)
-    if (Atomics.load(u32, c + 1) !== seq) continue
-    const d = (seq - low - 1) | 0
-    if (d === 0 && owner === 0) {
-      const ready = unowned(seq)
-      if (Atomics.compareExchange(fast.b64, c >> 1, ready, ready | readingOwner) !== ready) continue
-      advance(fast, W_DEQUEUE, pos)
-      claimedFrom = ready
-      claimedLow = low
-      return c
-    }
-    if (d === -1 && owner === 0) {
-      // Nothing written yet. Only the native code decides the end of the stream.
-      return Atomics.load(u32, W_CLOSED) === 0 ? EMPTY : TAKEN
-    }
-    const movedOn =
-      (d === 0 && claimedBy(owner, 2)) ||
-      (d === capacity - 1 && (owner === 0 || claimedBy(owner, 1))) ||
-      (d === capacity && (owner === 0 || claimedBy(owner, 2)))
-    if (!movedOn) return TAKEN // being written (its writer may be dead), or for the native code
-    advance(fast, W_DEQUEUE, pos)
-  }
-  return TAKEN
-}
-
-/** Frees the slot of a message this process took (from word `ready`): free for the next lap. */
-function releaseSlot(fast, c, ready) {
-  const held = ready | readingOwner
-  // Fails only if the words were overwritten meanwhile; then there is nothing to free.
-  if (Atomics.compareExchange(fast.b64, c >> 1, held, ready + fast.lapLessOne) === held) {
-    wake(fast, W_NOT_FULL, W_PRODUCERS_WAITING)
-  }
+/** Frees the slot of a message this process took (at `seq`): free for the next lap. */
+function releaseSlot(fast, c, seq) {
+  const u32 = fast.u32
+  // Does nothing if the words were overwritten meanwhile: then there is nothing to free.
+  if (u32[c + 1] !== seq) return
+  const next = (seq + fast.capacity - 1) >>> 0
+  // The sequence number, then the owner half: the atomic store keeps the reads of the
+  // message and this store before it, and only it lets a producer claim the slot.
+  u32[c + 1] = next
+  Atomics.store(u32, c, unowned(next))
+  wake(fast, W_NOT_FULL, W_PRODUCERS_WAITING)
 }
 
 function corrupted() {
@@ -221,10 +224,11 @@ function corrupted() {
 }
 
 /** The length of the message in slot `c`, freeing the slot and throwing if it is impossible. */
-function lengthOf(fast, c, ready) {
-  const length = Atomics.load(fast.u32, c + 2)
+function lengthOf(fast, c, seq) {
+  // Written before the message was published, which the claim's compare-and-swap saw.
+  const length = fast.u32[c + 2]
   if (length > fast.max) {
-    releaseSlot(fast, c, ready)
+    releaseSlot(fast, c, seq)
     throw corrupted()
   }
   return length
@@ -234,19 +238,24 @@ function lengthOf(fast, c, ready) {
 function trySendFast(fast, bytes) {
   if (bytes.length > fast.max || !fast.usable()) return false
   claimsOf(process.pid & PID_MASK)
-  const c = claimSend(fast)
+  const c = claim(fast, true)
   if (c < 0) return false
-  const free = claimedFrom
+  const seq = claimedSeq
   try {
     fast.u8.set(bytes, c * 4 + 16)
   } catch (error) {
-    skip(fast, c, free)
+    skip(fast, c, seq)
     throw error
   }
-  Atomics.store(fast.u32, c + 2, bytes.length)
-  // Only the claimant moves a claimed slot on, so a plain store publishes (the sequence
-  // number wraps at 2^32: the store keeps the low 64 bits).
-  Atomics.store(fast.b64, c >> 1, free + NEXT_SEQ)
+  const u32 = fast.u32
+  // Published by the atomic store of the owner half below.
+  u32[c + 2] = bytes.length
+  // Publish: the sequence number first, then the owner half (layout.md: a reader that sees
+  // the new number with this owner waits; only the holder moves a held slot on). The atomic
+  // store keeps every write before it, and only it lets a consumer claim the message.
+  const next = (seq + 1) >>> 0
+  u32[c + 1] = next
+  Atomics.store(u32, c, unowned(next))
   wake(fast, W_NOT_EMPTY, W_CONSUMERS_WAITING)
   return true
 }
@@ -302,14 +311,14 @@ function receiveIntoFast(channel, fast, room, spins) {
   letGo(channel, fast)
   if (!fast.usable()) return TAKEN
   claimsOf(process.pid & PID_MASK)
-  let c = claimReceive(fast)
-  for (let spin = 0; c === EMPTY && spin < spins; spin++) c = claimReceive(fast)
+  let c = claim(fast, false)
+  for (let spin = 0; c === EMPTY && spin < spins; spin++) c = claim(fast, false)
   if (c < 0) return c
-  const ready = claimedFrom
-  const length = lengthOf(fast, c, ready)
+  const seq = claimedSeq
+  const length = lengthOf(fast, c, seq)
   const start = fast.offset + c * 4 + 16
   room.set(new Uint8Array(fast.buffer, start, length))
-  releaseSlot(fast, c, ready)
+  releaseSlot(fast, c, seq)
   return length
 }
 
@@ -323,16 +332,16 @@ function receiveFast(channel, fast, asView, spins) {
   if (!view) letGo(channel, fast)
   if (!fast.usable()) return TAKEN // the native receive lets the previous view go
   claimsOf(process.pid & PID_MASK)
-  let c = claimReceive(fast)
-  for (let spin = 0; c === EMPTY && spin < spins; spin++) c = claimReceive(fast)
+  let c = claim(fast, false)
+  for (let spin = 0; c === EMPTY && spin < spins; spin++) c = claim(fast, false)
   if (c < 0) {
     letGo(channel, fast)
     return c
   }
-  const ready = claimedFrom
+  const seq = claimedSeq
   let length
   try {
-    length = lengthOf(fast, c, ready)
+    length = lengthOf(fast, c, seq)
   } finally {
     if (length === undefined) letGo(channel, fast)
   }
@@ -341,17 +350,43 @@ function receiveFast(channel, fast, asView, spins) {
     // The native handle frees it (on release, the next receive, close or GC), also once the
     // memory handle, and with it this path's buffer, has been closed.
     try {
-      channel._holdClaimed(claimedLow)
+      channel._holdClaimed((seq - 1) >>> 0)
     } catch (error) {
-      releaseSlot(fast, c, ready)
+      releaseSlot(fast, c, seq)
       throw error
     }
     fast.holding = true
     return new Uint8Array(fast.buffer, fast.offset + start, length)
   }
-  const copy = fast.u8.slice(start, start + length)
-  releaseSlot(fast, c, ready)
+  // Object mode deserialises from a buffer of its own: typed arrays in the object may keep
+  // views of it.
+  const copy = fast.objectMode ? fast.u8.slice(start, start + length) : copyOut(fast, start, length)
+  releaseSlot(fast, c, seq)
   return fast.objectMode ? serializer().deserialize(copy) : copy
+}
+
+/** Bytes of the buffers small copies are carved from, and the largest copy carved. */
+const SLAB_SIZE = 64 * 1024
+const SLAB_MAX = 8 * 1024
+let slab = null
+let slabUsed = SLAB_SIZE
+
+/**
+ * A copy of `length` bytes at `start` of the channel: a new `Uint8Array` whose bytes nothing
+ * else writes. Copies of up to `SLAB_MAX` bytes share a larger `ArrayBuffer`, as Node's
+ * `Buffer.allocUnsafe` pool does (a new buffer per message costs more than the message).
+ */
+function copyOut(fast, start, length) {
+  if (length > SLAB_MAX) return fast.u8.slice(start, start + length)
+  if (slabUsed + length > SLAB_SIZE) {
+    slab = new ArrayBuffer(SLAB_SIZE)
+    slabUsed = 0
+  }
+  const copy = new Uint8Array(slab, slabUsed, length)
+  copy.set(new Uint8Array(fast.buffer, fast.offset + start, length))
+  // 8-aligned, so a copy can be viewed as any typed array its length allows.
+  slabUsed += (length + 7) & ~7
+  return copy
 }
 
 let notify

@@ -407,22 +407,10 @@ impl Channel {
   /// One receive: the outcome as a JS value (a copy, a view, or a deserialised value), or
   /// `null` when there is no message.
   fn take<'e>(&mut self, env: &'e Env, wait: Wait, as_view: bool) -> Result<Unknown<'e>> {
-    self.release(*env);
-    let outcome = match wait {
-      Wait::No => self.inner.try_recv(),
-      Wait::Up(timeout) => self.inner.recv(timeout),
-    }
-    .js(env)?;
-    let message = match outcome {
-      Recv::Message(message) => message,
-      Recv::Empty => return null(env),
-      Recv::Closed => {
-        self.ended.set(true);
-        return null(env);
-      }
+    let Some(held) = self.next_held(env, wait)? else {
+      return null(env);
     };
     if as_view && !self.object_mode {
-      let held = message.into_held();
       match self.view_of(env, &held) {
         Ok(Some((view, buffer, alias))) => {
           self.view = Some(View { held, buffer, alias });
@@ -436,7 +424,33 @@ impl Channel {
         }
       }
     }
-    message_value(env, &self.inner, message.into_held(), self.object_mode)
+    message_value(env, &self.inner, held, self.object_mode)
+  }
+
+  /// `take` for a method's return value, which napi ties to the handle's borrow.
+  fn take_out(&mut self, env: Env, wait: Wait, as_view: bool) -> Result<Unknown<'_>> {
+    let value = self.take(&env, wait, as_view)?;
+    // SAFETY: the value lives in the current handle scope, which outlives this call's return.
+    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value.raw()) })
+  }
+
+  /// The start of every receive: lets the view this handle holds go, then takes the next
+  /// message (`None`: nothing before the timeout, or the end of the stream, which it records).
+  fn next_held(&mut self, env: &Env, wait: Wait) -> Result<Option<shmkit::Held>> {
+    self.release(*env);
+    let outcome = match wait {
+      Wait::No => self.inner.try_recv(),
+      Wait::Up(timeout) => self.inner.recv(timeout),
+    }
+    .js(env)?;
+    Ok(match outcome {
+      Recv::Message(message) => Some(message.into_held()),
+      Recv::Empty => None,
+      Recv::Closed => {
+        self.ended.set(true);
+        None
+      }
+    })
   }
 
   /// An external `ArrayBuffer` over the held message's payload (through an alias of its
@@ -500,9 +514,7 @@ impl Channel {
   /// `null` (see `ended`).
   #[napi(ts_return_type = "Uint8Array | any | null")]
   pub fn try_receive(&mut self, env: Env) -> Result<Unknown<'_>> {
-    let value = self.take(&env, Wait::No, false)?;
-    // SAFETY: the value lives in the current handle scope, which outlives this call's return.
-    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value.raw()) })
+    self.take_out(env, Wait::No, false)
   }
 
   /// The next message, blocking this thread (and the event loop) at most `timeout`
@@ -513,9 +525,7 @@ impl Channel {
   )]
   pub fn receive_sync(&mut self, env: Env, options: Option<Unknown>) -> Result<Unknown<'_>> {
     let timeout = wait_timeout(&env, options)?;
-    let value = self.take(&env, Wait::Up(timeout), false)?;
-    // SAFETY: as in `try_receive`.
-    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value.raw()) })
+    self.take_out(env, Wait::Up(timeout), false)
   }
 
   /// The next message if one is ready now, copied into `target` (an `ArrayBufferView` or
@@ -570,26 +580,15 @@ impl Channel {
         &room.to_string(),
       ));
     }
-    self.release(*env);
-    let outcome = match wait {
-      Wait::No => self.inner.try_recv(),
-      Wait::Up(timeout) => self.inner.recv(timeout),
-    }
-    .js(env)?;
-    let message = match outcome {
-      Recv::Message(message) => message,
-      Recv::Empty => return null(env),
-      Recv::Closed => {
-        self.ended.set(true);
-        return null(env);
-      }
+    let Some(held) = self.next_held(env, wait)? else {
+      return null(env);
     };
-    let len = message.len();
+    let len = held.len();
     // SAFETY: source: the held payload, `len` bytes inside the mapping; destination: the
     // caller's `room >= max >= len` writable bytes, which no JS can detach during this call.
     // The target may itself be a view of the region, so the copy allows overlap.
-    unsafe { std::ptr::copy(message.as_ptr(), into.cast_mut(), len) };
-    drop(message);
+    unsafe { std::ptr::copy(self.inner.held_ptr(&held), into.cast_mut(), len) };
+    self.inner.release(held);
     #[expect(clippy::cast_precision_loss, reason = "at most 2^30")]
     env.create_double(len as f64).map(|n| n.to_unknown())
   }
@@ -600,9 +599,7 @@ impl Channel {
   /// views promptly. Bytes mode only (object mode returns the value, as `tryReceive`).
   #[napi(ts_return_type = "Uint8Array | null")]
   pub fn try_receive_view(&mut self, env: Env) -> Result<Unknown<'_>> {
-    let value = self.take(&env, Wait::No, true)?;
-    // SAFETY: as in `try_receive`.
-    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value.raw()) })
+    self.take_out(env, Wait::No, true)
   }
 
   /// As `receiveSync`, without a copy: see `tryReceiveView`.
@@ -612,9 +609,7 @@ impl Channel {
   )]
   pub fn receive_view_sync(&mut self, env: Env, options: Option<Unknown>) -> Result<Unknown<'_>> {
     let timeout = wait_timeout(&env, options)?;
-    let value = self.take(&env, Wait::Up(timeout), true)?;
-    // SAFETY: as in `try_receive`.
-    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value.raw()) })
+    self.take_out(env, Wait::Up(timeout), true)
   }
 
   /// Sends a message without blocking: resolves `true` once it is in the channel, `false`

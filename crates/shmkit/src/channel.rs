@@ -12,7 +12,7 @@ use crate::region::Region;
 
 /// "SHMC" read as a little-endian u32.
 const MAGIC: u32 = u32::from_le_bytes(*b"SHMC");
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// Header fields, as byte offsets from the start of the channel.
 const OFF_MAGIC: usize = 0;
@@ -34,7 +34,8 @@ const SLOT_LEN: usize = 8;
 const SLOT_PAYLOAD: usize = 16;
 
 /// Owner bits of a control word: bit 30 a producer writing, bit 31 a consumer reading, bits
-/// 0-29 the claimant's pid. Zero: nobody holds the slot.
+/// 0-29 the claimant's pid. Neither bit: nobody holds the slot, and the low half is the
+/// sequence number's low 30 bits (see [`unowned`]).
 const WRITING: u32 = 1 << 30;
 const READING: u32 = 1 << 31;
 const PID_MASK: u32 = WRITING - 1;
@@ -299,24 +300,26 @@ impl Side {
     }
   }
 
-  /// Whether a slot `d` sequence numbers past `ready_seq` shows the position already taken
-  /// by someone else, so the counter should move on. Send: being written, written, or done;
-  /// receive: being read, skipped, or already a lap ahead.
-  fn moves_on(self, d: i64, cap: i64) -> bool {
+  /// Whether a slot `d` sequence numbers past `ready_seq` (with a valid `owner` half) shows
+  /// the position already taken by someone else, so the counter should move on. Send: being
+  /// written, written (being published, ready, being read), or done; receive: being read,
+  /// skipped, or already a lap ahead.
+  fn moves_on(self, d: i64, cap: i64, owner: u32) -> bool {
     match self {
-      Side::Send => d == 0 || d == 1 || d == cap,
-      Side::Recv => d == 0 || d == cap - 1 || d == cap,
+      Side::Send => (d == 0 && owner & WRITING != 0) || d == 1 || d == cap,
+      Side::Recv => (d == 0 && owner & READING != 0) || d == cap - 1 || d == cap,
     }
   }
 
   /// Whether the slot is not ready yet (full for a producer, empty for a consumer): it
-  /// holds the lap before, or the one before that and is still owned.
+  /// holds the lap before, or the one before that and is still owned, or it is in the middle
+  /// of the two-step hand-over of docs/layout.md (a release for a producer, a publication for
+  /// a consumer).
   fn must_wait(self, d: i64, cap: i64, owner: u32) -> bool {
-    let lap_before = match self {
-      Side::Send => 1 - cap,
-      Side::Recv => -1,
-    };
-    d == lap_before || (d == -cap && owner != 0)
+    match self {
+      Side::Send => d == 1 - cap || (d == -cap && owner & WRITING != 0) || (d == 0 && owner & READING != 0),
+      Side::Recv => d == -1 || (d == -cap && is_owned(owner)) || (d == 0 && owner & WRITING != 0),
+    }
   }
 }
 
@@ -345,11 +348,39 @@ fn join(seq: u32, owner: u32) -> u64 {
   (u64::from(seq) << 32) | u64::from(owner)
 }
 
+/// A control word nobody holds: the sequence number, and its low 30 bits as the owner half,
+/// so a claim can compare-and-swap the owner half alone (32 bits) without mistaking another
+/// lap's free slot for this one.
+fn unowned(seq: u32) -> u64 {
+  join(seq, seq & PID_MASK)
+}
+
+/// Whether an owner half names a claimant (a writer or a reader).
+fn is_owned(owner: u32) -> bool {
+  owner & !PID_MASK != 0
+}
+
 /// The low 32 bits of a position: what a slot's sequence number is compared with.
 fn low(pos: u64) -> u32 {
   #[expect(clippy::cast_possible_truncation, reason = "sequence numbers wrap at 2^32")]
   let low = pos as u32;
   low
+}
+
+/// Checks the owner half of a slot's word: nobody (then it repeats the sequence number's
+/// low 30 bits) or a writer or a reader with a pid. Either claimant may appear in either
+/// phase: a writer publishing and a reader releasing change the sequence number first.
+fn check_owner(seq: u32, owner: u32) -> Result<()> {
+  let ok = match owner & !PID_MASK {
+    0 => owner == seq & PID_MASK,
+    WRITING | READING => owner & PID_MASK != 0,
+    _ => false,
+  };
+  if ok {
+    Ok(())
+  } else {
+    Err(corrupted("slot owner"))
+  }
 }
 
 /// `a - b` as a signed distance between sequence numbers.
@@ -458,7 +489,7 @@ impl Channel {
     channel.word64(OFF_ENQUEUE).store(0, SeqCst);
     channel.word64(OFF_DEQUEUE).store(0, SeqCst);
     for index in 0..capacity {
-      channel.ctl(u64::from(index)).store(join(index, 0), SeqCst);
+      channel.ctl(u64::from(index)).store(unowned(index), SeqCst);
       channel.len_word(u64::from(index)).store(0, SeqCst);
     }
     channel.word(OFF_MAGIC).store(MAGIC, SeqCst);
@@ -570,22 +601,11 @@ impl Channel {
     self.ptr(self.slot_offset(held.pos) + SLOT_PAYLOAD)
   }
 
-  /// Checks the owner half of a slot's word against the slot's phase: `seq` congruent to
-  /// the slot index is the producers' phase (free, or being written); one more is the
-  /// consumers' (a message, or being read).
-  fn check_owner(&self, pos: u64, seq: u32, owner: u32) -> Result<()> {
-    let producers_phase = (seq.wrapping_sub(low(pos)) & (self.capacity - 1)) == 0;
-    let ok = match owner & !PID_MASK {
-      0 => owner == 0,
-      WRITING => producers_phase && owner & PID_MASK != 0,
-      READING => !producers_phase && owner & PID_MASK != 0,
-      _ => false,
-    };
-    if ok {
-      Ok(())
-    } else {
-      Err(corrupted("slot owner"))
-    }
+  /// Whether `seq` is in the producers' phase for the slot of `pos` (congruent to the slot
+  /// index: free, being written, or being released), not the consumers' (one more: being
+  /// published, a message, or being read).
+  fn producers_phase(&self, pos: u64, seq: u32) -> bool {
+    (seq.wrapping_sub(low(pos)) & (self.capacity - 1)) == 0
   }
 
   /// Whether the channel was closed.
@@ -635,9 +655,9 @@ impl Channel {
       let slot = self.ctl(pos);
       let ctl = slot.load(SeqCst);
       let (seq, owner) = split(ctl);
-      self.check_owner(pos, seq, owner)?;
+      check_owner(seq, owner)?;
       let d = distance(seq, side.ready_seq(pos));
-      if d == 0 && owner == 0 {
+      if d == 0 && !is_owned(owner) {
         if side == Side::Send && self.is_closed() {
           return Ok(Step::Closed);
         }
@@ -651,14 +671,14 @@ impl Channel {
           }
           return Ok(Step::Claimed(pos));
         }
-      } else if side.moves_on(d, cap) {
+      } else if side.moves_on(d, cap, owner) {
         let _ = counter.compare_exchange(pos, pos.wrapping_add(1), SeqCst, SeqCst);
       } else if side.must_wait(d, cap, owner) {
         let ended = match side {
           Side::Send => self.is_closed(),
           // Drained: closed, nothing claimed past this position, and the slot unchanged.
           Side::Recv => {
-            owner == 0
+            !is_owned(owner)
               && d == -1
               && self.is_closed()
               && self.word64(OFF_ENQUEUE).load(SeqCst) == pos
@@ -723,7 +743,7 @@ impl Channel {
   /// Turns a claimed-for-writing slot into a hole that receivers skip.
   fn skip(&self, pos: u64, ctl: u64) {
     let (seq, _) = split(ctl);
-    let freed = join(seq.wrapping_add(self.capacity), 0);
+    let freed = unowned(seq.wrapping_add(self.capacity));
     if self.ctl(pos).compare_exchange(ctl, freed, SeqCst, SeqCst).is_ok() {
       self.wake(OFF_NOT_EMPTY, false);
       self.wake(OFF_NOT_FULL, false);
@@ -731,20 +751,28 @@ impl Channel {
   }
 
   /// If the slot at `pos` still holds `ctl` and its claimant is dead, frees it: a half
-  /// written message becomes a hole, a message being read is dropped. Returns whether the
-  /// caller should look again at once.
+  /// written message becomes a hole, a message being read is dropped, and a hand-over cut
+  /// short (a message being published, a slot being released) is finished. Returns whether
+  /// the caller should look again at once.
   fn recover(&self, pos: u64, ctl: u64) -> bool {
     let (seq, owner) = split(ctl);
-    if owner == 0 || process_alive(owner & PID_MASK) {
+    if !is_owned(owner) || process_alive(owner & PID_MASK) {
       return false;
     }
-    if owner & WRITING != 0 {
-      self.skip(pos, ctl);
-    } else {
-      let freed = join(seq.wrapping_sub(1).wrapping_add(self.capacity), 0);
-      if self.ctl(pos).compare_exchange(ctl, freed, SeqCst, SeqCst).is_ok() {
-        self.wake(OFF_NOT_FULL, false);
+    let writer = owner & WRITING != 0;
+    let freed = match (writer, self.producers_phase(pos, seq)) {
+      (true, true) => {
+        self.skip(pos, ctl);
+        return true;
       }
+      // Being read: that message is gone with its reader.
+      (false, false) => unowned(seq.wrapping_sub(1).wrapping_add(self.capacity)),
+      // Being published (the message is whole) or released: only the owner half was left.
+      (true, false) | (false, true) => unowned(seq),
+    };
+    if self.ctl(pos).compare_exchange(ctl, freed, SeqCst, SeqCst).is_ok() {
+      self.wake(OFF_NOT_EMPTY, false);
+      self.wake(OFF_NOT_FULL, false);
     }
     true
   }
@@ -766,7 +794,7 @@ impl Channel {
     #[expect(clippy::cast_possible_truncation, reason = "checked against max_message_size")]
     self.word(slot + SLOT_LEN).store(len as u32, Relaxed);
     // Only the claimant moves a claimed slot on, so a plain store publishes.
-    self.ctl(pos).store(join(low(pos.wrapping_add(1)), 0), SeqCst);
+    self.ctl(pos).store(unowned(low(pos.wrapping_add(1))), SeqCst);
     self.wake(OFF_NOT_EMPTY, false);
   }
 
@@ -876,7 +904,7 @@ impl Channel {
       return None;
     }
     let holder = split(ctl).1;
-    let slice = if holder != 0 {
+    let slice = if is_owned(holder) {
       LIVENESS_SLICE
     } else if self.is_closed() {
       // Closed after the caller looked: its next look ends the wait. (A channel that stays
@@ -1039,7 +1067,7 @@ impl Channel {
   fn release_at(&self, pos: u64) {
     let seq = low(pos.wrapping_add(1));
     let held = join(seq, READING | my_pid());
-    let freed = join(low(pos.wrapping_add(u64::from(self.capacity))), 0);
+    let freed = unowned(low(pos.wrapping_add(u64::from(self.capacity))));
     // Fails only if the words were overwritten meanwhile; then there is nothing to free.
     if self.ctl(pos).compare_exchange(held, freed, SeqCst, SeqCst).is_ok() {
       self.wake(OFF_NOT_FULL, false);

@@ -620,18 +620,18 @@ fn layout_matches_the_contract() {
   let mut magic = [0u8; 4];
   region.read_at(0, &mut magic).unwrap();
   assert_eq!(&magic, b"SHMC");
-  assert_eq!((u32_at(4), u32_at(8), u32_at(12), u32_at(16)), (1, 4, 100, 128));
+  assert_eq!((u32_at(4), u32_at(8), u32_at(12), u32_at(16)), (2, 4, 100, 128));
   assert_eq!(Channel::size(4, 100).unwrap(), 512 + 4 * 128);
   for i in 0..4usize {
     assert_eq!(
       u64_at(512 + 128 * i),
-      (i as u64) << 32,
-      "slot {i} starts free for position {i}"
+      (i as u64) << 32 | i as u64,
+      "slot {i} starts free for position {i} (owner half: the sequence number's low 30 bits)"
     );
   }
   assert_eq!(ch.try_send(b"hello").unwrap(), SendStatus::Sent);
   assert_eq!(u64_at(128), 1, "enqueue counter");
-  assert_eq!(u64_at(512), 1 << 32, "a message for position 0");
+  assert_eq!(u64_at(512), 1 << 32 | 1, "a message for position 0");
   assert_eq!(u32_at(520), 5, "its length");
   let mut payload = [0u8; 5];
   region.read_at(528, &mut payload).unwrap();
@@ -646,7 +646,7 @@ fn layout_matches_the_contract() {
     "held by this pid"
   );
   drop(message);
-  assert_eq!(u64_at(512), 4 << 32, "free for position 4");
+  assert_eq!(u64_at(512), 4 << 32 | 4, "free for position 4");
   assert_eq!(u32_at(64), 0);
   ch.close();
   assert_ne!(u32_at(64), 0, "closed flag");
@@ -706,4 +706,57 @@ fn poll_plans_a_wait_that_a_send_from_another_process_ends() {
   assert!(matches!(ch.poll_send(b"3").unwrap(), Poll::Ready(SendStatus::Sent)));
   ch.close();
   assert!(matches!(ch.poll_send(b"4").unwrap(), Poll::Ready(SendStatus::Closed)));
+}
+
+/// A producer or consumer that dies between the two stores of a publication or a release (the
+/// JavaScript path makes them so) leaves its pid in the owner half: while it lives the others
+/// wait, never calling it corrupted; once it is dead they finish the hand-over for it.
+#[test]
+fn hand_overs_cut_short_are_awaited_then_finished() {
+  let region = Arc::new(Region::anonymous(Channel::size(2, 64).unwrap()).unwrap());
+  let ch = Channel::init_in(region.clone(), 0, 2, 64).unwrap();
+  let owner = |slot: usize| region.atomic_u32(Channel::HEADER_SIZE + slot * 128).unwrap();
+  let mut child = std::process::Command::new("true").spawn().unwrap();
+  let dead = child.id();
+  child.wait().unwrap();
+  let me = std::process::id();
+  let received = |ch: &Channel| match ch.recv(Some(Duration::from_secs(5))).unwrap() {
+    Recv::Message(message) => message.to_vec(),
+    other => panic!("expected a message, got {other:?}"),
+  };
+
+  // Position 0 published as far as its sequence number: `(1, WRITING | pid)`.
+  assert_eq!(ch.try_send(b"one").unwrap(), SendStatus::Sent);
+  owner(0).store(1 << 30 | me, Ordering::SeqCst);
+  assert!(
+    matches!(ch.try_recv().unwrap(), Recv::Empty),
+    "a living publisher is awaited"
+  );
+  owner(0).store(1 << 30 | dead, Ordering::SeqCst);
+  assert_eq!(
+    received(&ch),
+    b"one",
+    "the message is whole: a dead publisher's is delivered"
+  );
+
+  // Position 0 released as far as its sequence number: `(2, READING | pid)`.
+  owner(0).store(1 << 31 | me, Ordering::SeqCst);
+  assert_eq!(ch.try_send(b"two").unwrap(), SendStatus::Sent, "slot 1 is free");
+  assert_eq!(
+    ch.try_send(b"three").unwrap(),
+    SendStatus::Full,
+    "a living releaser is awaited"
+  );
+  owner(0).store(1 << 31 | dead, Ordering::SeqCst);
+  assert_eq!(
+    ch.send(b"three", Some(Duration::from_secs(5))).unwrap(),
+    SendStatus::Sent
+  );
+  assert_eq!(received(&ch), b"two");
+  assert_eq!(received(&ch), b"three");
+
+  // A free owner half that does not repeat the sequence number is corruption (position 3
+  // is next, in slot 1).
+  owner(1).store(7, Ordering::SeqCst);
+  assert_eq!(ch.try_send(b"four").unwrap_err().kind(), ErrorKind::InvalidArgument);
 }

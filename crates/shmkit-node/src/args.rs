@@ -286,32 +286,18 @@ impl Bytes {
   /// must be, for anything else).
   pub fn memory_of(env: &Env, data: Unknown<'_>, arg: &str, expected: &str) -> Result<Self> {
     let raw = data.raw();
-    let (mut is_typed, mut is_view, mut is_buffer) = (false, false, false);
+    let typed = crate::raw::typed_array(env, raw)?;
+    let (mut is_view, mut is_buffer) = (false, false);
     // SAFETY: a type query with a valid out-pointer on a live handle.
-    crate::raw::check(unsafe { sys::napi_is_typedarray(env.raw(), raw, &raw mut is_typed) })?;
-    // SAFETY: as above.
     crate::raw::check(unsafe { sys::napi_is_dataview(env.raw(), raw, &raw mut is_view) })?;
     // SAFETY: as above.
     crate::raw::check(unsafe { sys::napi_is_arraybuffer(env.raw(), raw, &raw mut is_buffer) })?;
     let mut pointer: *mut c_void = ptr::null_mut();
     let mut length = 0usize;
-    let status = if is_typed {
-      let mut kind = sys::TypedarrayType::uint8_array;
-      let mut elements = 0;
-      // SAFETY: `raw` is a typed array (checked); the out-pointers are valid.
-      let status = unsafe {
-        sys::napi_get_typedarray_info(
-          env.raw(),
-          raw,
-          &raw mut kind,
-          &raw mut elements,
-          &raw mut pointer,
-          ptr::null_mut(),
-          ptr::null_mut(),
-        )
-      };
-      length = elements * element_size(kind);
-      status
+    let status = if let Some(typed) = typed {
+      pointer = typed.data;
+      length = typed.length * element_size(typed.kind);
+      sys::Status::napi_ok
     } else if is_view {
       // SAFETY: `raw` is a DataView (checked); the out-pointers are valid.
       unsafe {

@@ -99,7 +99,7 @@ enum Wait {
 /// A held zero-copy view: the message's slot and the external buffer over it.
 struct View {
   held: shmkit::Held,
-  buffer: sys::napi_ref,
+  buffer: raw::Strong,
   /// The view's own mapping of the slot's pages, blanked on release; `None` where the region
   /// cannot be aliased (the buffer is then detached on release).
   alias: Option<Arc<Alias>>,
@@ -138,7 +138,7 @@ pub struct Channel {
   /// freed with the native view: on `release()`, the next receive, `close()` or GC.
   claimed: Option<u64>,
   /// A strong reference to the `SharedMemory` handle it was made with.
-  memory: sys::napi_ref,
+  memory: raw::Strong,
   offset: usize,
 }
 
@@ -239,7 +239,7 @@ impl Channel {
       ended: Rc::default(),
       view: None,
       claimed: None,
-      memory: reference(&env, memory_value)?,
+      memory: raw::Strong::new(&env, memory_value)?,
       offset,
     })
   }
@@ -265,7 +265,7 @@ impl Channel {
       ended: Rc::default(),
       view: None,
       claimed: None,
-      memory: reference(&env, memory_value)?,
+      memory: raw::Strong::new(&env, memory_value)?,
       offset,
     })
   }
@@ -273,11 +273,7 @@ impl Channel {
   /// The `SharedMemory` the channel lives in (the handle passed to `init` or `at`).
   #[napi(getter, ts_return_type = "SharedMemory")]
   pub fn memory(&self, env: Env) -> Result<Unknown<'_>> {
-    let mut value = ptr::null_mut();
-    // SAFETY: `self.memory` is a live strong reference created in this env.
-    raw::check(unsafe { sys::napi_get_reference_value(env.raw(), self.memory, &raw mut value) })?;
-    // SAFETY: napi_get_reference_value succeeded, so `value` is a valid handle.
-    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
+    self.memory.get(&env)
   }
 
   /// The channel's offset in its memory, in bytes.
@@ -378,19 +374,14 @@ impl Channel {
       // Blanking in place, not detaching, where possible: native work still holding the view
       // (a zlib job between chunks) aborts the process when its input is detached.
       let blanked = view.alias.as_ref().is_some_and(|alias| alias.blank().is_ok());
-      let raw = env.raw();
       if !blanked {
-        let mut value = ptr::null_mut();
-        // SAFETY: `view.buffer` is a live reference created in this env; a valid out-pointer.
-        let status = unsafe { sys::napi_get_reference_value(raw, view.buffer, &raw mut value) };
-        if status == sys::Status::napi_ok && !value.is_null() {
+        if let Ok(buffer) = view.buffer.get(&env) {
           // Detaching (without an alias) means no JS view reaches the slot once it is freed.
-          // SAFETY: `value` is a live ArrayBuffer handle of this env.
-          let _ = unsafe { sys::napi_detach_arraybuffer(raw, value) };
+          // SAFETY: `buffer` is a live ArrayBuffer handle of this env.
+          let _ = unsafe { sys::napi_detach_arraybuffer(env.raw(), buffer.raw()) };
         }
       }
-      // SAFETY: a live reference of this env, deleted once (the view was taken above).
-      let _ = unsafe { sys::napi_delete_reference(raw, view.buffer) };
+      view.buffer.delete(&env);
       self.inner.release(view.held);
     }
   }
@@ -462,7 +453,7 @@ impl Channel {
     &self,
     env: &'e Env,
     held: &shmkit::Held,
-  ) -> Result<Option<(Unknown<'e>, sys::napi_ref, Option<Arc<Alias>>)>> {
+  ) -> Result<Option<(Unknown<'e>, raw::Strong, Option<Arc<Alias>>)>> {
     let region = self.inner.region();
     let payload = self.inner.held_ptr(held);
     let (data, alias) = if held.is_empty() {
@@ -476,35 +467,25 @@ impl Channel {
       }
     };
     let hint: *mut ViewHold = Box::into_raw(Box::new((region.clone(), alias.clone())));
-    let mut array_buffer = ptr::null_mut();
     // SAFETY: the pointer and length are the held message's payload inside the mapping or
     // its alias, which the `Arc`s in `hint` keep mapped until `drop_region` runs.
-    let status = unsafe {
-      sys::napi_create_external_arraybuffer(
-        env.raw(),
-        data.cast(),
-        held.len(),
-        Some(drop_region),
-        hint.cast(),
-        &raw mut array_buffer,
-      )
-    };
-    if status != sys::Status::napi_ok {
-      // SAFETY: napi did not take the hint, so it is still ours to free.
-      drop(unsafe { Box::from_raw(hint) });
-      if status == sys::Status::napi_no_external_buffers_allowed {
-        return Ok(None);
+    let created = unsafe { raw::external_arraybuffer(env, data.cast(), held.len(), Some(drop_region), hint.cast()) };
+    let array_buffer = match created {
+      Ok(array_buffer) => array_buffer,
+      Err(status) => {
+        // SAFETY: napi did not take the hint, so it is still ours to free.
+        drop(unsafe { Box::from_raw(hint) });
+        if status == sys::Status::napi_no_external_buffers_allowed {
+          return Ok(None);
+        }
+        return Err(Error::from_status(Status::from(status)));
       }
-      return Err(Error::from_status(Status::from(status)));
-    }
-    let mut reference = ptr::null_mut();
-    // SAFETY: `array_buffer` was just created in this env; valid out-pointer.
-    raw::check(unsafe { sys::napi_create_reference(env.raw(), array_buffer, 1, &raw mut reference) })?;
+    };
+    let reference = raw::Strong::new(env, array_buffer)?;
     match uint8_array(env, array_buffer, held.len()) {
       Ok(view) => Ok(Some((view, reference, alias))),
       Err(e) => {
-        // SAFETY: the reference was just created in this env.
-        unsafe { sys::napi_delete_reference(env.raw(), reference) };
+        reference.delete(env);
         Err(e)
       }
     }
@@ -891,14 +872,6 @@ fn copy_out<'e>(env: &'e Env, channel: &shmkit::Channel, held: shmkit::Held) -> 
   uint8_array(env, array_buffer, len)
 }
 
-/// A strong reference to `value`.
-fn reference(env: &Env, value: sys::napi_value) -> Result<sys::napi_ref> {
-  let mut reference = ptr::null_mut();
-  // SAFETY: `value` is a live handle of the current call; valid out-pointer.
-  raw::check(unsafe { sys::napi_create_reference(env.raw(), value, 1, &raw mut reference) })?;
-  Ok(reference)
-}
-
 /// A `Uint8Array` over all `len` bytes of `array_buffer`.
 fn uint8_array(env: &Env, array_buffer: sys::napi_value, len: usize) -> Result<Unknown<'_>> {
   let mut array = ptr::null_mut();
@@ -921,8 +894,7 @@ impl ObjectFinalize for Channel {
   /// GC of the handle: free a held view's slot, so producers can reuse it.
   fn finalize(mut self, env: Env) -> Result<()> {
     self.release(env);
-    // SAFETY: the reference was created in this env at init/at and is deleted once, here.
-    unsafe { sys::napi_delete_reference(env.raw(), self.memory) };
+    self.memory.delete(&env);
     Ok(())
   }
 }

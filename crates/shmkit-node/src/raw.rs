@@ -132,6 +132,45 @@ pub unsafe fn external_arraybuffer(
   }
 }
 
+/// What N-API says of a typed array.
+pub struct TypedArray {
+  pub kind: sys::napi_typedarray_type,
+  /// The length in elements.
+  pub length: usize,
+  pub data: *mut c_void,
+  /// Its `ArrayBuffer`.
+  pub buffer: sys::napi_value,
+}
+
+/// `value` as a typed array, or `None` for any other value.
+pub fn typed_array(env: &Env, value: sys::napi_value) -> Result<Option<TypedArray>> {
+  let mut is_typed = false;
+  // SAFETY: a type query on a live handle with a valid out-pointer.
+  check(unsafe { sys::napi_is_typedarray(env.raw(), value, &raw mut is_typed) })?;
+  if !is_typed {
+    return Ok(None);
+  }
+  let mut info = TypedArray {
+    kind: sys::TypedarrayType::uint8_array,
+    length: 0,
+    data: ptr::null_mut(),
+    buffer: ptr::null_mut(),
+  };
+  // SAFETY: `value` is a typed array (checked); every out-pointer is valid.
+  check(unsafe {
+    sys::napi_get_typedarray_info(
+      env.raw(),
+      value,
+      &raw mut info.kind,
+      &raw mut info.length,
+      &raw mut info.data,
+      &raw mut info.buffer,
+      ptr::null_mut(),
+    )
+  })?;
+  Ok(Some(info))
+}
+
 /// Attaches the number `key` to `object` (`napi_wrap`), with `finalize` called with `key` as
 /// its hint when V8 collects the object.
 pub fn wrap_number(env: &Env, object: sys::napi_value, key: usize, finalize: sys::napi_finalize) -> Result<()> {

@@ -9,7 +9,6 @@
 //! other buffer is refused, a view of a closed one is `ERR_SHM_CLOSED`.
 
 use std::cell::RefCell;
-use std::ptr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
@@ -24,35 +23,21 @@ use crate::error::{abort_error, closed, IntoJs};
 use crate::memory::Claimed;
 use crate::options::{duration, read_options, AbortSignal};
 use crate::promise::{abort_reason, settled, AbortHook, Deferred, Pending};
-use crate::raw::{self, check};
+use crate::raw;
 use crate::waiter::{self, Word};
 
 /// The word `view[index]`, where `view` must be an `Int32Array` over a `SharedMemory`.
 fn word_at(env: &Env, view: Unknown<'_>, index: Unknown<'_>) -> Result<Word> {
   let not_int32 = || args::invalid_type(env, "typedArray", "an instance of Int32Array", view);
-  let mut is_typed = false;
-  // SAFETY: valid env, live handle, out-pointer.
-  check(unsafe { sys::napi_is_typedarray(env.raw(), view.raw(), &raw mut is_typed) })?;
-  if !is_typed {
+  let Some(raw::TypedArray {
+    kind,
+    length,
+    data,
+    buffer,
+  }) = raw::typed_array(env, view.raw())?
+  else {
     return Err(not_int32());
-  }
-  let mut kind = 0;
-  let mut length = 0usize;
-  let mut data = ptr::null_mut();
-  let mut buffer = ptr::null_mut();
-  let mut byte_offset = 0usize;
-  // SAFETY: `view` is a typed array (checked above); all out-pointers are valid.
-  check(unsafe {
-    sys::napi_get_typedarray_info(
-      env.raw(),
-      view.raw(),
-      &raw mut kind,
-      &raw mut length,
-      &raw mut data,
-      &raw mut buffer,
-      &raw mut byte_offset,
-    )
-  })?;
+  };
   if kind != sys::TypedarrayType::int32_array {
     return Err(not_int32());
   }

@@ -11,7 +11,7 @@ use napi::bindgen_prelude::*;
 use napi::{sys, ValueType};
 use shmkit::host_fork::{is_main_thread, sigchld_is_ignored, HostFork};
 
-use crate::raw::{call, global};
+use crate::raw::{self, call, global};
 
 /// The dry run made when the addon loads: where the condvar slots are, or why not.
 static HOST: OnceLock<std::result::Result<HostFork, shmkit::Error>> = OnceLock::new();
@@ -139,23 +139,13 @@ fn external_buffers_allowed(env: &Env) -> bool {
   }
   *EXTERNAL_BUFFERS.get_or_init(|| {
     let data = Box::into_raw(Box::new(0u64));
-    let mut value = ptr::null_mut();
     // SAFETY: a fresh 8-byte allocation owned by the buffer from now on; the finalizer frees it.
-    let status = unsafe {
-      sys::napi_create_external_arraybuffer(
-        env.raw(),
-        data.cast(),
-        8,
-        Some(free_probe),
-        ptr::null_mut(),
-        &raw mut value,
-      )
-    };
-    if status != sys::Status::napi_ok {
+    let created = unsafe { raw::external_arraybuffer(env, data.cast(), 8, Some(free_probe), ptr::null_mut()) };
+    if created.is_err() {
       // SAFETY: napi did not take the allocation.
       drop(unsafe { Box::from_raw(data) });
     }
-    status == sys::Status::napi_ok
+    created.is_ok()
   })
 }
 

@@ -6,7 +6,8 @@
 //! that destination settled at the same moment: [`WaitOutcome::Woken`] after a wake on the
 //! word or once it no longer holds `expected` (callers re-check their condition: spurious
 //! wake-ups are allowed), [`WaitOutcome::TimedOut`] once its deadline has passed. A wait
-//! that [`remove`] or [`forget`] took away is never delivered.
+//! that [`remove`] or [`forget`] took away while still pending is never delivered (one
+//! already settled may still be on its way: destinations ignore ids they no longer know).
 //!
 //! At most [`MAX_THREADS`] threads per process, each watching up to [`SLOTS`] distinct
 //! (word, value) pairs with one `futex_waitv` (Linux ≥ 5.16) plus its own control word, with
@@ -137,12 +138,12 @@ pub fn add(
   Ok(())
 }
 
-/// Takes wait `id` of `dest` away: it is never delivered.
+/// Takes wait `id` of `dest` away: if it is still pending, it is never delivered.
 pub fn remove(dest: &Arc<dyn Deliver>, id: u64) {
   drop_subs(|s| s.id == id && same(&s.dest, dest));
 }
 
-/// Takes every wait of `dest` away (the destination is going).
+/// Takes every pending wait of `dest` away (the destination is going).
 pub fn forget(dest: &Arc<dyn Deliver>) {
   drop_subs(|s| same(&s.dest, dest));
 }

@@ -30,15 +30,10 @@
 //!   `io_uring_enter(GETEVENTS)` first (with deferred task work the eventfd fires before the
 //!   completion is posted), then reads the eventfd, then drains the completion queue.
 //! - **Waiter threads** (elsewhere: older kernels, `io_uring` refused by seccomp or
-//!   `kernel.io_uring_disabled`, `SHMKIT_IO_URING=0`, macOS, runtimes without libuv): at most
-//!   [`pool::MAX_THREADS`] threads per process, shared by every env, each watching up to
-//!   [`pool::SLOTS`] distinct (word, value) pairs with one `futex_waitv` (Linux ≥ 5.16) plus
-//!   its own control word, with the earliest deadline as the timeout. Waits on the same word
-//!   and value share a slot; words beyond the threads' capacity (and every word on macOS,
-//!   which has no multi-word wait) are looked at every [`pool::POLL`]. Completions reach
-//!   each env through one threadsafe function. A wake settles every wait of this process on
-//!   that word, and a wake that does not change the word can be missed while the thread is
-//!   busy: protocols change the word before waking, as all of shmkit's do.
+//!   `kernel.io_uring_disabled`, `SHMKIT_IO_URING=0`, macOS, runtimes without libuv):
+//!   `shmkit::futex_pool` (its docs say how: at most 4 threads per process, shared by every
+//!   env, 127 words each with `futex_waitv`, the rest polled). Completions reach each env
+//!   through one threadsafe function.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -100,9 +95,11 @@ impl Word {
     // SAFETY: `owner` keeps the word mapped for as long as `self` lives.
     unsafe { self.ptr.as_ref() }
   }
+}
 
-  fn addr(&self) -> usize {
-    self.ptr.as_ptr() as usize
+impl shmkit::futex_pool::WaitWord for Word {
+  fn word(&self) -> &AtomicU32 {
+    self.get()
   }
 }
 
@@ -115,8 +112,8 @@ pub fn arm(env: &Env, word: Word, expected: u32, deadline: Option<Instant>, done
     Backend::Uring(ring) => ring
       .arm(&word, expected, id, deadline)
       .map_err(|e| crate::error::to_js(env, &e))?,
-    Backend::Threads(sink) => pool::add(word.clone(), expected, sink, id, deadline)
-      .map_err(|e| crate::error::to_js(env, &shmkit::Error::os(e, "pthread_create")))?,
+    Backend::Threads(sink) => shmkit::futex_pool::add(Arc::new(word.clone()), expected, &sink.dest(), id, deadline)
+      .map_err(|e| crate::error::to_js(env, &e))?,
   }
   lp.pending.borrow_mut().insert(id, Pending { _word: word, done });
   lp.keep_alive();
@@ -131,7 +128,7 @@ pub fn cancel(env: &Env, id: WaitId) -> bool {
   let Some(pending) = removed else { return false };
   match &lp.backend {
     Backend::Uring(ring) => ring.cancel(id.0),
-    Backend::Threads(sink) => pool::remove(sink, id.0),
+    Backend::Threads(sink) => shmkit::futex_pool::remove(&sink.dest(), id.0),
   }
   lp.keep_alive();
   drop(pending);
@@ -616,28 +613,18 @@ mod uring {
   }
 }
 
-pub mod pool {
-  //! The waiter threads: a few per process, each watching many words at once.
-  use std::collections::HashMap;
+mod pool {
+  //! The waiter threads' place in the binding: completions reach each env through one
+  //! threadsafe function (the threads themselves are `shmkit::futex_pool`).
   use std::ffi::c_void;
   use std::ptr;
-  use std::sync::atomic::{AtomicU32, Ordering};
   use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-  use std::time::{Duration, Instant};
 
   use napi::bindgen_prelude::*;
   use napi::sys;
-  use shmkit::Errno;
+  use shmkit::futex_pool::{self, Deliver};
 
-  use super::{find_loop, WaitOutcome, Word};
-
-  /// Distinct (word, value) pairs one thread watches with one `futex_waitv` (its 128 entries
-  /// less the thread's control word).
-  pub const SLOTS: usize = shmkit::futex::WAIT_ANY_MAX - 1;
-  /// The most waiter threads a process starts.
-  pub const MAX_THREADS: usize = 4;
-  /// How often words beyond the threads' capacity are looked at.
-  pub const POLL: Duration = Duration::from_millis(2);
+  use super::{find_loop, WaitOutcome};
 
   /// Where one env's completions go: its threadsafe function, `None` once the env is gone.
   pub(super) struct Sink {
@@ -651,9 +638,8 @@ pub mod pool {
 
   type Batch = Vec<(u64, WaitOutcome)>;
 
-  fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every change under these locks is a single push or removal: a panic cannot leave
-    // them half-done, so a poisoned lock is still consistent.
+  fn lock(m: &Mutex<Option<Tsfn>>) -> MutexGuard<'_, Option<Tsfn>> {
+    // Every change under this lock is a single `take`: a poisoned lock is still consistent.
     m.lock().unwrap_or_else(PoisonError::into_inner)
   }
 
@@ -686,6 +672,11 @@ pub mod pool {
       }))
     }
 
+    /// This env as a destination of the waiter threads.
+    pub(super) fn dest(self: &Arc<Self>) -> Arc<dyn Deliver> {
+      self.clone()
+    }
+
     pub(super) fn hold_loop(&self, env: sys::napi_env, hold: bool) {
       let tsfn = lock(&self.tsfn);
       if let Some(Tsfn(f)) = &*tsfn {
@@ -699,7 +690,18 @@ pub mod pool {
       }
     }
 
-    fn send(&self, batch: Batch) {
+    /// The env is going: no more completions, and the threads forget its waits.
+    pub(super) fn shut(self: &Arc<Self>) {
+      if let Some(Tsfn(f)) = lock(&self.tsfn).take() {
+        // SAFETY: released once; queued batches reach call_js with a null env and are freed.
+        unsafe { sys::napi_release_threadsafe_function(f, 1) };
+      }
+      futex_pool::forget(&self.dest());
+    }
+  }
+
+  impl Deliver for Sink {
+    fn deliver(&self, batch: Batch) {
       let tsfn = lock(&self.tsfn);
       let Some(Tsfn(f)) = &*tsfn else { return };
       let data = Box::into_raw(Box::new(batch));
@@ -711,19 +713,10 @@ pub mod pool {
         drop(unsafe { Box::from_raw(data) });
       }
     }
-
-    /// The env is going: no more completions, and the threads forget its waits.
-    pub(super) fn shut(self: &Arc<Self>) {
-      if let Some(Tsfn(f)) = lock(&self.tsfn).take() {
-        // SAFETY: released once; queued batches reach call_js with a null env and are freed.
-        unsafe { sys::napi_release_threadsafe_function(f, 1) };
-      }
-      forget(self);
-    }
   }
 
   unsafe extern "C" fn call_js(env: sys::napi_env, _js: sys::napi_value, _ctx: *mut c_void, data: *mut c_void) {
-    // SAFETY: every item is a Box<Batch> made in `send`.
+    // SAFETY: every item is a Box<Batch> made in `deliver`.
     let batch = unsafe { Box::from_raw(data.cast::<Batch>()) };
     if env.is_null() {
       return;
@@ -732,193 +725,6 @@ pub mod pool {
     let env = Env::from_raw(env);
     for (id, outcome) in *batch {
       lp.complete(&env, id, Ok(outcome));
-    }
-  }
-
-  struct Sub {
-    sink: Arc<Sink>,
-    id: u64,
-    deadline: Option<Instant>,
-  }
-
-  struct Entry {
-    word: Word,
-    expected: u32,
-    subs: Vec<Sub>,
-  }
-
-  struct Thread {
-    /// Bumped and woken to make the thread look at its entries again.
-    control: AtomicU32,
-    entries: Mutex<Vec<Entry>>,
-  }
-
-  impl Thread {
-    fn kick(&self) {
-      self.control.fetch_add(1, Ordering::Release);
-      let _ = shmkit::futex::wake(&self.control, 1);
-    }
-  }
-
-  static THREADS: Mutex<Vec<Arc<Thread>>> = Mutex::new(Vec::new());
-
-  /// Watches `word` for `sink`'s wait `id`.
-  pub(super) fn add(
-    word: Word,
-    expected: u32,
-    sink: &Arc<Sink>,
-    id: u64,
-    deadline: Option<Instant>,
-  ) -> std::result::Result<(), Errno> {
-    let sub = Sub {
-      sink: sink.clone(),
-      id,
-      deadline,
-    };
-    let mut threads = lock(&THREADS);
-    // A thread that already watches this word and value takes one more waiter.
-    for thread in threads.iter() {
-      let mut entries = lock(&thread.entries);
-      if let Some(entry) = entries
-        .iter_mut()
-        .find(|e| e.word.addr() == word.addr() && e.expected == expected)
-      {
-        entry.subs.push(sub);
-        drop(entries);
-        thread.kick();
-        return Ok(());
-      }
-    }
-    let least = threads.iter().min_by_key(|t| lock(&t.entries).len()).cloned();
-    let thread = match least {
-      Some(t) if lock(&t.entries).len() < SLOTS || threads.len() >= MAX_THREADS => t,
-      _ => {
-        let thread = Arc::new(Thread {
-          control: AtomicU32::new(0),
-          entries: Mutex::new(Vec::new()),
-        });
-        let run = thread.clone();
-        std::thread::Builder::new()
-          .name("shmkit-waiter".to_owned())
-          .stack_size(128 * 1024)
-          .spawn(move || watch(&run))
-          .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EAGAIN)))?;
-        threads.push(thread.clone());
-        thread
-      }
-    };
-    lock(&thread.entries).push(Entry {
-      word,
-      expected,
-      subs: vec![sub],
-    });
-    thread.kick();
-    Ok(())
-  }
-
-  /// Forgets `sink`'s wait `id` (cancelled).
-  pub(super) fn remove(sink: &Arc<Sink>, id: u64) {
-    for thread in lock(&THREADS).iter() {
-      let mut entries = lock(&thread.entries);
-      for entry in entries.iter_mut() {
-        entry.subs.retain(|s| !(s.id == id && Arc::ptr_eq(&s.sink, sink)));
-      }
-      entries.retain(|e| !e.subs.is_empty());
-    }
-  }
-
-  fn forget(sink: &Arc<Sink>) {
-    for thread in lock(&THREADS).iter() {
-      let mut entries = lock(&thread.entries);
-      for entry in entries.iter_mut() {
-        entry.subs.retain(|s| !Arc::ptr_eq(&s.sink, sink));
-      }
-      entries.retain(|e| !e.subs.is_empty());
-    }
-  }
-
-  /// A waiter thread: sleeps until one of its words is woken or changes, a deadline passes,
-  /// or its control word says its entries changed; settles what is due; again.
-  fn watch(thread: &Thread) {
-    let mut multi = cfg!(target_os = "linux");
-    loop {
-      let seen = thread.control.load(Ordering::Acquire);
-      let (words, deadline) = {
-        let entries = lock(&thread.entries);
-        let mut deadline = entries.iter().flat_map(|e| &e.subs).filter_map(|s| s.deadline).min();
-        if entries.len() > SLOTS || (!multi && !entries.is_empty()) {
-          let poll = Instant::now() + POLL;
-          deadline = Some(deadline.map_or(poll, |d| d.min(poll)));
-        }
-        let words: Vec<(Word, u32)> = if multi {
-          entries
-            .iter()
-            .take(SLOTS)
-            .map(|e| (e.word.clone(), e.expected))
-            .collect()
-        } else {
-          Vec::new()
-        };
-        (words, deadline)
-      };
-      let woken = if words.is_empty() {
-        let _ = shmkit::futex::wait_until(&thread.control, seen, deadline);
-        None
-      } else {
-        // The control word first (woken by `kick`), then the words watched.
-        let mut list = Vec::with_capacity(words.len() + 1);
-        list.push((&thread.control, seen));
-        list.extend(words.iter().map(|(word, expected)| (word.get(), *expected)));
-        match shmkit::futex::wait_any(&list, deadline) {
-          Ok(index) => index.and_then(|i| i.checked_sub(1)).map(|i| words[i].0.addr()),
-          Err(e) if matches!(e.errno(), Some(Errno::ENOSYS | Errno::EPERM)) => {
-            multi = false;
-            None
-          }
-          Err(_) => None,
-        }
-      };
-      settle(thread, woken);
-    }
-  }
-
-  /// Settles the waits that are due: on a word that was woken or no longer holds its value
-  /// (`Woken`), or past their deadline (`TimedOut`).
-  fn settle(thread: &Thread, woken: Option<usize>) {
-    let now = Instant::now();
-    let mut out: HashMap<*const Sink, (Arc<Sink>, Batch)> = HashMap::new();
-    let mut fire = |sub: Sub, outcome| {
-      out
-        .entry(Arc::as_ptr(&sub.sink))
-        .or_insert_with(|| (sub.sink.clone(), Vec::new()))
-        .1
-        .push((sub.id, outcome));
-    };
-    {
-      let mut entries = lock(&thread.entries);
-      let mut kept = Vec::with_capacity(entries.len());
-      for mut entry in entries.drain(..) {
-        let changed = woken == Some(entry.word.addr()) || entry.word.get().load(Ordering::Acquire) != entry.expected;
-        if changed {
-          for sub in entry.subs.drain(..) {
-            fire(sub, WaitOutcome::Woken);
-          }
-          continue;
-        }
-        let (due, waiting): (Vec<Sub>, Vec<Sub>) =
-          entry.subs.drain(..).partition(|s| s.deadline.is_some_and(|d| d <= now));
-        for sub in due {
-          fire(sub, WaitOutcome::TimedOut);
-        }
-        if !waiting.is_empty() {
-          entry.subs = waiting;
-          kept.push(entry);
-        }
-      }
-      *entries = kept;
-    }
-    for (_, (sink, batch)) in out {
-      sink.send(batch);
     }
   }
 }

@@ -25,7 +25,8 @@
 //!
 //! To take turns: [`Semaphore`], named or placed inside a region, on glibc's `sem_t` bytes
 //! with shmkit's own wait/wake ([`futex`] on a shared word, which any protocol can use; on
-//! Linux ≥ 6.7 also without blocking, for an event loop: `futex_ring`);
+//! Linux ≥ 6.7 also without blocking, for an event loop: `futex_ring`; elsewhere a few shared
+//! waiter threads: [`futex_pool`]);
 //! [`RobustMutex`], shmkit's own futex lock word inside a region that
 //! reports a holder that died ([`Lock::OwnerDied`]). [`fork`] runs a closure in a child process and
 //! returns a [`Child`] to wait for. [`list`] and [`remove_unused`] find and remove stale names.
@@ -253,6 +254,7 @@
 //! | semaphores in a region | yes | yes |
 //! | [`futex`] wait/wake on a shared word | yes | yes (`os_sync_wait_on_address`, else `__ulock`) |
 //! | `futex_ring`: waits completed through an eventfd | Linux ≥ 6.7 | no |
+//! | [`futex_pool`]: waits settled by shared waiter threads | yes (`futex_waitv` ≥ 5.16, else polled) | yes (polled) |
 //! | [`RobustMutex`] | yes (glibc and musl) | yes (dead holders found by polling) |
 //! | [`list`], [`remove_unused`] | yes (`/dev/shm`) | [`ErrorKind::Unsupported`] |
 //!
@@ -277,6 +279,7 @@ mod error;
 mod fd;
 mod file;
 pub mod futex;
+pub mod futex_pool;
 #[cfg(target_os = "linux")]
 pub mod futex_ring;
 #[cfg(feature = "host-fork")]

@@ -44,13 +44,10 @@ use crate::raw;
 struct Claim {
   /// The handle's own mapping, while the handle is neither closed nor collected.
   region: Option<Arc<Region>>,
-  /// The mapping users that may outlive the handle hold (see `shared_region`), once asked.
+  /// The mapping users that may outlive the handle hold (see `Claim::shared`), once asked.
   shared: Option<Arc<Region>>,
-  /// Keeps the buffer's addresses mapped (blank once the handle's mapping is dropped).
-  _pin: AddressPin,
-  /// Where the buffer starts and its length.
-  base: usize,
-  len: usize,
+  /// The buffer's addresses, kept mapped (blank once the handle's mapping is dropped).
+  pin: AddressPin,
   /// How many finalizers (backing store, buffer object) have yet to run.
   pending: u8,
 }
@@ -90,18 +87,18 @@ fn release_region(key: usize) {
   drop(released); // outside the lock: may blank or unmap
 }
 
-/// The mapping of claim `key`'s region for users that may outlive its handle: made on first
-/// request (`Region::map_again`), or the handle's own where no second mapping can be made
-/// (then the blanking at close waits for them). `None` once the handle is closed.
-fn shared_region(key: usize) -> Option<Arc<Region>> {
-  let mut claims = claims();
-  let claim = claims.get_mut(&key)?;
-  let own = claim.region.as_ref()?;
-  let shared = claim.shared.get_or_insert_with(|| match own.map_again() {
-    Ok(Some(again)) => Arc::new(again),
-    Ok(None) | Err(_) => own.clone(),
-  });
-  Some(shared.clone())
+impl Claim {
+  /// The mapping for users that may outlive the handle: made on first request
+  /// (`Region::map_again`), or the handle's own where no second mapping can be made (then
+  /// the blanking at close waits for them). `None` once the handle is closed.
+  fn shared(&mut self) -> Option<Arc<Region>> {
+    let own = self.region.as_ref()?;
+    let shared = self.shared.get_or_insert_with(|| match own.map_again() {
+      Ok(Some(again)) => Arc::new(again),
+      Ok(None) | Err(_) => own.clone(),
+    });
+    Some(shared.clone())
+  }
 }
 
 /// What a buffer's claim says about the memory under `address`.
@@ -116,19 +113,17 @@ pub(crate) enum Claimed {
 
 /// The region behind the buffer of claim `key`, for an `address` inside that buffer.
 pub(crate) fn claimed_region(key: usize, address: usize) -> Claimed {
-  let offset = {
-    let claims = claims();
-    let Some(claim) = claims.get(&key) else {
-      return Claimed::Unknown;
-    };
-    // The end itself counts: an empty view may start there.
-    if address < claim.base || address - claim.base > claim.len {
-      return Claimed::Unknown;
-    }
-    address - claim.base
+  let mut claims = claims();
+  let Some(claim) = claims.get_mut(&key) else {
+    return Claimed::Unknown;
   };
-  match shared_region(key) {
-    Some(region) => Claimed::Open(region, offset),
+  // The end itself counts: an empty view may start there.
+  let base = claim.pin.as_ptr() as usize;
+  if address < base || address - base > claim.pin.len() {
+    return Claimed::Unknown;
+  }
+  match claim.shared() {
+    Some(region) => Claimed::Open(region, address - base),
     None => Claimed::Closed,
   }
 }
@@ -301,7 +296,10 @@ impl SharedMemory {
   /// `share()` tokens): a mapping of their own, so `close()` cuts off only this handle's
   /// views. `ERR_SHM_CLOSED` after `close()`.
   pub fn region(&self, env: &Env) -> Result<Arc<Region>> {
-    shared_region(self.claim).ok_or_else(|| closed(env, "SharedMemory"))
+    claims()
+      .get_mut(&self.claim)
+      .and_then(Claim::shared)
+      .ok_or_else(|| closed(env, "SharedMemory"))
   }
 
   /// The region's own descriptor, borrowed (`None` for kinds without one), or
@@ -402,9 +400,7 @@ fn new_buffer(env: &Env, region: &Arc<Region>, shared: Option<Arc<Region>>) -> R
     Claim {
       region: Some(region.clone()),
       shared,
-      _pin: region.pin(),
-      base: data as usize,
-      len: region.len(),
+      pin: region.pin(),
       pending: 1,
     },
   );

@@ -260,6 +260,26 @@ function trySendFast(fast, bytes) {
   return true
 }
 
+/**
+ * A blocking view receive that waits in the native code: the native handle takes the message
+ * and holds it, and the view is made here through this path's buffer, as for a message
+ * claimed in JavaScript (a view of its own per message would cost an external buffer, and
+ * an alias of the slot's pages, each time the channel runs empty).
+ */
+function heldView(channel, fast, options) {
+  const position = channel._receiveHeldSync(options)
+  if (position === null) return null
+  fast.holding = true
+  const c = W_SLOTS + (position & fast.mask) * fast.strideWords
+  // Checked again: the words may have been overwritten since the native code read them.
+  const length = fast.u32[c + 2]
+  if (length > fast.max) {
+    letGo(channel, fast)
+    throw corrupted()
+  }
+  return new Uint8Array(fast.buffer, fast.offset + c * 4 + 16, length)
+}
+
 let v8
 const serializer = () => (v8 ??= require('node:v8'))
 const encoder = new TextEncoder()
@@ -510,6 +530,10 @@ function install(binding) {
       if (value !== TAKEN && value !== EMPTY) return value
     }
     releasedBy(fast)
+    // (A buffer that reads zeros, its handle closed, cannot show the message: native view.)
+    if (method === native.receiveViewSync && !fast.objectMode && fast.usable()) {
+      return heldView(channel, fast, options)
+    }
     const value = method.call(channel, options)
     if (asView && value !== null) fast.holding = true
     return value

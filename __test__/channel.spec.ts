@@ -261,12 +261,14 @@ const node = (mode: string, segment: string) =>
   })
 
 // `node`: the JavaScript path over the memory's buffer; `node-native`: the same calls with
-// the memory handle closed, so through the native methods; `node-into`: receiveInto forms.
+// the memory handle closed, so through the native methods; `node-into`: receiveInto forms;
+// `node-view`: zero-copy views, held until the next receive.
 for (const [sender, receiver] of [
   ['node', 'rust'],
   ['rust', 'node'],
   ['node', 'node'],
   ['node', 'node-into'],
+  ['node', 'node-view'],
   ['node', 'node-native'],
   ['node-native', 'node'],
 ] as const) {

@@ -134,8 +134,8 @@ pub struct Channel {
   /// Shared with this handle's pending async receives, which may find the end.
   ended: Rc<Cell<bool>>,
   view: Option<View>,
-  /// The position of a message claimed in JavaScript for a zero-copy view (`channel.js`),
-  /// freed with the native view: on `release()`, the next receive, `close()` or GC.
+  /// The position of a message held for a zero-copy view that `channel.js` makes through
+  /// its own buffer (claimed there, or by `_receiveHeldSync`), freed with the native view: on `release()`, the next receive, `close()` or GC.
   claimed: Option<u64>,
   /// A strong reference to the `SharedMemory` handle it was made with.
   memory: raw::Strong,
@@ -393,6 +393,26 @@ impl Channel {
   pub fn hold_claimed(&mut self, env: Env, position: u32) {
     self.release(env);
     self.claimed = Some(u64::from(position));
+  }
+
+  /// For `channel.js`: as `receiveViewSync`, but this handle keeps the message as it keeps
+  /// one claimed in JavaScript (`_holdClaimed`), and the call returns its position (low 32
+  /// bits) for JavaScript to view through its own buffer: no external buffer and no alias
+  /// per message. `null` as `receiveViewSync`.
+  #[napi(
+    js_name = "_receiveHeldSync",
+    skip_typescript,
+    ts_args_type = "options?: ChannelWaitOptions | undefined | null"
+  )]
+  pub fn receive_held_sync(&mut self, env: Env, options: Option<Unknown>) -> Result<Option<u32>> {
+    let timeout = wait_timeout(&env, options)?;
+    let Some(held) = self.next_held(&env, Wait::Up(timeout))? else {
+      return Ok(None);
+    };
+    let position = held.into_position();
+    self.claimed = Some(position);
+    #[expect(clippy::cast_possible_truncation, reason = "JavaScript needs only the low 32 bits")]
+    Ok(Some(position as u32))
   }
 
   /// One receive: the outcome as a JS value (a copy, a view, or a deserialised value), or

@@ -129,6 +129,14 @@ impl Held {
     self.len
   }
 
+  /// Ends this value but not the hold: the message's position, whose slot stays taken until
+  /// [`Channel::release_claim`]. For bindings that keep the hold by position (next to
+  /// slots they claim through their own mapping).
+  #[must_use = "the slot stays taken until `release_claim` is called with this position"]
+  pub fn into_position(self) -> u64 {
+    self.pos
+  }
+
   /// Whether the message is empty.
   #[must_use]
   pub fn is_empty(&self) -> bool {

@@ -111,6 +111,11 @@ const unowned = (seq) => seq & PID_MASK
 /** A whole slot word, for the rare 64-bit compare-and-swap (the halves as numbers). */
 const word64 = (seq, owner) => BigInt(seq * 0x1_0000_0000) | BigInt(owner)
 
+/**
+ * The process object: the global `process` is an accessor, so reading it costs a call. Its
+ * `pid` is read for each claim, since shmkit's `fork()` gives a child its own.
+ */
+const proc = process
 /** The owner halves of this process's claims (a forked child has another pid). */
 let ownerPid = -1
 let writingOwner = 0
@@ -237,7 +242,7 @@ function lengthOf(fast, c, seq) {
 /** Sends `bytes` if a slot is free now: true, or false to leave it to the native code. */
 function trySendFast(fast, bytes) {
   if (bytes.length > fast.max || !fast.usable()) return false
-  claimsOf(process.pid & PID_MASK)
+  claimsOf(proc.pid & PID_MASK)
   const c = claim(fast, true)
   if (c < 0) return false
   const seq = claimedSeq
@@ -330,7 +335,7 @@ function roomOf(fast, target) {
 function receiveIntoFast(channel, fast, room, spins) {
   letGo(channel, fast)
   if (!fast.usable()) return TAKEN
-  claimsOf(process.pid & PID_MASK)
+  claimsOf(proc.pid & PID_MASK)
   let c = claim(fast, false)
   for (let spin = 0; c === EMPTY && spin < spins; spin++) c = claim(fast, false)
   if (c < 0) return c
@@ -351,7 +356,7 @@ function receiveFast(channel, fast, asView, spins) {
   const view = asView && !fast.objectMode
   if (!view) letGo(channel, fast)
   if (!fast.usable()) return TAKEN // the native receive lets the previous view go
-  claimsOf(process.pid & PID_MASK)
+  claimsOf(proc.pid & PID_MASK)
   let c = claim(fast, false)
   for (let spin = 0; c === EMPTY && spin < spins; spin++) c = claim(fast, false)
   if (c < 0) {

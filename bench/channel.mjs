@@ -27,7 +27,8 @@
 //
 // Every sender paces itself the way the transport allows (a full channel blocks; IPC waits
 // for its send callback every 64 messages; sockets honour 'drain'; workers wait for credit
-// every 64 messages). Timed from the first message received to the last; prints
+// every 64 messages). Timed from the end of the warm-up (a tenth of the messages) to the last
+// message received; prints
 // RESULT chan.<impl>.<case>.<P>to1.<64|4k|1m> in messages per second, and for 1 MiB also
 // ..._gbps (1e9 bytes per second).
 import { fork } from 'node:child_process'
@@ -110,8 +111,15 @@ function workerBody() {
   pump()
 }
 
-/** Calls `onMessage` for each message; resolves when all `total` arrived, with the elapsed seconds. */
+/** The messages each run lets pass before it times: both ends warm up (JIT, caches, buffers). */
+const warmUp = (total) => Math.floor(total / 10)
+
+/**
+ * Counts messages (`tick` for each); resolves once all `total` arrived with the messages per
+ * second after the warm-up: from the `warmUp(total)`-th message to the last.
+ */
 function clock(total) {
+  const warm = Math.max(1, warmUp(total))
   let received = 0
   let start = 0n
   let resolve
@@ -119,8 +127,8 @@ function clock(total) {
   return {
     done,
     tick() {
-      if (received === 0) start = process.hrtime.bigint()
-      if (++received === total) resolve(Number(process.hrtime.bigint() - start) / 1e9)
+      if (++received === warm) start = process.hrtime.bigint()
+      if (received === total) resolve((total - warm) / (Number(process.hrtime.bigint() - start) / 1e9))
     },
   }
 }
@@ -129,7 +137,7 @@ async function parent(kase, size, total, producers) {
   const count = Math.floor(total / producers)
   total = count * producers
   const args = (extra = []) => ['child', kase, String(size), String(count), ...extra]
-  let seconds
+  let rate
   if (kase === 'shmkit_async') {
     const cap = capacity(size)
     const shm = SharedMemory.memfd(Channel.size(cap, size))
@@ -143,7 +151,7 @@ async function parent(kase, size, total, producers) {
       if (message.length !== size) throw new Error('short message')
       tick()
     }
-    seconds = await done
+    rate = await done
     await Promise.all(children)
     shm.close()
   } else if (kase === 'shmkit_sync' || kase === 'shmkit_view' || kase === 'shmkit_into') {
@@ -168,7 +176,7 @@ async function parent(kase, size, total, producers) {
       tick()
     }
     channel.release()
-    seconds = await done
+    rate = await done
     await Promise.all(children)
     shm.close()
   } else if (kase === 'ipc_json' || kase === 'ipc_adv') {
@@ -182,7 +190,7 @@ async function parent(kase, size, total, producers) {
       })
       return exited(c, kase)
     })
-    seconds = await done
+    rate = await done
     await Promise.all(children)
   } else if (kase === 'uds') {
     const path = join(tmpdir(), `shmkit-bench-chan-${process.pid}.sock`)
@@ -208,7 +216,7 @@ async function parent(kase, size, total, producers) {
     const children = Array.from({ length: producers }, () =>
       exited(spawnNode(null, self, args([path]), { stdio: 'inherit' }), kase),
     )
-    seconds = await done
+    rate = await done
     await Promise.all(children)
     server.close()
     try {
@@ -228,14 +236,13 @@ async function parent(kase, size, total, producers) {
       })
       return once(worker, 'exit')
     })
-    seconds = await done
+    rate = await done
     await Promise.all(workers)
   } else {
     throw new Error(`unknown case ${kase}`)
   }
   const impl = kase.startsWith('shmkit') ? 'shmkit' : 'node'
   const id = `chan.${impl}.${kase.replace(/^shmkit_/, '')}.${producers}to1.${label(size)}`
-  const rate = (total - 1) / seconds
   result(id, rate, 'msg/s')
   if (size >= 1 << 20) result(`${id}_gbps`, (rate * size) / 1e9, 'GB/s')
 }

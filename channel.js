@@ -48,7 +48,7 @@ const FAST = Symbol('shmkit.channel.fast')
 
 /** The JavaScript view of one channel: typed arrays over the region's buffer. */
 class Fast {
-  constructor(memory, offset, capacity, maxMessageSize, objectMode) {
+  constructor(memory, offset, capacity, maxMessageSize, objectMode, heldCell) {
     const buffer = memory.buffer
     const stride = Math.ceil((16 + maxMessageSize) / 64) * 64
     const size = 512 + capacity * stride
@@ -65,9 +65,12 @@ class Fast {
     this.objectMode = objectMode
     this.strideWords = stride / 4
     /**
-     * Whether the native handle holds a view's message for this handle (one it made, or one
-     * claimed here and handed to it with `_holdClaimed`), to free before the next receive.
+     * The handle's held cell, shared with the native handle: `[1, position]` while a message
+     * is held for a view made through this buffer, `[0, …]` otherwise. The native handle
+     * frees what it records on release, close and GC.
      */
+    this.held = new Uint32Array(heldCell, 0, 2)
+    /** Whether the native handle may hold a view of its own (an external buffer it made). */
     this.holding = false
   }
 
@@ -209,6 +212,9 @@ function skip(fast, c, seq) {
   }
 }
 
+/** The word index of the slot of `position` (its low 32 bits). */
+const slotOf = (fast, position) => W_SLOTS + (position & fast.mask) * fast.strideWords
+
 /** Frees the slot of a message this process took (at `seq`): free for the next lap. */
 function releaseSlot(fast, c, seq) {
   const u32 = fast.u32
@@ -274,8 +280,7 @@ function trySendFast(fast, bytes) {
 function heldView(channel, fast, options) {
   const position = channel._receiveHeldSync(options)
   if (position === null) return null
-  fast.holding = true
-  const c = W_SLOTS + (position & fast.mask) * fast.strideWords
+  const c = slotOf(fast, position)
   // Checked again: the words may have been overwritten since the native code read them.
   const length = fast.u32[c + 2]
   if (length > fast.max) {
@@ -314,9 +319,19 @@ function plain(options) {
   return timeout === undefined || timeout === null || (typeof timeout === 'number' && timeout >= 0)
 }
 
-/** Frees the view the native handle holds for this handle, if any. */
+/** Frees the view this handle holds, if any: here when the buffer can, else natively. */
 function letGo(channel, fast) {
-  if (fast.holding) {
+  const held = fast.held
+  if (held[0] === 1 && fast.usable()) {
+    held[0] = 0
+    const position = held[1]
+    const c = slotOf(fast, position)
+    // Only a slot this process holds (a forked child has another pid); only the holder moves
+    // a held slot on, so the check stays true through the release.
+    claimsOf(proc.pid & PID_MASK)
+    if (fast.u32[c] === readingOwner) releaseSlot(fast, c, (position + 1) >>> 0)
+  }
+  if (fast.holding || held[0] === 1) {
     fast.holding = false
     native.release.call(channel)
   }
@@ -352,35 +367,21 @@ function receiveIntoFast(channel, fast, room, spins) {
  * object), EMPTY, or TAKEN to leave the call to the native code.
  */
 function receiveFast(channel, fast, asView, spins) {
-  // A new view is handed over in one native call that also lets the previous one go.
-  const view = asView && !fast.objectMode
-  if (!view) letGo(channel, fast)
-  if (!fast.usable()) return TAKEN // the native receive lets the previous view go
+  letGo(channel, fast)
+  if (!fast.usable()) return TAKEN
   claimsOf(proc.pid & PID_MASK)
   let c = claim(fast, false)
   for (let spin = 0; c === EMPTY && spin < spins; spin++) c = claim(fast, false)
-  if (c < 0) {
-    letGo(channel, fast)
-    return c
-  }
+  if (c < 0) return c
   const seq = claimedSeq
-  let length
-  try {
-    length = lengthOf(fast, c, seq)
-  } finally {
-    if (length === undefined) letGo(channel, fast)
-  }
+  const length = lengthOf(fast, c, seq)
   const start = c * 4 + 16
-  if (view) {
-    // The native handle frees it (on release, the next receive, close or GC), also once the
-    // memory handle, and with it this path's buffer, has been closed.
-    try {
-      channel._holdClaimed((seq - 1) >>> 0)
-    } catch (error) {
-      releaseSlot(fast, c, seq)
-      throw error
-    }
-    fast.holding = true
+  if (asView && !fast.objectMode) {
+    // Recorded in the held cell: the native handle frees it too (on release, the next native
+    // receive, close or GC), also once the memory handle, and with it this buffer, is closed.
+    const held = fast.held
+    held[1] = (seq - 1) >>> 0
+    held[0] = 1
     return new Uint8Array(fast.buffer, fast.offset + start, length)
   }
   // Object mode deserialises from a buffer of its own: typed arrays in the object may keep
@@ -446,8 +447,13 @@ function install(binding) {
     if (fast !== undefined) return fast
     fast = null
     try {
-      fast = new Fast(channel.memory, channel.offset, channel.capacity, channel.maxMessageSize, channel.objectMode)
-      if (!fast.usable()) fast = null
+      // (null where the runtime refuses external buffers: then it has no buffer either.)
+      const heldCell = channel._heldCell()
+      if (heldCell !== null) {
+        const { memory, offset, capacity, maxMessageSize, objectMode } = channel
+        fast = new Fast(memory, offset, capacity, maxMessageSize, objectMode, heldCell)
+        if (!fast.usable()) fast = null
+      }
     } catch {
       // No buffer (closed, refused by the runtime, or too large): native only.
       fast = null

@@ -23,6 +23,7 @@ use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
 use std::ptr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -108,6 +109,36 @@ struct View {
 /// What a view's buffer keeps alive until V8 frees it.
 type ViewHold = (Arc<Region>, Option<Arc<Alias>>);
 
+/// The message a handle holds for a view made in `channel.js`, in memory JavaScript reads and
+/// writes through `_heldCell()` (two 32-bit words), so that holding the next message there
+/// needs no call into this binding. Only the JS thread touches it.
+#[repr(C)]
+#[derive(Default)]
+struct HeldCell {
+  /// 1 while a message is held, else 0.
+  held: AtomicU32,
+  /// The held message's position (its low 32 bits, all a release needs).
+  position: AtomicU32,
+}
+
+impl HeldCell {
+  fn hold(&self, position: u32) {
+    self.position.store(position, Relaxed);
+    self.held.store(1, Relaxed);
+  }
+
+  /// The held position, if any, which the caller must release: the cell is empty after.
+  fn take(&self) -> Option<u64> {
+    (self.held.swap(0, Relaxed) == 1).then(|| u64::from(self.position.load(Relaxed)))
+  }
+}
+
+/// The cell's buffer finaliser: drops the `Arc<HeldCell>` that kept its memory.
+unsafe extern "C" fn drop_held_cell(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
+  // SAFETY: `hint` is the `Box<Arc<HeldCell>>` leaked in `held_cell`, reclaimed once here.
+  drop(unsafe { Box::from_raw(hint.cast::<Arc<HeldCell>>()) });
+}
+
 /// A bounded message queue inside a `SharedMemory` region, shared by every process that
 /// maps it: many senders, many receivers, each message received exactly once, in order per
 /// sender. The layout is in docs/layout.md, so Rust (`shmkit::Channel`) and other languages
@@ -134,9 +165,10 @@ pub struct Channel {
   /// Shared with this handle's pending async receives, which may find the end.
   ended: Rc<Cell<bool>>,
   view: Option<View>,
-  /// The position of a message held for a zero-copy view that `channel.js` makes through
-  /// its own buffer (claimed there, or by `_receiveHeldSync`), freed with the native view: on `release()`, the next receive, `close()` or GC.
-  claimed: Option<u64>,
+  /// The message held for a zero-copy view that `channel.js` makes through its own buffer
+  /// (claimed there, or by `_receiveHeldSync`), freed with the native view: on `release()`,
+  /// the next native receive, `close()` or GC.
+  held: Arc<HeldCell>,
   /// A strong reference to the `SharedMemory` handle it was made with.
   memory: raw::Strong,
   offset: usize,
@@ -238,7 +270,7 @@ impl Channel {
       object_mode,
       ended: Rc::default(),
       view: None,
-      claimed: None,
+      held: Arc::default(),
       memory: raw::Strong::new(&env, memory_value)?,
       offset,
     })
@@ -264,7 +296,7 @@ impl Channel {
       object_mode,
       ended: Rc::default(),
       view: None,
-      claimed: None,
+      held: Arc::default(),
       memory: raw::Strong::new(&env, memory_value)?,
       offset,
     })
@@ -367,7 +399,7 @@ impl Channel {
   /// slot). Does nothing if no view is held.
   #[napi]
   pub fn release(&mut self, env: Env) {
-    if let Some(position) = self.claimed.take() {
+    if let Some(position) = self.held.take() {
       self.inner.release_claim(position);
     }
     if let Some(view) = self.view.take() {
@@ -386,17 +418,36 @@ impl Channel {
     }
   }
 
-  /// For `channel.js`: this handle holds the message at `position` (its low 32 bits), which
-  /// JavaScript claimed for a zero-copy view; `release()` frees it, so the slot comes back
-  /// even when the memory handle the view was made through has been closed meanwhile.
-  #[napi(js_name = "_holdClaimed", skip_typescript)]
-  pub fn hold_claimed(&mut self, env: Env, position: u32) {
-    self.release(env);
-    self.claimed = Some(u64::from(position));
+  /// For `channel.js`: an `ArrayBuffer` over this handle's held cell (a `Uint32Array` of two:
+  /// 1 while a message is held for a view, and its position's low 32 bits). JavaScript that
+  /// claims a message for a view records it there; `release()`, the next native receive,
+  /// `close()` and GC free it, so the slot comes back even when the memory handle the view
+  /// was made through has been closed meanwhile. `null` where the runtime forbids external
+  /// buffers (and so has no JavaScript path either).
+  #[napi(js_name = "_heldCell", skip_typescript)]
+  pub fn held_cell(&self, env: Env) -> Result<Option<Unknown<'_>>> {
+    // Atomics inside, so JavaScript's writes go through interior mutability.
+    let data = Arc::as_ptr(&self.held).cast_mut().cast::<c_void>();
+    let hint: *mut Arc<HeldCell> = Box::into_raw(Box::new(self.held.clone()));
+    // SAFETY: `data` is valid for the cell's 8 bytes until the finaliser drops `hint`.
+    let created =
+      unsafe { raw::external_arraybuffer(&env, data, size_of::<HeldCell>(), Some(drop_held_cell), hint.cast()) };
+    match created {
+      // SAFETY: a live ArrayBuffer handle of this env.
+      Ok(buffer) => Ok(Some(unsafe { Unknown::from_raw_unchecked(env.raw(), buffer) })),
+      Err(status) => {
+        // SAFETY: napi did not take the hint, so it is still ours to free.
+        drop(unsafe { Box::from_raw(hint) });
+        if status == sys::Status::napi_no_external_buffers_allowed {
+          return Ok(None);
+        }
+        Err(Error::from_status(Status::from(status)))
+      }
+    }
   }
 
-  /// For `channel.js`: as `receiveViewSync`, but this handle keeps the message as it keeps
-  /// one claimed in JavaScript (`_holdClaimed`), and the call returns its position (low 32
+  /// For `channel.js`: as `receiveViewSync`, but the message is recorded in the held cell as
+  /// one claimed in JavaScript is (`_heldCell`), and the call returns its position (low 32
   /// bits) for JavaScript to view through its own buffer: no external buffer and no alias
   /// per message. `null` as `receiveViewSync`.
   #[napi(
@@ -409,10 +460,10 @@ impl Channel {
     let Some(held) = self.next_held(&env, Wait::Up(timeout))? else {
       return Ok(None);
     };
-    let position = held.into_position();
-    self.claimed = Some(position);
-    #[expect(clippy::cast_possible_truncation, reason = "JavaScript needs only the low 32 bits")]
-    Ok(Some(position as u32))
+    #[expect(clippy::cast_possible_truncation, reason = "a release needs only the low 32 bits")]
+    let position = held.into_position() as u32;
+    self.held.hold(position);
+    Ok(Some(position))
   }
 
   /// One receive: the outcome as a JS value (a copy, a view, or a deserialised value), or

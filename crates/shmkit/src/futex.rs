@@ -109,6 +109,9 @@ pub(crate) mod sys {
 
   pub(super) const WAIT_SYSCALL: &str = "futex";
   pub(super) const WAKE_SYSCALL: &str = "futex";
+  /// futex2 flags for every wait here: a 32-bit word, shared (no `FUTEX2_PRIVATE`, which
+  /// would never see another process's wake). Also the `io_uring` waits of `futex_ring`.
+  pub(crate) const FUTEX2_SIZE_U32: u32 = 0x02;
 
   /// `FUTEX_WAIT_BITSET` takes an absolute `CLOCK_MONOTONIC` deadline; the private flag is
   /// deliberately absent (a private wait never sees another process's wake).
@@ -155,7 +158,6 @@ pub(crate) mod sys {
       flags: u32,
       reserved: u32,
     }
-    const FUTEX2_SIZE_U32: u32 = 2;
     const SYS_FUTEX_WAITV: libc::c_long = 449;
     let list: Vec<FutexWaitv> = words
       .iter()

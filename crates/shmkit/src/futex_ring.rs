@@ -44,9 +44,8 @@ const OP_TIMEOUT_REMOVE: u8 = 12;
 const OP_ASYNC_CANCEL: u8 = 14;
 const OP_FUTEX_WAIT: u8 = 51;
 const TIMEOUT_ABS: u32 = 1;
-/// futex2 flags: a 32-bit word, shared (no `FUTEX2_PRIVATE`, which would never see
-/// another process's wake).
-const FUTEX2_SIZE_U32: i32 = 0x02;
+/// The futex2 flags of a wait, in the field of the entry that carries them.
+const FUTEX2_FLAGS: i32 = crate::futex::sys::FUTEX2_SIZE_U32.cast_signed();
 const SQ_ENTRIES: u32 = 256;
 const CQ_ENTRIES: u32 = 4096;
 /// The low two bits of `user_data` say which request a completion is for.
@@ -351,7 +350,7 @@ impl FutexRing {
     let word = AtomicU32::new(1);
     let mut sqe = Sqe {
       opcode: OP_FUTEX_WAIT,
-      fd: FUTEX2_SIZE_U32,
+      fd: FUTEX2_FLAGS,
       addr: word.as_ptr() as u64,
       off: 0,
       addr3: u64::from(u32::MAX),
@@ -448,7 +447,7 @@ impl FutexRing {
     }
     let mut wait = Sqe {
       opcode: OP_FUTEX_WAIT,
-      fd: FUTEX2_SIZE_U32,
+      fd: FUTEX2_FLAGS,
       addr: word.as_ptr() as u64,
       off: u64::from(expected),
       addr3: u64::from(u32::MAX),

@@ -284,8 +284,10 @@ for (const [sender, receiver] of [
         ? run(peer!, role === 'send' ? [role, name, String(COUNT)] : [role, name])
         : node(role + who.slice('node'.length), name)
     const [sent, received] = await Promise.all([start('send', sender), start('recv', receiver)])
-    t.is(sent.code, 0, sent.stderr)
-    t.is(received.code, 0, received.stderr)
+    // Both ends' output on any failure: a receiver that stops shows up as a sender timing out.
+    const output = `sender: ${sent.stderr}\nreceiver: ${received.stderr}`
+    t.is(sent.code, 0, output)
+    t.is(received.code, 0, output)
     t.is(sent.stdout.trim(), `sent ${COUNT}`)
     t.is(received.stdout.trim(), `received ${COUNT}`)
     shm.close()

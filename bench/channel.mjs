@@ -25,7 +25,8 @@
 //   channel, best of five runs: RESULT chan.shmkit.cpu.<copy|view|into>.<64|4k|1m> in ns.
 //   Load on the machine disturbs it far less than the throughput rows.
 //
-// Every sender paces itself the way the transport allows (a full channel blocks; IPC waits
+// Senders start together, once every one has booted. Every sender paces itself the way the
+// transport allows (a full channel blocks; IPC waits
 // for its send callback every 64 messages; sockets honour 'drain'; workers wait for credit
 // every 64 messages). Timed from the end of the warm-up (a tenth of the messages) to the last
 // message received; prints
@@ -54,11 +55,20 @@ function capacity(size) {
   return c
 }
 
+/**
+ * Producers start sending together, at a time the parent picks (`--start-at=<ms since the
+ * epoch>`), once every one of them has started: otherwise the first ones send while the
+ * others are still booting Node on the same CPUs.
+ */
+const startAt = () => Number(process.argv.find((a) => a.startsWith('--start-at='))?.slice('--start-at='.length) ?? 0)
+const startTogether = (at) => new Promise((resolve) => setTimeout(resolve, Math.max(0, at - Date.now())))
+
 async function child(kase, size, count) {
   if (kase === 'shmkit_sync' || kase === 'shmkit_view' || kase === 'shmkit_into' || kase === 'shmkit_async') {
     const [shm] = inherited()
     const channel = Channel.at(shm, 0)
     const payload = new Uint8Array(size).fill(7)
+    await startTogether(startAt())
     if (kase === 'shmkit_async') for (let i = 0; i < count; i++) await channel.send(payload)
     else for (let i = 0; i < count; i++) channel.sendSync(payload)
     shm.close()
@@ -74,6 +84,7 @@ async function child(kase, size, count) {
     socket.on('end', () => socket.end())
   } else if (kase === 'ipc_json' || kase === 'ipc_adv') {
     const payload = kase === 'ipc_json' ? 'x'.repeat(size) : Buffer.alloc(size, 7)
+    await startTogether(startAt())
     for (let i = 0; i < count; i++) {
       if ((i + 1) % BATCH === 0 || i === count - 1) await new Promise((resolve) => process.send(payload, resolve))
       else process.send(payload)
@@ -84,6 +95,7 @@ async function child(kase, size, count) {
     await once(socket, 'connect')
     const frame = Buffer.alloc(4 + size, 7)
     frame.writeUInt32LE(size, 0)
+    await startTogether(startAt())
     for (let i = 0; i < count; i++) {
       if (!socket.write(frame)) await once(socket, 'drain')
     }
@@ -91,8 +103,8 @@ async function child(kase, size, count) {
   }
 }
 
-function workerBody() {
-  const { size, count } = workerData
+async function workerBody() {
+  const { size, count, at } = workerData
   const payload = new Uint8Array(size).fill(7)
   let credit = BATCH
   let sent = 0
@@ -108,6 +120,7 @@ function workerBody() {
     credit += more
     pump()
   })
+  await startTogether(at)
   pump()
 }
 
@@ -136,7 +149,9 @@ function clock(total) {
 async function parent(kase, size, total, producers) {
   const count = Math.floor(total / producers)
   total = count * producers
-  const args = (extra = []) => ['child', kase, String(size), String(count), ...extra]
+  // Time enough for every producer to boot first (a Node process takes tens of ms of CPU).
+  const at = Date.now() + 200 + 150 * producers
+  const args = (extra = []) => ['child', kase, String(size), String(count), ...extra, `--start-at=${at}`]
   let rate
   if (kase === 'shmkit_async') {
     const cap = capacity(size)
@@ -227,7 +242,7 @@ async function parent(kase, size, total, producers) {
   } else if (kase === 'worker') {
     const { done, tick } = clock(total)
     const workers = Array.from({ length: producers }, () => {
-      const worker = new Worker(self, { workerData: { size, count } })
+      const worker = new Worker(self, { workerData: { size, count, at } })
       let got = 0
       worker.on('message', (m) => {
         if (m.length !== size) throw new Error('short message')
@@ -339,7 +354,7 @@ function cpuCost() {
   shm.close()
 }
 
-if (!isMainThread) workerBody()
+if (!isMainThread) await workerBody()
 else if (process.argv[2] === 'cpu') cpuCost()
 else if (process.argv[2] === 'rt_async' || process.argv[2] === 'rt_uds') {
   await roundTrips(process.argv[2], Number(process.argv[3]))

@@ -91,6 +91,19 @@ out.push(
       family('L3-maps.', 'L3, maps', 'mappings left after 10,000 ops', 'max'),
       family('L4.', 'L4', 'full GCs in 10,000 create/open + close of 1 MiB', 'max'),
       target('F1', '`fork` + `wait` from JS, 50 MB heap'),
+      ...['1to1', '4to1'].flatMap((p) => {
+        const from = p === '1to1' ? '1 → 1' : '4 → 1'
+        return [
+          target(`C1-json.${p}`, `channel, 64 B, ${from}, copies, against \`process.send\``),
+          target(`C1-adv.${p}`, 'the same, against `process.send` advanced'),
+          target(`C1-uds.${p}`, 'the same, against a Unix socket'),
+          target(`C2.${p}`, `channel, 1 MiB, ${from}, views, against \`memcpy\``),
+          target(`C2-native.${p}`, 'the same through the Rust channel'),
+          target(`C4.${p}`, `channel, 4 KiB, ${from}, copies, against the Rust channel`),
+          target(`C4-into.${p}`, 'the same with `receiveInto`'),
+        ]
+      }),
+      target('C3', 'round trip through two channels, `await receive()`'),
     ],
     2,
   ),
@@ -134,6 +147,27 @@ out.push(
   ),
   '',
 )
+// Messages per second (GB/s for 1 MiB), one column per transport.
+const transports = [
+  ['native', 'Rust channel'],
+  ['shmkit.sync', 'JS `Channel`, copy'],
+  ['shmkit.view', 'JS, view'],
+  ['shmkit.into', 'JS, into'],
+  ['shmkit.async', 'JS, async'],
+  ['node.ipc_json', '`process.send` json'],
+  ['node.ipc_adv', '`process.send` advanced'],
+  ['node.uds', 'Unix socket'],
+  ['node.worker', '`MessagePort` (threads)'],
+]
+const messageRows = ['64', '4k', '1m'].flatMap((size) =>
+  ['1to1', '4to1'].map((p) => {
+    const label = `${p === '1to1' ? '1 → 1' : '4 → 1'}, ${{ 64: '64 B', '4k': '4 KiB', '1m': '1 MiB, GB/s' }[size]}`
+    const suffix = size === '1m' ? `${p}.1m_gbps` : `${p}.${size}`
+    return [label, ...transports.map(([impl]) => fmt(get(`chan.${impl}.${suffix}`)?.value))]
+  }),
+)
+out.push(table(['from → to, size', ...transports.map(([, name]) => name)], messageRows), '')
+
 const fork = rows.filter((r) => /^fork\.[a-z]+\.[a-z0-9_]+$/.test(r.id) && !('met' in r))
 out.push(
   table(

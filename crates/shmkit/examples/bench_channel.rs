@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Prints `RESULT\tchan.native.<P>to1.<64|4k|1m>\t<messages per second>\tmsg/s`, timed from the
-//! end of the warm-up (a tenth of the messages) to the last message received, and for 1 MiB messages also `..._gbps` (1e9 bytes/s).
+//! end of the warm-up (a tenth of the messages) to the last message received, and for 1 MiB
+//! messages also `..._gbps` (1e9 bytes/s).
 
 use std::sync::Arc;
 use std::time::Instant;

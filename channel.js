@@ -123,7 +123,9 @@ const proc = process
 let ownerPid = -1
 let writingOwner = 0
 let readingOwner = 0
-function claimsOf(pid) {
+/** Brings `writingOwner` and `readingOwner` up to date with this process's pid. */
+function updateOwners() {
+  const pid = proc.pid & PID_MASK
   if (pid !== ownerPid) {
     ownerPid = pid
     writingOwner = WRITING + pid
@@ -148,6 +150,11 @@ function wake(fast, index, waiting) {
   }
 }
 
+/** The word index of the slot of `position` (its low 32 bits). */
+const slotOf = (fast, position) => W_SLOTS + (position & fast.mask) * fast.strideWords
+/** The byte offset, from the channel's start, of the message in the slot at word index `c`. */
+const payloadOf = (c) => c * 4 + 16
+
 /** The sequence number of the slot claimed last (it does not move while this process holds it). */
 let claimedSeq = 0
 
@@ -165,7 +172,7 @@ function claim(fast, send) {
     // nothing after it passes), so it is of that state or a later one. Plain reads where a
     // stale value only fails a check: `Atomics` calls are what costs here.
     const low = u32[index]
-    const c = W_SLOTS + (low & fast.mask) * fast.strideWords
+    const c = slotOf(fast, low)
     const seq = Atomics.load(u32, c + 1)
     const owner = u32[c]
     // Distance from the number the slot holds when it is ready for this side.
@@ -212,9 +219,6 @@ function skip(fast, c, seq) {
   }
 }
 
-/** The word index of the slot of `position` (its low 32 bits). */
-const slotOf = (fast, position) => W_SLOTS + (position & fast.mask) * fast.strideWords
-
 /** Frees the slot of a message this process took (at `seq`): free for the next lap. */
 function releaseSlot(fast, c, seq) {
   const u32 = fast.u32
@@ -248,12 +252,12 @@ function lengthOf(fast, c, seq) {
 /** Sends `bytes` if a slot is free now: true, or false to leave it to the native code. */
 function trySendFast(fast, bytes) {
   if (bytes.length > fast.max || !fast.usable()) return false
-  claimsOf(proc.pid & PID_MASK)
+  updateOwners()
   const c = claim(fast, true)
   if (c < 0) return false
   const seq = claimedSeq
   try {
-    fast.u8.set(bytes, c * 4 + 16)
+    fast.u8.set(bytes, payloadOf(c))
   } catch (error) {
     skip(fast, c, seq)
     throw error
@@ -287,7 +291,7 @@ function heldView(channel, fast, options) {
     letGo(channel, fast)
     throw corrupted()
   }
-  return new Uint8Array(fast.buffer, fast.offset + c * 4 + 16, length)
+  return new Uint8Array(fast.buffer, fast.offset + payloadOf(c), length)
 }
 
 let v8
@@ -328,7 +332,7 @@ function letGo(channel, fast) {
     const c = slotOf(fast, position)
     // Only a slot this process holds (a forked child has another pid); only the holder moves
     // a held slot on, so the check stays true through the release.
-    claimsOf(proc.pid & PID_MASK)
+    updateOwners()
     if (fast.u32[c] === readingOwner) releaseSlot(fast, c, (position + 1) >>> 0)
   }
   if (fast.holding || held[0] === 1) {
@@ -350,13 +354,13 @@ function roomOf(fast, target) {
 function receiveIntoFast(channel, fast, room, spins) {
   letGo(channel, fast)
   if (!fast.usable()) return TAKEN
-  claimsOf(proc.pid & PID_MASK)
+  updateOwners()
   let c = claim(fast, false)
   for (let spin = 0; c === EMPTY && spin < spins; spin++) c = claim(fast, false)
   if (c < 0) return c
   const seq = claimedSeq
   const length = lengthOf(fast, c, seq)
-  const start = fast.offset + c * 4 + 16
+  const start = fast.offset + payloadOf(c)
   room.set(new Uint8Array(fast.buffer, start, length))
   releaseSlot(fast, c, seq)
   return length
@@ -369,13 +373,13 @@ function receiveIntoFast(channel, fast, room, spins) {
 function receiveFast(channel, fast, asView, spins) {
   letGo(channel, fast)
   if (!fast.usable()) return TAKEN
-  claimsOf(proc.pid & PID_MASK)
+  updateOwners()
   let c = claim(fast, false)
   for (let spin = 0; c === EMPTY && spin < spins; spin++) c = claim(fast, false)
   if (c < 0) return c
   const seq = claimedSeq
   const length = lengthOf(fast, c, seq)
-  const start = c * 4 + 16
+  const start = payloadOf(c)
   if (asView && !fast.objectMode) {
     // Recorded in the held cell: the native handle frees it too (on release, the next native
     // receive, close or GC), also once the memory handle, and with it this buffer, is closed.

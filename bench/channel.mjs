@@ -26,10 +26,9 @@
 //   Load on the machine disturbs it far less than the throughput rows.
 //
 // Senders start together, once every one has booted. Every sender paces itself the way the
-// transport allows (a full channel blocks; IPC waits
-// for its send callback every 64 messages; sockets honour 'drain'; workers wait for credit
-// every 64 messages). Timed from the end of the warm-up (a tenth of the messages) to the last
-// message received; prints
+// transport allows (a full channel blocks; IPC waits for its send callback every 64 messages;
+// sockets honour 'drain'; workers wait for credit every 64 messages). Timed from the end of the
+// warm-up (a tenth of the messages) to the last message received; prints
 // RESULT chan.<impl>.<case>.<P>to1.<64|4k|1m> in messages per second, and for 1 MiB also
 // ..._gbps (1e9 bytes per second).
 import { fork } from 'node:child_process'
@@ -61,14 +60,14 @@ function capacity(size) {
  * others are still booting Node on the same CPUs.
  */
 const startAt = () => Number(process.argv.find((a) => a.startsWith('--start-at='))?.slice('--start-at='.length) ?? 0)
-const startTogether = (at) => new Promise((resolve) => setTimeout(resolve, Math.max(0, at - Date.now())))
+const startTogether = (at = startAt()) => new Promise((resolve) => setTimeout(resolve, Math.max(0, at - Date.now())))
 
 async function child(kase, size, count) {
   if (kase === 'shmkit_sync' || kase === 'shmkit_view' || kase === 'shmkit_into' || kase === 'shmkit_async') {
     const [shm] = inherited()
     const channel = Channel.at(shm, 0)
     const payload = new Uint8Array(size).fill(7)
-    await startTogether(startAt())
+    await startTogether()
     if (kase === 'shmkit_async') for (let i = 0; i < count; i++) await channel.send(payload)
     else for (let i = 0; i < count; i++) channel.sendSync(payload)
     shm.close()
@@ -84,7 +83,7 @@ async function child(kase, size, count) {
     socket.on('end', () => socket.end())
   } else if (kase === 'ipc_json' || kase === 'ipc_adv') {
     const payload = kase === 'ipc_json' ? 'x'.repeat(size) : Buffer.alloc(size, 7)
-    await startTogether(startAt())
+    await startTogether()
     for (let i = 0; i < count; i++) {
       if ((i + 1) % BATCH === 0 || i === count - 1) await new Promise((resolve) => process.send(payload, resolve))
       else process.send(payload)
@@ -95,7 +94,7 @@ async function child(kase, size, count) {
     await once(socket, 'connect')
     const frame = Buffer.alloc(4 + size, 7)
     frame.writeUInt32LE(size, 0)
-    await startTogether(startAt())
+    await startTogether()
     for (let i = 0; i < count; i++) {
       if (!socket.write(frame)) await once(socket, 'drain')
     }
@@ -124,15 +123,13 @@ async function workerBody() {
   pump()
 }
 
-/** The messages each run lets pass before it times: both ends warm up (JIT, caches, buffers). */
-const warmUp = (total) => Math.floor(total / 10)
-
 /**
  * Counts messages (`tick` for each); resolves once all `total` arrived with the messages per
- * second after the warm-up: from the `warmUp(total)`-th message to the last.
+ * second after the warm-up, in which both ends warm up (JIT, caches, buffers): from the
+ * tenth of the messages to the last.
  */
 function clock(total) {
-  const warm = Math.max(1, warmUp(total))
+  const warm = Math.max(1, Math.floor(total / 10))
   let received = 0
   let start = 0n
   let resolve

@@ -182,7 +182,7 @@ function baselineOf(id) {
     return `pp.native.sem.${m[2] === 'none' ? 'same' : m[2]}`
   }
   if (id.startsWith('bulk.') && id !== 'bulk.native.memcpy') return 'bulk.native.memcpy'
-  if ((m = /^life\.shmkit\.(.+\.(?:4k|1m))$/.exec(id))) return `life.native.${m[1]}`
+  if ((m = /^life\.(?:shmkit|pinned)\.(.+\.(?:4k|1m))$/.exec(id))) return `life.native.${m[1]}`
   if ((m = /^(life\.\w+\..+\.(?:4k|1m))\.last10$/.exec(id))) return `${m[1]}.first10`
   if ((m = /^mutex\.shmkit\.(.+)$/.exec(id))) return `mutex.native.${m[1]}`
   if ((m = /^fork\.shmkit\.(small|\d+m)$/.exec(id))) return `fork.native.${m[1]}`

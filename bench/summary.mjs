@@ -131,14 +131,29 @@ const cases = rows
   .map((r) => r.id.slice('life.shmkit.'.length))
 out.push(
   table(
-    ['lifecycle (10,000 ops)', 'JS µs', 'Rust µs', 'ratio', 'last/first 10 %', 'maps Δ', 'full GCs'],
+    [
+      'lifecycle (10,000 ops)',
+      'JS µs',
+      'Rust µs',
+      'JS ÷ Rust',
+      'Rust, pinned µs',
+      'pinned ÷ Rust',
+      'JS ÷ pinned',
+      'last/first 10 %',
+      'maps Δ',
+      'full GCs',
+    ],
     cases.map((c) => {
       const js = get(`life.shmkit.${c}`)
+      const pinned = get(`life.pinned.${c}`)
       return [
         c,
         fmt(js.value),
         fmt(get(`life.native.${c}`)?.value),
         times(js.ratio),
+        fmt(pinned?.value),
+        times(pinned?.ratio),
+        times(pinned ? js.value / pinned.value : null),
         times(get(`life.shmkit.${c}.last10`)?.ratio),
         fmt(get(`life.shmkit.${c}.maps_delta`)?.value),
         fmt(get(`life.shmkit.${c}.major_gcs`)?.value),

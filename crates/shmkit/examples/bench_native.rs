@@ -12,7 +12,9 @@
 //! semaphores (`same`: both pinned to CPU 0; `diff`: parent on CPU 0, child on CPU 1), or by
 //! spinning on one shared word (`spin`, different CPUs). Bulk: `memcpy` between two touched
 //! private buffers, and a forked child copying a touched shared region out into its own
-//! buffer. Lifecycle: create/open + unmap cycles per technique. Fork: `fork` + `_exit` +
+//! buffer. Lifecycle: create/open + close cycles per technique, closed by the only owner
+//! (`life.native.*`) or with a pin held across the close, as the JS binding must
+//! (`life.pinned.*`). Fork: `fork` + `_exit` +
 //! `waitpid` after touching a heap of the given size, in one block and scattered in 256 KiB
 //! mappings like V8's heap pages.
 
@@ -334,39 +336,56 @@ fn maps_count() -> Result<usize> {
 /// One lifecycle operation, boxed so that the cases fit in one list.
 type Op<'a> = Box<dyn FnMut() -> Result<()> + 'a>;
 
+/// How a lifecycle case closes its region.
+type Close = fn(Region) -> Result<()>;
+
+/// Closes `region` as its only owner can: one `munmap`.
+fn close_owned(region: Region) -> Result<()> {
+  Ok(region.close()?)
+}
+
+/// Closes `region` as the JS binding must: a pin stands for the views that may outlive the
+/// handle, so the close replaces the memory with zero pages in place, and the addresses are
+/// unmapped when the pin goes.
+fn close_pinned(region: Region) -> Result<()> {
+  let pin = region.pin();
+  region.close()?;
+  drop(pin);
+  Ok(())
+}
+
+/// Each case twice: `life.native.*` closes as a Rust owner can (`close_owned`), and
+/// `life.pinned.*` as the JS binding does (`close_pinned`), the least that any binding whose
+/// views outlive `close()` can do.
 fn lifecycle(ops: usize) -> Result<()> {
   let name = unique_name("bench");
+  let closes: [(&str, Close); 2] = [("native", close_owned), ("pinned", close_pinned)];
   for (label, size) in [("4k", 4096), ("1m", MIB)] {
     let fd_source = Region::memfd(size)?;
-    let existing = Region::create(&name, size)?;
-    let cases: Vec<(&str, Op<'_>)> = vec![
-      ("create.anonymous", Box::new(|| Ok(Region::anonymous(size)?.close()?))),
-      ("create.devzero", Box::new(|| Ok(Region::dev_zero(size)?.close()?))),
-      ("create.memfd", Box::new(|| Ok(Region::memfd(size)?.close()?))),
-      (
-        "open.fd",
-        Box::new(|| {
-          Ok(
-            Region::from_fd(
-              fd_source.fd().expect("a memfd region has an fd"),
-              &MapOptions::default(),
-            )?
-            .close()?,
-          )
-        }),
-      ),
-      ("open.named", Box::new(|| Ok(Region::open(&name)?.close()?))),
-    ];
-    for (case, op) in cases {
-      report_life(&format!("life.native.{case}.{label}"), per_op(ops, op)?);
+    let fd = fd_source.fd().expect("a memfd region has an fd");
+    for (kind, close) in closes {
+      let existing = Region::create(&name, size)?;
+      let cases: Vec<(&str, Op<'_>)> = vec![
+        ("create.anonymous", Box::new(|| close(Region::anonymous(size)?))),
+        ("create.devzero", Box::new(|| close(Region::dev_zero(size)?))),
+        ("create.memfd", Box::new(|| close(Region::memfd(size)?))),
+        (
+          "open.fd",
+          Box::new(|| close(Region::from_fd(fd, &MapOptions::default())?)),
+        ),
+        ("open.named", Box::new(|| close(Region::open(&name)?))),
+      ];
+      for (case, op) in cases {
+        report_life(&format!("life.{kind}.{case}.{label}"), per_op(ops, op)?);
+      }
+      drop(existing);
+      unlink(&name)?;
+      let measured = per_op(ops, || {
+        close(Region::create(&name, size)?)?;
+        Ok(unlink(&name)?)
+      })?;
+      report_life(&format!("life.{kind}.create.named.{label}"), measured);
     }
-    drop(existing);
-    unlink(&name)?;
-    let measured = per_op(ops, || {
-      Region::create(&name, size)?.close()?;
-      Ok(unlink(&name)?)
-    })?;
-    report_life(&format!("life.native.create.named.{label}"), measured);
   }
   Ok(())
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run bench`: builds the addon and the native floor (release), runs every benchmark in
+// `npm run bench`: builds the addon, the native floor and the Node floor (release), runs every benchmark in
 // rounds, prints a table and writes bench/results.json (quick or partial runs: bench/results-quick.json).
 // See bench/README.md.
 //
@@ -103,6 +103,8 @@ function plan() {
   for (const label of ['4k', '1m']) {
     for (const kase of LIFE_CASES) {
       steps.push(['life', `${kase} ${label}`, node, [join(here, 'lifecycle.mjs'), kase, label, String(size.lifeOps)]])
+      const floorArgs = [join(here, 'lifecycle.mjs'), kase, label, String(size.lifeOps), 'floor']
+      steps.push(['life', `floor ${kase} ${label}`, node, floorArgs])
     }
   }
   steps.push(['mutex', 'native', native, ['mutex', String(size.ppIters)]])
@@ -172,6 +174,7 @@ function build() {
     '--example',
     'bench_channel',
   ])
+  step('build the Node floor (release)', 'cargo', ['build', '--release', '-p', 'shmkit-bench-floor'])
 }
 
 // Baselines: the measurement each row is divided by, in the same round.
@@ -182,7 +185,7 @@ function baselineOf(id) {
     return `pp.native.sem.${m[2] === 'none' ? 'same' : m[2]}`
   }
   if (id.startsWith('bulk.') && id !== 'bulk.native.memcpy') return 'bulk.native.memcpy'
-  if ((m = /^life\.(?:shmkit|pinned)\.(.+\.(?:4k|1m))$/.exec(id))) return `life.native.${m[1]}`
+  if ((m = /^life\.(?:shmkit|pinned|floor)\.(.+\.(?:4k|1m))$/.exec(id))) return `life.native.${m[1]}`
   if ((m = /^(life\.\w+\..+\.(?:4k|1m))\.last10$/.exec(id))) return `${m[1]}.first10`
   if ((m = /^mutex\.shmkit\.(.+)$/.exec(id))) return `mutex.native.${m[1]}`
   if ((m = /^fork\.shmkit\.(small|\d+m)$/.exec(id))) return `fork.native.${m[1]}`

@@ -133,30 +133,32 @@ out.push(
   table(
     [
       'lifecycle (10,000 ops)',
-      'JS µs',
       'Rust µs',
-      'JS ÷ Rust',
       'Rust, pinned µs',
-      'pinned ÷ Rust',
-      'JS ÷ pinned',
+      'Node floor µs',
+      'JS µs',
+      'JS ÷ Rust',
+      'floor ÷ Rust',
+      'JS ÷ floor',
       'last/first 10 %',
       'maps Δ',
-      'full GCs',
+      'full GCs, floor / JS',
     ],
     cases.map((c) => {
       const js = get(`life.shmkit.${c}`)
-      const pinned = get(`life.pinned.${c}`)
+      const floor = get(`life.floor.${c}`)
       return [
         c,
-        fmt(js.value),
         fmt(get(`life.native.${c}`)?.value),
+        fmt(get(`life.pinned.${c}`)?.value),
+        fmt(floor?.value),
+        fmt(js.value),
         times(js.ratio),
-        fmt(pinned?.value),
-        times(pinned?.ratio),
-        times(pinned ? js.value / pinned.value : null),
+        times(floor?.ratio),
+        times(floor ? js.value / floor.value : null),
         times(get(`life.shmkit.${c}.last10`)?.ratio),
         fmt(get(`life.shmkit.${c}.maps_delta`)?.value),
-        fmt(get(`life.shmkit.${c}.major_gcs`)?.value),
+        `${fmt(get(`life.floor.${c}.major_gcs`)?.value)} / ${fmt(get(`life.shmkit.${c}.major_gcs`)?.value)}`,
       ]
     }),
   ),

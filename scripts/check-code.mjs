@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `npm run check`: what the tests do not see. The crates build with the oldest Rust they
-// declare (`rust-version` in Cargo.toml, installed with rustup if missing), oxlint passes with
-// the project's rules (.oxlintrc.json), and the TypeScript of the tests type-checks against
+// declare (`rust-version` in Cargo.toml, installed with rustup if missing), clippy (`-D
+// warnings`) and oxlint pass with the project's rules (Cargo.toml, .oxlintrc.json), rustfmt
+// and prettier find nothing to change, and the TypeScript of the tests type-checks against
 // the generated index.d.ts. Stops at the first failure with its exit code; prints each step's
 // time.
 import { readFileSync } from 'node:fs'
@@ -43,7 +44,10 @@ step(`cargo check with Rust ${msrv}`, 'cargo', [
   '--target-dir',
   join('target', `msrv-${msrv}`),
 ])
+step('clippy', 'cargo', ['clippy', '--workspace', '--all-targets', '--locked', '--', '-D', 'warnings'])
+step('rustfmt', 'cargo', ['fmt', '--all', '--', '--check'])
 step('oxlint', 'npx', ['oxlint', '--deny-warnings'])
+step('prettier', 'npx', ['prettier', '--check', '.'])
 step('typecheck', 'npx', ['tsc', '--noEmit', '-p', 'tsconfig.json'])
 
 console.log(`\n=== checks passed\n${times.join('\n')}`)

@@ -77,7 +77,8 @@ function shmkitOp(kase) {
 }
 
 function floorOp(kase) {
-  const path = join(dirname(fileURLToPath(import.meta.url)), '..', 'target', 'release', 'libshmkit_bench_floor.so')
+  const library = `libshmkit_bench_floor.${process.platform === 'darwin' ? 'dylib' : 'so'}`
+  const path = join(dirname(fileURLToPath(import.meta.url)), '..', 'target', 'release', library)
   if (!existsSync(path)) throw new Error(`${path} is missing: npm run bench builds it`)
   const floor = { exports: {} }
   process.dlopen(floor, path)

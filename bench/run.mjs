@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// `npm run bench`: builds the addon, the native floor and the Node floor (release), runs every benchmark in
-// rounds, prints a table and writes bench/results.json (quick or partial runs: bench/results-quick.json).
-// See bench/README.md.
+// `npm run bench`: builds the addon, the native floor and the Node floor (release), runs every
+// benchmark in rounds, prints a table and writes bench/results.json (quick or partial runs:
+// bench/results-quick.json). See bench/README.md.
 //
 //   node bench/run.mjs [--quick] [--rounds N] [--only pp,bulk,life,mutex,fork,chan] [--no-build] [--out FILE]
 //

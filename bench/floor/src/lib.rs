@@ -30,7 +30,8 @@ unsafe extern "C" fn drop_pin(_env: sys::napi_env, _data: *mut c_void, hint: *mu
   drop(unsafe { Box::from_raw(hint.cast::<AddressPin>()) });
 }
 
-fn failed(e: &shmkit::Error) -> Error {
+/// The core's error as a plain JS error (a measure needs no typed errors).
+fn failed(e: shmkit::Error) -> Error {
   Error::from_reason(e.to_string())
 }
 
@@ -48,12 +49,12 @@ pub fn cycle(env: &Env, case: String, size: u32, name: String, fd: i32) -> Resul
     "open.named" => Region::open(name.as_str()),
     "open.fd" => {
       // SAFETY: the caller keeps `fd` open during the call; the core duplicates it.
-      let borrowed = unsafe { shmkit::borrow_fd(fd) }.map_err(|e| failed(&e))?;
+      let borrowed = unsafe { shmkit::borrow_fd(fd) }.map_err(failed)?;
       Region::from_fd(borrowed, &MapOptions::default())
     }
     _ => return Err(Error::from_reason(format!("unknown case {case}"))),
   }
-  .map_err(|e| failed(&e))?;
+  .map_err(failed)?;
   let pin = Box::into_raw(Box::new(region.pin()));
   let mut value = std::ptr::null_mut();
   // SAFETY: the pin keeps the region's `len` bytes mapped until `drop_pin` runs for this
@@ -71,9 +72,9 @@ pub fn cycle(env: &Env, case: String, size: u32, name: String, fd: i32) -> Resul
   if status != sys::Status::napi_ok {
     return Err(Error::from_status(Status::from(status)));
   }
-  region.close().map_err(|e| failed(&e))?;
+  region.close().map_err(failed)?;
   if case == "create.named" {
-    shmkit::unlink(name.as_str()).map_err(|e| failed(&e))?;
+    shmkit::unlink(name.as_str()).map_err(failed)?;
   }
   // SAFETY: `napi_create_external_arraybuffer` succeeded, so `value` is a live handle.
   Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })

@@ -14,9 +14,8 @@
 //! private buffers, and a forked child copying a touched shared region out into its own
 //! buffer. Lifecycle: create/open + close cycles per technique, closed by the only owner
 //! (`life.native.*`) or with a pin held across the close, as the JS binding must
-//! (`life.pinned.*`). Fork: `fork` + `_exit` +
-//! `waitpid` after touching a heap of the given size, in one block and scattered in 256 KiB
-//! mappings like V8's heap pages.
+//! (`life.pinned.*`). Fork: `fork` + `_exit` + `waitpid` after touching a heap of the given
+//! size, in one block and scattered in 256 KiB mappings like V8's heap pages.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
